@@ -1,0 +1,225 @@
+"""The DNW operator: real-edge aggregation with gradients to every candidate.
+
+Given node features ``x`` (node-major, ``[num_sources, F]`` with
+``F = batch x spatial``), candidate edges ``edge_index`` (``[2, C]``, sorted by
+``(target, source)``), one weight per candidate and a boolean ``real_mask``:
+
+* forward: ``out[v] = sum over real (u, v) of w_uv * x[u]`` as one fused
+  sparse-dense (CSR) product, or one dense product when most of the rectangle is
+  real. No per-edge message tensor is ever built. Targets with no real in-edge get 0.
+* backward: ``grad_x[u] = sum over real (u, v) of w_uv * grad_out[v]`` (gradient
+  flows *through* real edges only) and
+
+  - ``grad_all=True`` (DNW): ``grad_w[e] = <x[u], grad_out[v]>`` for **every**
+    candidate ``e = (u, v)``, real or hallucinated. Per :class:`wiring.graph.Block`
+    this is one dense GEMM ``grad_out[targets] @ x[sources].T`` (a reshape when the
+    block is complete, a gather when it is mostly full), or a sampled product
+    (``torch.sparse.sampled_addmm``) on the candidate pattern when it is sparse;
+  - ``grad_all=False``: the same value for real edges, 0 for the others.
+
+This equals a dense weight matrix with a straight-through top-k mask
+(:func:`dense_reference`), which the tests hold it against.
+
+Real edges of the DNW rule are :func:`topk_mask`: the ``k`` largest ``|w|``,
+exactly ``k``, ties broken towards the lower candidate index.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .graph import Block, GraphError, check_edges
+
+warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+
+MODES = ("dnw", "dnw_no_update", "fixed", "complete")
+
+# A block whose candidates fill at least this fraction of its rectangle gets its
+# candidate gradient from one dense GEMM (then a gather); sparser ones use a
+# sampled product. Real edges filling this fraction of the rectangle use a dense forward.
+DENSE_GRAD_FILL = 0.10
+DENSE_FORWARD_FILL = 0.30
+
+
+def topk_mask(weight: Tensor, k: int) -> Tensor:
+    """Boolean mask of the ``k`` candidates with the largest ``|weight|``.
+
+    Exactly ``k`` entries are True; among equal magnitudes the lower index wins,
+    so the result is deterministic (and equal on every rank of a distributed run).
+
+    >>> topk_mask(torch.tensor([0.1, -2.0, 0.5, 2.0, 0.5]), 3).tolist()
+    [False, True, True, True, False]
+    """
+    k = check_edges(k, weight.numel())
+    mag = weight.detach().abs()
+    if k == mag.numel():
+        return torch.ones_like(mag, dtype=torch.bool)
+    threshold = torch.topk(mag, k, sorted=False).values.min()
+    mask = mag > threshold
+    ties = mag == threshold
+    room = k - mask.sum()
+    mask |= ties & (torch.cumsum(ties, 0) <= room)
+    return mask
+
+
+def _csr(dst: Tensor, src: Tensor, values: Tensor, rows: int, cols: int) -> Tensor:
+    crow = torch.zeros(rows + 1, dtype=torch.long, device=dst.device)
+    crow[1:] = torch.cumsum(torch.bincount(dst, minlength=rows), 0)
+    return torch.sparse_csr_tensor(crow, src, values, (rows, cols), check_invariants=False)
+
+
+def _dense(dst: Tensor, src: Tensor, values: Tensor, rows: int, cols: int) -> Tensor:
+    mat = values.new_zeros(rows * cols)
+    mat[dst * cols + src] = values
+    return mat.view(rows, cols)
+
+
+def _candidate_grad(x: Tensor, g: Tensor, src: Tensor, dst: Tensor, blocks: Sequence[Block]) -> Tensor:
+    """``<x[src[e]], g[dst[e]]>`` for every candidate e, block by block."""
+    out = g.new_empty(src.numel())
+    for b in blocks:
+        c = slice(b.cand_start, b.cand_end)
+        gb, xb = g[b.target_start:b.target_end], x[b.source_start:b.source_end]
+        if b.complete:
+            torch.mm(gb, xb.t(), out=out[c].view(b.target_end - b.target_start, -1))
+        elif b.fill >= DENSE_GRAD_FILL:
+            dense = torch.mm(gb, xb.t())
+            out[c] = dense[dst[c] - b.target_start, src[c] - b.source_start]
+        else:
+            pattern = _csr(dst[c] - b.target_start, src[c] - b.source_start, g.new_zeros(b.cand_end - b.cand_start),
+                           b.target_end - b.target_start, b.source_end - b.source_start)
+            out[c] = torch.sparse.sampled_addmm(pattern, gb, xb.t(), beta=0.0).values()
+    return out
+
+
+class _Propagate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, edge_index: Tensor, real_mask: Tensor,
+                num_targets: int, blocks: tuple[Block, ...], grad_all: bool) -> Tensor:
+        real = real_mask.nonzero().flatten()
+        src, dst = edge_index[0, real], edge_index[1, real]
+        values = weight[real]
+        rows, cols = num_targets, x.size(0)
+        dense = real.numel() >= DENSE_FORWARD_FILL * rows * cols
+        mat = _dense(dst, src, values, rows, cols) if dense else _csr(dst, src, values, rows, cols)
+        out = mat @ x
+        ctx.save_for_backward(x, edge_index, real, src, dst, values)
+        ctx.meta = (rows, cols, dense, blocks, grad_all)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, edge_index, real, src, dst, values = ctx.saved_tensors
+        rows, cols, dense, blocks, grad_all = ctx.meta
+        g = grad_out.contiguous()
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            if dense:
+                grad_x = _dense(dst, src, values, rows, cols).t() @ g
+            else:
+                order = torch.sort(src, stable=True).indices
+                grad_x = _csr(src[order], dst[order], values[order], cols, rows) @ g
+        if ctx.needs_input_grad[1]:
+            if grad_all:
+                grad_w = _candidate_grad(x, g, edge_index[0], edge_index[1], blocks)
+            else:
+                grad_w = g.new_zeros(edge_index.size(1))
+                if real.numel():
+                    pattern = _csr(dst, src, g.new_zeros(real.numel()), rows, cols)
+                    grad_w[real] = torch.sparse.sampled_addmm(pattern, g, x.t(), beta=0.0).values()
+        return grad_x, grad_w, None, None, None, None, None
+
+
+def propagate(x: Tensor, weight: Tensor, edge_index: Tensor, real_mask: Tensor, *,
+              num_targets: int, target_offset: int = 0, cand_offset: int = 0,
+              blocks: Sequence[Block] | None = None, grad_all: bool = True) -> Tensor:
+    """Aggregate ``x`` over the real candidates into ``num_targets`` target rows.
+
+    The building block of every graph: ``edge_index`` ``[2, C]`` must be sorted by
+    ``(target, source)``; sources index rows of ``x``; targets lie in
+    ``[target_offset, target_offset + num_targets)`` and come out as rows
+    ``0..num_targets-1``. ``blocks`` (absolute node ids, candidate ids shifted by
+    ``cand_offset``) describe the candidates for the hallucinated gradient; by
+    default the whole target x source rectangle is one block.
+
+    >>> x = torch.tensor([[1.0], [2.0], [3.0]])
+    >>> ei = torch.tensor([[0, 1, 0, 2], [1, 2, 3, 3]])   # sorted by target
+    >>> w = torch.tensor([1.0, 0.5, -1.0, 2.0])
+    >>> propagate(x, w, ei, torch.tensor([True, True, False, True]),
+    ...           num_targets=3, target_offset=1).flatten().tolist()
+    [1.0, 1.0, 6.0]
+    """
+    local = edge_index
+    if target_offset:
+        local = torch.stack([edge_index[0], edge_index[1] - target_offset])
+    if blocks is None:
+        c = edge_index.size(1)
+        blocks = (Block(0, num_targets, 0, x.size(0), 0, c, c == num_targets * x.size(0)),)
+    elif target_offset or cand_offset:
+        blocks = tuple(Block(b.target_start - target_offset, b.target_end - target_offset, b.source_start,
+                             b.source_end, b.cand_start - cand_offset, b.cand_end - cand_offset, b.complete)
+                       for b in blocks)
+    return _Propagate.apply(x, weight, local, real_mask, num_targets, tuple(blocks), grad_all)
+
+
+def mode_selection(mode: str, weight: Tensor, k: int | None, real_mask: Tensor | None) -> tuple[Tensor, bool]:
+    """``(real_mask, grad_all)`` for the basic modes of :func:`dnw_propagate`."""
+    if mode in ("dnw", "dnw_no_update"):
+        if k is None:
+            raise GraphError(f"mode {mode!r} needs k, the number of real edges")
+        return topk_mask(weight, k), mode == "dnw"
+    if mode == "fixed":
+        if real_mask is None or real_mask.dtype != torch.bool or real_mask.shape != weight.shape:
+            raise GraphError("mode 'fixed' needs real_mask, a bool tensor with one entry per candidate")
+        return real_mask, False
+    if mode == "complete":
+        return torch.ones_like(weight, dtype=torch.bool), True
+    raise GraphError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+
+
+def dnw_propagate(x: Tensor, edge_index: Tensor, edge_weight: Tensor, k: int | None = None,
+                  mode: str = "dnw", real_mask: Tensor | None = None) -> Tensor:
+    """One DNW aggregation over a whole graph: ``out[v] = sum_{(u,v) real} w_uv x[u]``.
+
+    ``x`` is ``[N, F]``; the output is ``[N, F]``. Real edges per ``mode``:
+    ``dnw`` (top-k of ``|w|``, gradient to every candidate), ``dnw_no_update``
+    (top-k, gradient to real edges only), ``fixed`` (``real_mask`` given, gradient
+    to real edges only), ``complete`` (all candidates real). ``edge_index`` may be
+    in any order; ties in ``|w|`` go to the lower position in it.
+
+    >>> x = torch.tensor([[1.0], [2.0], [3.0], [0.0]])
+    >>> ei = torch.tensor([[0, 1, 2, 0], [3, 3, 3, 1]])
+    >>> w = torch.tensor([1.0, -0.1, 2.0, 0.5], requires_grad=True)
+    >>> out = dnw_propagate(x, ei, w, k=2)          # real: 2 -> 3 and 0 -> 3
+    >>> out.flatten().tolist()
+    [0.0, 0.0, 0.0, 7.0]
+    >>> out.sum().backward(); w.grad.tolist()         # every candidate gets <x_u, g_v>
+    [1.0, 2.0, 3.0, 1.0]
+    """
+    if x.dim() != 2:
+        raise GraphError(f"x must be node-major [num_nodes, features], got shape {list(x.shape)}")
+    if edge_weight.shape != (edge_index.size(1),):
+        raise GraphError(f"edge_weight must have shape [{edge_index.size(1)}], got {list(edge_weight.shape)}")
+    mask, grad_all = mode_selection(mode, edge_weight, k, real_mask)
+    n = x.size(0)
+    key = edge_index[1] * n + edge_index[0]
+    if key.numel() > 1 and bool((key[1:] < key[:-1]).any()):
+        order = torch.argsort(key)
+        edge_index, edge_weight, mask = edge_index[:, order], edge_weight[order], mask[order]
+    return propagate(x, edge_weight, edge_index, mask, num_targets=n, grad_all=grad_all)
+
+
+def dense_reference(x: Tensor, edge_index: Tensor, edge_weight: Tensor, real_mask: Tensor,
+                    grad_all: bool) -> Tensor:
+    """The authors' formulation: a dense ``[N, N]`` matrix, masked in the forward,
+    straight-through to the full matrix in the backward when ``grad_all``.
+    Slow; the tests and the benchmark compare the engine against it."""
+    n = x.size(0)
+    full = _dense(edge_index[1], edge_index[0], edge_weight, n, n)
+    mask = _dense(edge_index[1], edge_index[0], real_mask.to(edge_weight.dtype), n, n)
+    masked = full * mask
+    effective = full + (masked - full).detach() if grad_all else masked
+    return effective @ x
