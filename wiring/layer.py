@@ -1,0 +1,144 @@
+"""The module that owns one graph's wiring: what models need from the engine.
+
+:class:`WiredGraph` holds a :class:`~wiring.graph.NeuralGraph`'s candidate
+``edge_index`` (buffer), one learned weight per candidate (parameter), the budget
+``k`` and a :mod:`~wiring.modes` mode. Each forward a model asks it once for the
+:meth:`~WiredGraph.select`-ion of real edges, then aggregates node features with
+it, either level by level (static graphs, :meth:`~WiredGraph.run_static`) or over
+all nodes at once (dynamic graphs, :meth:`~WiredGraph.aggregate`). Gradients
+follow :func:`wiring.ops.propagate`.
+
+Example, a 5-node static graph trained in a plain loop::
+
+    >>> from wiring.graph import static_graph
+    >>> layer = WiredGraph(static_graph([2, 2, 1]), edges=3, seed=0)
+    >>> x0 = torch.randn(2, 6)                       # 2 input nodes, 6 features
+    >>> states = layer.run_static(x0, lambda level, inp: torch.relu(inp))
+    >>> [tuple(s.shape) for s in states]
+    [(2, 6), (2, 6), (1, 6)]
+    >>> int(layer.real_mask().sum()), layer.density
+    (3, 0.375)
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .graph import GraphError, NeuralGraph, Wiring, check_edges
+from .modes import Mode, Selection, make_mode
+from .ops import propagate
+from .presets import initial_weights
+
+NodeOp = Callable[[int, Tensor], Tensor]
+
+
+class WiredGraph(nn.Module):
+    """Learned wiring of one graph: candidate weights, real-edge selection, aggregation."""
+
+    def __init__(self, graph: NeuralGraph, edges: int, mode: str | Mode = "dnw", preset: str = "random_k",
+                 seed: int = 0, preset_options: dict | None = None, mode_options: dict | None = None) -> None:
+        super().__init__()
+        self.graph = graph
+        self.k = check_edges(edges, graph.num_candidates)
+        self.mode = mode if isinstance(mode, Mode) else make_mode(mode, self.k, **(mode_options or {}))
+        self.preset, self.seed = preset, seed
+        weight = initial_weights(preset, graph, self.k, seed, **(preset_options or {}))
+        self.weight = nn.Parameter(weight)
+        self.register_buffer("edge_index", graph.edge_index.clone())
+        self.register_buffer("level", graph.level.clone())
+        self.register_buffer("role", graph.role.clone())
+        self.register_buffer("frozen_mask", torch.zeros(graph.num_candidates, dtype=torch.bool))
+        self.freeze(make_mode("dnw", self.k).select(weight, self.frozen_mask, False).mask)
+        self._node_ptr = graph.level_ptr
+        self._cand_ptr = graph.candidate_level_ptr if graph.static else [0, graph.num_candidates]
+        self._level_block = {b_level: b for b_level, b in self._blocks_by_level()}
+
+    def _blocks_by_level(self):
+        for block in self.graph.blocks:
+            yield int(self.graph.level[block.target_start]), block
+
+    # ------------------------------------------------------------------ wiring state
+    @property
+    def num_candidates(self) -> int:
+        return self.graph.num_candidates
+
+    @property
+    def density(self) -> float:
+        return self.k / self.num_candidates
+
+    def freeze(self, mask: Tensor) -> None:
+        """Store ``mask`` as the frozen real set (used by fixed / fine_tune / lottery)."""
+        if mask.dtype != torch.bool or mask.shape != (self.num_candidates,):
+            raise GraphError(f"a frozen real set must be a bool tensor of shape [{self.num_candidates}]")
+        if self.mode.uses_frozen and int(mask.sum()) != self.k:
+            raise GraphError(f"the frozen real set has {int(mask.sum())} edges, expected k={self.k}")
+        self.frozen_mask.copy_(mask)
+
+    def select(self) -> Selection:
+        """The real edges for this forward (call once per forward)."""
+        return self.mode.select(self.weight, self.frozen_mask, self.training)
+
+    @torch.no_grad()
+    def real_mask(self) -> Tensor:
+        """The real edges at evaluation: exactly k of them (all for ``complete``)."""
+        return self.mode.select(self.weight, self.frozen_mask, False).mask.clone()
+
+    # ------------------------------------------------------------------ aggregation
+    def aggregate(self, x: Tensor, selection: Selection, level: int | None = None) -> Tensor:
+        """Inputs ``I_v = sum over real (u, v) of w_uv x[u]``.
+
+        Static graphs: the targets of ``level`` from the states of all lower
+        levels, ``x`` ``[first node of level, F]``. Dynamic graphs (``level`` None):
+        all nodes from all nodes, ``x`` ``[N, F]``.
+        """
+        if level is None:
+            if self.graph.static:
+                raise GraphError("a static graph aggregates level by level: pass level=")
+            n = self.graph.num_nodes
+            return propagate(x, self.weight, self.edge_index, selection.mask, num_targets=n,
+                             blocks=self.graph.blocks, grad_all=selection.grad_all)
+        c0, c1 = self._cand_ptr[level], self._cand_ptr[level + 1]
+        t0, t1 = self._node_ptr[level], self._node_ptr[level + 1]
+        block = self._level_block.get(level)
+        return propagate(x, self.weight[c0:c1], self.edge_index[:, c0:c1], selection.mask[c0:c1],
+                         num_targets=t1 - t0, target_offset=t0, cand_offset=c0,
+                         blocks=(block,) if block is not None else (), grad_all=selection.grad_all)
+
+    def run_static(self, inputs: Tensor, node_op: NodeOp, selection: Selection | None = None) -> list[Tensor]:
+        """Run a static graph level by level; returns the states of every level.
+
+        ``inputs`` are the level-0 states ``[n_0, F]``; ``node_op(level, I)`` maps
+        a level's inputs to its states (the model decides what the output level does).
+        """
+        if not self.graph.static:
+            raise GraphError("run_static needs a static graph; dynamic graphs use aggregate()")
+        if inputs.size(0) != self._node_ptr[1]:
+            raise GraphError(f"expected {self._node_ptr[1]} input node rows, got {inputs.size(0)}")
+        selection = self.select() if selection is None else selection
+        states = [inputs]
+        for level in range(1, len(self._node_ptr) - 1):
+            prefix = states[0] if level == 1 else torch.cat(states)
+            states.append(node_op(level, self.aggregate(prefix, selection, level)))
+        return states
+
+    # ------------------------------------------------------------------ export
+    @torch.no_grad()
+    def wiring(self, all_candidates: bool = False, **attrs) -> Wiring:
+        """The current wiring as plain data (real edges, or all candidates with ``real``)."""
+        mask = self.real_mask().cpu()
+        weight = self.weight.detach().cpu()
+        edge_index = self.edge_index.cpu()
+        meta = {"k": self.k, "density": self.density, "candidates": self.num_candidates,
+                "preset": self.preset, "mode": self.mode.name, "seed": self.seed,
+                "static": self.graph.static, **attrs}
+        if all_candidates:
+            return Wiring(edge_index.clone(), weight.clone(), self.level.cpu().clone(),
+                          self.role.cpu().clone(), mask, meta)
+        return Wiring(edge_index[:, mask], weight[mask], self.level.cpu().clone(), self.role.cpu().clone(),
+                      None, meta)
+
+    def extra_repr(self) -> str:
+        return (f"{self.graph.describe()}, edges={self.k} (density {self.density:.4f}), "
+                f"mode={self.mode.name}, preset={self.preset}")
