@@ -1,0 +1,769 @@
+"""Wirings in and out: NetworkX, PyG, GraphML, edge lists, histories, run folders.
+
+Pure functions of a :class:`~wiring.graph.Wiring`; nothing here knows of models,
+training state or the command line, so the viz can import it freely.
+
+Contract
+--------
+* :func:`to_networkx` / :func:`from_networkx`: a ``nx.DiGraph`` with nodes
+  ``0..N-1`` carrying ``level`` (int) and ``role`` (``"input"``, ``"hidden"`` or
+  ``"output"``), edges carrying ``weight`` (float) and, when the wiring has a
+  ``real`` mask, ``real`` (bool); graph attributes are ``w.attrs``.
+  :func:`from_networkx` also reads graphs that lack those attributes (see there)
+  and returns the edges sorted by ``(target, source)``, the candidates' order.
+* :func:`to_pyg` / :func:`from_pyg`: a ``torch_geometric.data.Data`` with
+  ``edge_index``, ``edge_weight``, ``level``, ``role``, ``num_nodes``, ``attrs``
+  and ``real`` when present.
+* :func:`write_graphml` / :func:`read_graphml`: every attribute a plain scalar so
+  any GraphML reader opens the file; writes are atomic (temporary file in the same
+  folder, then ``os.replace``). Reading checks the size before parsing and the node
+  and edge counts before building anything.
+* :func:`write_edgelist`: ``source target weight`` per line (plus ``real`` as 0/1
+  when the wiring has a mask) after a ``#`` header with the attributes.
+* :class:`WiringHistory`: the snapshots of a wiring during training, about 6 bytes
+  per real edge per snapshot; saved as a ``.pt`` of tensors and plain types only.
+* :func:`load_metrics` and :func:`load_run`: the files of a run folder.
+
+Every problem with a file raises :class:`WiringFileError` (a :class:`GraphError`,
+hence a ``ValueError``) with a one-line message naming the file; invalid graph
+content raises :class:`GraphError` naming the node or edge.
+"""
+from __future__ import annotations
+
+import io as _io
+import json
+import numbers
+import os
+import re
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import networkx as nx
+import torch
+from torch import Tensor
+
+from .graph import HIDDEN, INPUT, OUTPUT, ROLE_NAMES, GraphError, Wiring, _generations, find_cycle
+
+__all__ = [
+    "WiringFileError", "to_networkx", "from_networkx", "node_order", "to_pyg", "from_pyg",
+    "write_graphml", "read_graphml", "write_edgelist", "WiringHistory", "load_metrics",
+    "RunData", "load_run", "RUN_FILES",
+]
+
+PathLike = str | os.PathLike
+
+
+class WiringFileError(GraphError):
+    """A wiring file or run folder is missing, too large, malformed or invalid."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _plain_scalar(value: Any) -> Any:
+    """``value`` as a plain Python int/float/str/bool (tensors and numpy scalars
+    unwrapped), None for None; anything else raises TypeError."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Tensor) and value.numel() == 1:
+        return value.item()
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item) and getattr(value, "shape", None) == ():
+        return item()
+    raise TypeError(type(value).__name__)
+
+
+def _plain_attrs(attrs: dict | None, *, strict: bool) -> dict:
+    """Attributes reduced to plain scalars. ``strict``: anything else is an error;
+    otherwise it is dropped (``node_default`` dicts of a GraphML reader...)."""
+    out = {}
+    for key, value in (attrs or {}).items():
+        try:
+            out[str(key)] = _plain_scalar(value)
+        except TypeError as err:
+            if strict:
+                raise GraphError(f"attrs[{key!r}] is a {err}; wiring attributes must be "
+                                 f"int, float, str, bool or None") from None
+    return out
+
+
+def _atomic_write(path: PathLike, write: Callable[[Any], None], *, binary: bool) -> None:
+    """Call ``write(file)`` on a temporary file next to ``path``, then rename it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _existing_file(path: PathLike, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise WiringFileError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise WiringFileError(f"{what} {path} is not a file")
+    return path
+
+
+def _check_wiring(w: Wiring) -> None:
+    n, ei = w.num_nodes, w.edge_index
+    if ei.dim() != 2 or ei.size(0) != 2:
+        raise GraphError(f"edge_index must have shape [2, E], got {list(ei.shape)}")
+    if w.weight.shape != (ei.size(1),):
+        raise GraphError(f"weight must have shape [{ei.size(1)}], got {list(w.weight.shape)}")
+    if w.role.shape != (n,):
+        raise GraphError(f"role must have one entry per node ({n}), got {list(w.role.shape)}")
+    if w.real is not None and w.real.shape != (ei.size(1),):
+        raise GraphError(f"real must have shape [{ei.size(1)}], got {list(w.real.shape)}")
+    if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= n):
+        raise GraphError(f"edge_index refers to a node outside 0..{n - 1}")
+
+
+def _infer_roles(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """No in-edges: input; else no out-edges: output; else hidden."""
+    indeg = torch.bincount(edge_index[1], minlength=num_nodes)
+    outdeg = torch.bincount(edge_index[0], minlength=num_nodes)
+    role = torch.full((num_nodes,), HIDDEN, dtype=torch.long)
+    role[outdeg == 0] = OUTPUT
+    role[indeg == 0] = INPUT
+    return role
+
+
+def _sort_edges(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """Permutation that sorts edges by ``(target, source)``."""
+    return torch.argsort(edge_index[1] * num_nodes + edge_index[0], stable=True)
+
+
+def _natural_key(node: Any) -> tuple:
+    parts = re.split(r"([0-9]+)", str(node))
+    return tuple((0, int(p), "") if i % 2 else (1, 0, p) for i, p in enumerate(parts) if p)
+
+
+# ----------------------------------------------------------------------------- NetworkX
+
+def to_networkx(w: Wiring) -> nx.DiGraph:
+    """The wiring as a ``nx.DiGraph`` (nodes ``0..N-1``; see the module docstring).
+
+    >>> w = Wiring(torch.tensor([[0, 1], [2, 2]]), torch.tensor([0.5, -1.0]),
+    ...            torch.tensor([0, 0, 1]), torch.tensor([0, 0, 2]), attrs={"k": 2})
+    >>> G = to_networkx(w)
+    >>> G.nodes[2], G.edges[1, 2], G.graph
+    ({'level': 1, 'role': 'output'}, {'weight': -1.0}, {'k': 2})
+    """
+    _check_wiring(w)
+    G = nx.DiGraph()
+    G.graph.update(w.attrs or {})
+    G.add_nodes_from((i, {"level": int(lvl), "role": ROLE_NAMES[int(r)]})
+                     for i, (lvl, r) in enumerate(zip(w.level.tolist(), w.role.tolist())))
+    src, dst = w.edge_index.tolist()
+    weight = w.weight.detach().float().tolist()
+    if w.real is None:
+        G.add_edges_from((u, v, {"weight": x}) for u, v, x in zip(src, dst, weight))
+    else:
+        real = w.real.bool().tolist()
+        G.add_edges_from((u, v, {"weight": x, "real": r}) for u, v, x, r in zip(src, dst, weight, real))
+    if G.number_of_edges() != w.num_edges:
+        key = w.edge_index[1] * max(w.num_nodes, 1) + w.edge_index[0]
+        uniq, counts = torch.unique(key, return_counts=True)
+        dup = int(uniq[counts > 1][0])
+        raise GraphError(f"duplicate edge {dup % w.num_nodes} -> {dup // w.num_nodes}")
+    return G
+
+
+def node_order(G: nx.Graph) -> list:
+    """The node ids of ``G`` in the order :func:`from_networkx` numbers them:
+    natural order of ``str(id)`` (digit runs compared as numbers), so ints
+    ``0..N-1`` keep their ids and ``"n2"`` comes before ``"n10"``.
+
+    >>> node_order(nx.DiGraph([("n10", "n2"), ("n2", "a")]))
+    ['a', 'n2', 'n10']
+    """
+    return sorted(G.nodes, key=_natural_key)
+
+
+def _level_value(node: Any, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not float(value).is_integer():
+        raise GraphError(f"node {node!r} has level {value!r}: levels must be integers")
+    if value < 0:
+        raise GraphError(f"node {node!r} has negative level {value!r}")
+    return int(value)
+
+
+def _role_value(node: Any, value: Any) -> int:
+    if isinstance(value, str) and value in ROLE_NAMES:
+        return ROLE_NAMES.index(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= value <= 2:
+        return int(value)
+    raise GraphError(f"node {node!r} has unknown role {value!r}: roles are {', '.join(ROLE_NAMES)}")
+
+
+def _get(data: dict, key: str, defaults: dict, fallback: Any = None) -> Any:
+    """``data[key]``, else the reader's default, else ``fallback`` (None counts as absent)."""
+    value = data.get(key)
+    if value is None:
+        value = defaults.get(key)
+    return fallback if value is None else value
+
+
+def _bool_value(what: str, value: Any) -> bool:
+    if isinstance(value, (bool, numbers.Integral)) or type(value).__name__ == "bool_":
+        if value in (0, 1):
+            return bool(value)
+    raise GraphError(f"{what}: it must be a bool")
+
+
+def _static_value(value: Any) -> bool | None:
+    return None if value is None else _bool_value(f"graph attribute static is {value!r}", value)
+
+
+def from_networkx(G: nx.DiGraph, *, static: bool | None = None) -> Wiring:
+    """A :class:`Wiring` from a directed graph, with or without our attributes.
+
+    Nodes are numbered as :func:`node_order` lists them. Edges come sorted by
+    ``(target, source)``. Missing data is filled in (a GraphML reader's
+    ``node_default`` / ``edge_default`` first):
+
+    * ``weight``: 1.0;
+    * ``role``: no in-edges: input; else no out-edges: output; else hidden;
+    * ``level`` (on every node or none): ``static`` (the argument, else the graph
+      attribute ``static``) False gives all 0; otherwise the topological
+      generations, and a cycle is an error naming it.
+    * ``real``: on every edge or none.
+
+    With ``static`` True, every edge must go to a strictly higher level. Graph
+    attributes that are plain scalars become ``attrs`` (others are dropped).
+    Raises :class:`GraphError` naming the node or edge for a non-numeric weight,
+    an unknown role, a negative or non-integer level, or parallel edges.
+
+    >>> w = from_networkx(nx.DiGraph([("a", "b"), ("b", "c"), ("a", "c")]))
+    >>> w.edge_index.tolist(), w.weight.tolist(), w.level.tolist(), w.role.tolist()
+    ([[0, 0, 1], [1, 2, 2]], [1.0, 1.0, 1.0], [0, 1, 2], [0, 1, 2])
+    """
+    if not isinstance(G, nx.Graph):
+        raise GraphError(f"expected a networkx DiGraph, got {type(G).__name__}")
+    if not G.is_directed():
+        raise GraphError("expected a directed graph (nx.DiGraph), got an undirected one")
+    if G.is_multigraph():
+        seen: set = set()
+        for u, v in G.edges():
+            if (u, v) in seen:
+                raise GraphError(f"duplicate edge {u!r} -> {v!r}")
+            seen.add((u, v))
+    nodes = node_order(G)
+    index = {node: i for i, node in enumerate(nodes)}
+    n = len(nodes)
+    node_default = G.graph.get("node_default") if isinstance(G.graph.get("node_default"), dict) else {}
+    edge_default = G.graph.get("edge_default") if isinstance(G.graph.get("edge_default"), dict) else {}
+    static = _static_value(G.graph.get("static")) if static is None else bool(static)
+
+    src, dst, weight, real = [], [], [], []
+    for u, v, data in G.edges(data=True):
+        x = _get(data, "weight", edge_default, 1.0)
+        if isinstance(x, bool) or not isinstance(x, numbers.Real):
+            raise GraphError(f"edge {u!r} -> {v!r} has non-numeric weight {x!r}")
+        r = _get(data, "real", edge_default)
+        if r is not None:
+            r = _bool_value(f"edge {u!r} -> {v!r} has real={r!r}", r)
+        src.append(index[u])
+        dst.append(index[v])
+        weight.append(float(x))
+        real.append(r)
+    edge_index = torch.tensor([src, dst], dtype=torch.long).reshape(2, -1)
+    has_real = [r is not None for r in real]
+    if any(has_real) and not all(has_real):
+        u, v = list(G.edges())[has_real.index(False)]
+        raise GraphError(f"edge {u!r} -> {v!r} has no 'real' attribute while other edges have one")
+
+    levels = [_get(G.nodes[node], "level", node_default) for node in nodes]
+    given = [lvl is not None for lvl in levels]
+    attrs = _plain_attrs({k: v for k, v in G.graph.items()
+                          if k not in ("node_default", "edge_default")}, strict=False)
+    if all(given):
+        level = torch.tensor([_level_value(node, lvl) for node, lvl in zip(nodes, levels)],
+                             dtype=torch.long)
+        if static and edge_index.numel():
+            bad = (level[edge_index[0]] >= level[edge_index[1]]).nonzero().flatten()
+            if bad.numel():
+                i = int(bad[0])
+                u, v = nodes[src[i]], nodes[dst[i]]
+                raise GraphError(f"edge {u!r} -> {v!r} goes from level {int(level[src[i]])} to level "
+                                 f"{int(level[dst[i]])} in a static wiring; every edge must go to a "
+                                 f"higher level (pass static=False for a dynamic wiring)")
+    elif any(given):
+        node = nodes[given.index(False)]
+        raise GraphError(f"node {node!r} has no level while other nodes have one")
+    elif static is False:
+        level = torch.zeros(n, dtype=torch.long)
+    else:
+        cycle = find_cycle(edge_index, n)
+        if cycle is not None:
+            names = " -> ".join(repr(nodes[i]) for i in cycle)
+            raise GraphError(f"the graph has no node levels and a cycle {names}: a static wiring must "
+                             f"be acyclic (pass static=False to read it as a dynamic wiring)")
+        level = _generations(edge_index, n) if n else torch.zeros(0, dtype=torch.long)
+        static = True
+    if static is not None:
+        attrs["static"] = static
+
+    role = _infer_roles(edge_index, n)
+    for i, node in enumerate(nodes):
+        r = _get(G.nodes[node], "role", node_default)
+        if r is not None:
+            role[i] = _role_value(node, r)
+    order = _sort_edges(edge_index, max(n, 1))
+    return Wiring(edge_index[:, order].contiguous(),
+                  torch.tensor(weight, dtype=torch.float32).reshape(-1)[order],
+                  level, role,
+                  torch.tensor([bool(r) for r in real], dtype=torch.bool).reshape(-1)[order]
+                  if any(has_real) else None,
+                  attrs)
+
+
+# ----------------------------------------------------------------------------- PyG
+
+def _pyg_data():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torch_geometric.data import Data
+    return Data
+
+
+def to_pyg(w: Wiring):
+    """The wiring as a ``torch_geometric.data.Data`` (tensors shared, not copied).
+
+    >>> w = Wiring(torch.tensor([[0, 1], [2, 2]]), torch.tensor([0.5, -1.0]),
+    ...            torch.tensor([0, 0, 1]), torch.tensor([0, 0, 2]))
+    >>> d = to_pyg(w)
+    >>> d.num_nodes, d.edge_weight.tolist(), d.role.tolist()
+    (3, [0.5, -1.0], [0, 0, 2])
+    """
+    _check_wiring(w)
+    Data = _pyg_data()
+    data = Data(edge_index=w.edge_index, edge_weight=w.weight, level=w.level, role=w.role,
+                num_nodes=w.num_nodes, attrs=dict(w.attrs or {}))
+    if w.real is not None:
+        data.real = w.real
+    return data
+
+
+def from_pyg(data, *, static: bool | None = None) -> Wiring:
+    """A :class:`Wiring` from a PyG ``Data`` (edge order kept).
+
+    Missing ``edge_weight``: ones; missing ``role``: inferred from degrees; missing
+    ``level``: as :func:`from_networkx` (generations unless ``static`` is False).
+
+    >>> w = from_pyg(to_pyg(from_networkx(nx.DiGraph([(0, 1), (1, 2)]))))
+    >>> w.edge_index.tolist(), w.level.tolist()
+    ([[0, 1], [1, 2]], [0, 1, 2])
+    """
+    edge_index = getattr(data, "edge_index", None)
+    if not isinstance(edge_index, Tensor):
+        raise GraphError("the PyG data has no edge_index tensor")
+    edge_index = edge_index.long()
+    n = int(data.num_nodes) if data.num_nodes is not None else \
+        (int(edge_index.max()) + 1 if edge_index.numel() else 0)
+    weight = getattr(data, "edge_weight", None)
+    weight = torch.ones(edge_index.size(1)) if weight is None else weight
+    attrs = _plain_attrs(getattr(data, "attrs", None), strict=False)
+    static = _static_value(attrs.get("static")) if static is None else bool(static)
+    level = getattr(data, "level", None)
+    if level is None:
+        if static is False:
+            level = torch.zeros(n, dtype=torch.long)
+        else:
+            level = _generations(edge_index, n)
+            attrs.setdefault("static", True)
+    role = getattr(data, "role", None)
+    role = _infer_roles(edge_index, n) if role is None else role.long()
+    real = getattr(data, "real", None)
+    w = Wiring(edge_index, weight, level.long(), role, None if real is None else real.bool(), attrs)
+    _check_wiring(w)
+    return w
+
+
+# ----------------------------------------------------------------------------- GraphML
+
+def _graphml_graph(w: Wiring) -> nx.DiGraph:
+    G = to_networkx(w)
+    G.graph.clear()
+    for key, value in _plain_attrs(w.attrs, strict=True).items():
+        if value is not None and key not in ("node_default", "edge_default"):
+            G.graph[key] = value
+    return G
+
+
+def write_graphml(w: Wiring, path: PathLike) -> None:
+    """Write the wiring as GraphML, atomically. Node data ``level`` (long) and
+    ``role`` (string); edge data ``weight`` (double) and ``real`` (boolean) when
+    the wiring has a mask; graph data = ``w.attrs`` without None values (a
+    non-scalar attribute is a :class:`GraphError`).
+
+    >>> import tempfile
+    >>> w = Wiring(torch.tensor([[0, 1], [2, 2]]), torch.tensor([0.5, -1.0]),
+    ...            torch.tensor([0, 0, 1]), torch.tensor([0, 0, 2]), attrs={"k": 2, "seed": None})
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_graphml(w, f"{d}/w.graphml")
+    ...     read_graphml(f"{d}/w.graphml").attrs
+    {'k': 2}
+    """
+    G = _graphml_graph(w)
+    _atomic_write(path, lambda f: nx.write_graphml(G, f), binary=True)
+
+
+def read_graphml(path: PathLike, *, static: bool | None = None, max_bytes: int = 200_000_000,
+                 max_nodes: int = 1_000_000, max_edges: int = 20_000_000) -> Wiring:
+    """Read a GraphML file into a :class:`Wiring` (any directed GraphML graph; the
+    attributes are interpreted as in :func:`from_networkx`).
+
+    The file size is checked before parsing and the node and edge counts before a
+    graph is built; entity declarations are refused. Raises
+    :class:`WiringFileError` naming the file for any problem.
+    """
+    path = _existing_file(path, "GraphML file")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise WiringFileError(f"GraphML file {path} is {size:,} bytes, over the limit max_bytes={max_bytes:,}")
+    data = path.read_bytes()
+    if b"<!ENTITY" in data:
+        raise WiringFileError(f"GraphML file {path} declares XML entities, which are not allowed")
+    from xml.etree.ElementTree import ParseError, iterparse
+    nodes = edges = 0
+    try:
+        for _, elem in iterparse(_io.BytesIO(data), events=("end",)):
+            tag = elem.tag.rsplit("}", 1)[-1] if isinstance(elem.tag, str) else ""
+            if tag == "node":
+                nodes += 1
+                if nodes > max_nodes:
+                    raise WiringFileError(f"GraphML file {path} has more than max_nodes={max_nodes:,} nodes")
+            elif tag == "edge":
+                edges += 1
+                if edges > max_edges:
+                    raise WiringFileError(f"GraphML file {path} has more than max_edges={max_edges:,} edges")
+            if tag in ("node", "edge"):
+                elem.clear()
+    except ParseError as err:
+        raise WiringFileError(f"GraphML file {path} is not well-formed XML: {err}") from None
+    try:
+        G = nx.read_graphml(_io.BytesIO(data))
+    except (nx.NetworkXError, ParseError, ValueError, KeyError, TypeError) as err:
+        raise WiringFileError(f"GraphML file {path} could not be read as GraphML: "
+                              f"{type(err).__name__}: {err}") from None
+    try:
+        return from_networkx(G, static=static)
+    except GraphError as err:
+        raise WiringFileError(f"GraphML file {path}: {err}") from None
+
+
+def write_edgelist(w: Wiring, path: PathLike) -> None:
+    """Write ``source target weight`` per edge (and ``real`` as 0/1 when the wiring
+    has a mask) after a ``#`` header: ``# nodes N edges E``, one ``# key: value``
+    line per attribute, and the column names. Atomic.
+
+    >>> import tempfile
+    >>> w = Wiring(torch.tensor([[0, 1], [2, 2]]), torch.tensor([0.5, -1.0]),
+    ...            torch.tensor([0, 0, 1]), torch.tensor([0, 0, 2]), attrs={"k": 2})
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_edgelist(w, f"{d}/w.txt")
+    ...     print(open(f"{d}/w.txt").read(), end="")
+    # nodes 3 edges 2
+    # k: 2
+    # source target weight
+    0 2 0.5
+    1 2 -1
+    """
+    _check_wiring(w)
+    src, dst = w.edge_index.tolist()
+    weight = w.weight.detach().float().tolist()
+    real = None if w.real is None else w.real.bool().tolist()
+
+    def write(f) -> None:
+        f.write(f"# nodes {w.num_nodes} edges {w.num_edges}\n")
+        for key, value in (w.attrs or {}).items():
+            f.write(f"# {key}: {value}\n")
+        f.write("# source target weight" + (" real\n" if real is not None else "\n"))
+        if real is None:
+            f.writelines(f"{u} {v} {x:.9g}\n" for u, v, x in zip(src, dst, weight))
+        else:
+            f.writelines(f"{u} {v} {x:.9g} {int(r)}\n" for u, v, x, r in zip(src, dst, weight, real))
+
+    _atomic_write(path, write, binary=False)
+
+
+# ----------------------------------------------------------------------------- history
+
+_F16_MAX = 65504.0
+
+
+class WiringHistory:
+    """Snapshots of the real edges of one candidate set during training.
+
+    The static part is stored once: ``candidates`` ``[2, C]``, ``level`` ``[N]``,
+    ``role`` ``[N]``, ``attrs``. Each snapshot stores its ``step``, the sorted
+    indices of its real candidates (int32) and their weights (float16, clamped to
+    +-65504): 6 bytes per real edge.
+
+    :meth:`save` writes a ``.pt`` file that ``torch.load(path, weights_only=True)``
+    opens without this class: a dict with keys
+
+    * ``format``: ``"wiring-history"``, ``version``: 1;
+    * ``candidates``: int64 ``[2, C]``; ``level``, ``role``: int64 ``[N]``;
+    * ``steps``: int64 ``[S]``;
+    * ``ptr``: int64 ``[S + 1]``: snapshot ``i`` is ``index[ptr[i]:ptr[i+1]]``;
+    * ``index``: int32 ``[sum k]`` candidate indices, sorted within a snapshot;
+    * ``weight``: float16 ``[sum k]``, aligned with ``index``;
+    * ``attrs``: dict of plain scalars.
+
+    >>> h = WiringHistory(torch.tensor([[0, 1, 0, 1], [2, 2, 3, 3]]), torch.tensor([0, 0, 1, 1]),
+    ...                   torch.tensor([0, 0, 2, 2]), {"mode": "dnw"})
+    >>> h.append(0, torch.tensor([3, 0]), torch.tensor([-2.0, 0.5]))
+    >>> h.append(10, torch.tensor([1, 2]), torch.tensor([1.0, 0.25]))
+    >>> len(h), h.steps
+    (2, [0, 10])
+    >>> f = h.frame(0)
+    >>> f.edge_index.tolist(), f.weight.tolist(), f.attrs["step"], f.attrs["k"]
+    ([[0, 1], [2, 3]], [0.5, -2.0], 0, 2)
+    """
+
+    def __init__(self, candidates: Tensor, level: Tensor, role: Tensor, attrs: dict | None = None):
+        candidates = torch.as_tensor(candidates)
+        if candidates.dim() != 2 or candidates.size(0) != 2:
+            raise GraphError(f"candidates must have shape [2, C], got {list(candidates.shape)}")
+        self.candidates = candidates.long().clone().contiguous()
+        self.level = torch.as_tensor(level).long().clone()
+        self.role = torch.as_tensor(role).long().clone()
+        if self.role.shape != self.level.shape or self.level.dim() != 1:
+            raise GraphError("level and role must be 1-D with one entry per node")
+        if self.num_candidates >= 2**31:
+            raise GraphError(f"{self.num_candidates} candidates do not fit int32 indices")
+        self.attrs = _plain_attrs(attrs, strict=True)
+        self._steps: list[int] = []
+        self._index: list[Tensor] = []
+        self._weight: list[Tensor] = []
+
+    @classmethod
+    def from_graph(cls, graph, attrs: dict | None = None) -> "WiringHistory":
+        """A history over the candidates of a :class:`~wiring.graph.NeuralGraph`."""
+        attrs = dict(attrs or {})
+        attrs.setdefault("static", bool(graph.static))
+        attrs.setdefault("candidates", graph.num_candidates)
+        return cls(graph.edge_index, graph.level, graph.role, attrs)
+
+    @property
+    def num_candidates(self) -> int:
+        return int(self.candidates.size(1))
+
+    @property
+    def steps(self) -> list[int]:
+        return list(self._steps)
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def append(self, step: int, real_index: Tensor, weight: Tensor) -> None:
+        """Add a snapshot. ``real_index``: candidate indices ``[k]`` (any order) or a
+        bool mask ``[C]``; ``weight``: the real edges' weights ``[k]`` in the order of
+        ``real_index`` (ascending for a mask), or all ``C`` candidate weights."""
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+            raise GraphError(f"step must be an integer, got {step!r}")
+        c = self.num_candidates
+        real_index = torch.as_tensor(real_index).detach().cpu()
+        weight = torch.as_tensor(weight).detach().cpu()
+        if real_index.dtype == torch.bool:
+            if real_index.shape != (c,):
+                raise GraphError(f"a real mask must have shape [{c}], got {list(real_index.shape)}")
+            real_index = real_index.nonzero().flatten()
+        if real_index.dim() != 1 or real_index.is_floating_point() or real_index.is_complex():
+            raise GraphError(f"real_index must be a 1-D integer tensor, got {real_index.dtype} "
+                             f"{list(real_index.shape)}")
+        real_index = real_index.long()
+        k = real_index.numel()
+        if weight.dim() != 1 or weight.numel() not in (k, c):
+            raise GraphError(f"weight must have {k} (real) or {c} (all) entries, got {list(weight.shape)}")
+        if k and (int(real_index.min()) < 0 or int(real_index.max()) >= c):
+            raise GraphError(f"real_index refers to a candidate outside 0..{c - 1}")
+        if weight.numel() != k:
+            weight = weight[real_index]
+        order = torch.argsort(real_index)
+        real_index, weight = real_index[order], weight[order]
+        if k > 1 and bool((real_index[1:] == real_index[:-1]).any()):
+            raise GraphError("real_index has duplicate candidates")
+        self._steps.append(int(step))
+        self._index.append(real_index.to(torch.int32))
+        self._weight.append(weight.float().clamp(-_F16_MAX, _F16_MAX).to(torch.float16))
+
+    def _check(self, i: int) -> int:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"snapshot {i} out of range for a history of {len(self)}")
+        return i % len(self)
+
+    def real_index(self, i: int) -> Tensor:
+        """Sorted candidate indices (int64) of the real edges of snapshot ``i``."""
+        return self._index[self._check(i)].long()
+
+    def frame(self, i: int) -> Wiring:
+        """Snapshot ``i`` as a :class:`Wiring` of its real edges (float32 weights);
+        ``attrs`` adds ``step``, ``k``, ``candidates`` and ``density``."""
+        i = self._check(i)
+        index = self._index[i].long()
+        k = int(index.numel())
+        attrs = dict(self.attrs)
+        attrs.update(step=self._steps[i], k=k, candidates=self.num_candidates,
+                     density=k / max(self.num_candidates, 1))
+        return Wiring(self.candidates[:, index], self._weight[i].float(), self.level, self.role, None, attrs)
+
+    def __iter__(self) -> Iterator[Wiring]:
+        return (self.frame(i) for i in range(len(self)))
+
+    def state(self) -> dict:
+        """The dict :meth:`save` writes (see the class docstring for the keys)."""
+        ptr = [0]
+        for index in self._index:
+            ptr.append(ptr[-1] + int(index.numel()))
+        return {
+            "format": "wiring-history", "version": 1,
+            "candidates": self.candidates, "level": self.level, "role": self.role,
+            "steps": torch.tensor(self._steps, dtype=torch.long),
+            "ptr": torch.tensor(ptr, dtype=torch.long),
+            "index": torch.cat(self._index) if self._index else torch.zeros(0, dtype=torch.int32),
+            "weight": torch.cat(self._weight) if self._weight else torch.zeros(0, dtype=torch.float16),
+            "attrs": dict(self.attrs),
+        }
+
+    def save(self, path: PathLike) -> None:
+        """Write the history atomically as a ``weights_only``-loadable ``.pt``."""
+        state = self.state()
+        _atomic_write(path, lambda f: torch.save(state, f), binary=True)
+
+    @classmethod
+    def load(cls, path: PathLike) -> "WiringHistory":
+        """Read a file written by :meth:`save` (checked; errors name the file)."""
+        path = _existing_file(path, "history file")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many types for a bad file
+            raise WiringFileError(f"history file {path} could not be loaded: {type(err).__name__}: "
+                                  f"{str(err).splitlines()[0] if str(err) else ''}") from None
+        try:
+            return cls._from_state(state)
+        except (GraphError, KeyError, TypeError, ValueError) as err:
+            raise WiringFileError(f"history file {path} is invalid: {err}") from None
+
+    @classmethod
+    def _from_state(cls, state: dict) -> "WiringHistory":
+        if not isinstance(state, dict) or state.get("format") != "wiring-history":
+            raise GraphError("not a wiring history (format key missing)")
+        if state.get("version") != 1:
+            raise GraphError(f"unsupported version {state.get('version')!r}")
+        expected = {"candidates": None, "level": None, "role": None, "steps": None, "ptr": None,
+                    "index": torch.int32, "weight": torch.float16}
+        for key, dtype in expected.items():
+            if not isinstance(state.get(key), Tensor):
+                raise GraphError(f"key {key!r} missing or not a tensor")
+            if dtype is not None and state[key].dtype != dtype:
+                raise GraphError(f"key {key!r} has dtype {state[key].dtype}, expected {dtype}")
+        h = cls(state["candidates"], state["level"], state["role"], state.get("attrs") or {})
+        steps, ptr, index, weight = state["steps"], state["ptr"], state["index"], state["weight"]
+        s = steps.numel()
+        if ptr.shape != (s + 1,) or int(ptr[0]) != 0 or int(ptr[-1]) != index.numel() \
+                or index.shape != weight.shape or index.dim() != 1 or bool((ptr[1:] < ptr[:-1]).any()):
+            raise GraphError("steps, ptr, index and weight do not fit together")
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= h.num_candidates):
+            raise GraphError("index refers to a candidate out of range")
+        bounds = ptr.tolist()
+        for i, step in enumerate(steps.tolist()):
+            h._steps.append(int(step))
+            h._index.append(index[bounds[i]:bounds[i + 1]].clone())
+            h._weight.append(weight[bounds[i]:bounds[i + 1]].clone())
+        return h
+
+
+# ----------------------------------------------------------------------------- metrics and runs
+
+def load_metrics(path: PathLike) -> list[dict]:
+    """The records of a JSON-lines file, one dict per non-empty line. A last line
+    that does not parse (a write cut short) is skipped; any other bad line is a
+    :class:`WiringFileError` naming its line number.
+    """
+    path = _existing_file(path, "metrics file")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if number == len(lines):
+                break
+            raise WiringFileError(f"metrics file {path} line {number} is not JSON: {err}") from None
+        if not isinstance(record, dict):
+            raise WiringFileError(f"metrics file {path} line {number} is not a JSON object")
+        records.append(record)
+    return records
+
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "history.pt", "wiring.graphml", "initial.graphml")
+
+
+@dataclass
+class RunData:
+    """What a run folder holds; a file that is absent gives ``{}``, ``[]`` or None."""
+
+    path: Path
+    config: dict = field(default_factory=dict)
+    metrics: list[dict] = field(default_factory=list)
+    history: WiringHistory | None = None
+    final: Wiring | None = None
+    initial: Wiring | None = None
+
+
+def load_run(run_dir: PathLike) -> RunData:
+    """Read a run folder: ``config.yaml`` (``yaml.safe_load``), ``metrics.jsonl``,
+    ``history.pt``, ``wiring.graphml`` (final) and ``initial.graphml``.
+
+    A missing folder, or one with none of those files, is a :class:`WiringFileError`.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise WiringFileError(f"run directory {run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise WiringFileError(f"run directory {run_dir} is not a directory")
+    present = [name for name in RUN_FILES if (run_dir / name).is_file()]
+    if not present:
+        raise WiringFileError(f"{run_dir} is not a run directory: expected at least one of "
+                              f"{', '.join(RUN_FILES)}")
+    run = RunData(run_dir)
+    if "config.yaml" in present:
+        import yaml
+        try:
+            config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise WiringFileError(f"config file {run_dir / 'config.yaml'} is not valid YAML: "
+                                  f"{' '.join(str(err).split())}") from None
+        if config is not None and not isinstance(config, dict):
+            raise WiringFileError(f"config file {run_dir / 'config.yaml'} is not a mapping")
+        run.config = config or {}
+    if "metrics.jsonl" in present:
+        run.metrics = load_metrics(run_dir / "metrics.jsonl")
+    if "history.pt" in present:
+        run.history = WiringHistory.load(run_dir / "history.pt")
+    if "wiring.graphml" in present:
+        run.final = read_graphml(run_dir / "wiring.graphml")
+    if "initial.graphml" in present:
+        run.initial = read_graphml(run_dir / "initial.graphml")
+    return run
