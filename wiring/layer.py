@@ -46,9 +46,11 @@ class WiredGraph(nn.Module):
         self.preset, self.seed = preset, seed
         weight = initial_weights(preset, graph, self.k, seed, **(preset_options or {}))
         self.weight = nn.Parameter(weight)
-        self.register_buffer("edge_index", graph.edge_index.clone())
-        self.register_buffer("level", graph.level.clone())
-        self.register_buffer("role", graph.role.clone())
+        # Structure buffers follow the module's device but are not saved: the graph
+        # rebuilds them. Checkpoints hold the weights and the frozen real set.
+        self.register_buffer("edge_index", graph.edge_index.clone(), persistent=False)
+        self.register_buffer("level", graph.level.clone(), persistent=False)
+        self.register_buffer("role", graph.role.clone(), persistent=False)
         self.register_buffer("frozen_mask", torch.zeros(graph.num_candidates, dtype=torch.bool))
         self.freeze(make_mode("dnw", self.k).select(weight, self.frozen_mask, False).mask)
         self._node_ptr = graph.level_ptr

@@ -1,0 +1,97 @@
+"""The paper's static tiny classifier (DNW Table 1) built on the wiring engine.
+
+stem -> graph -> head, following ``shared/design/DNW.md`` section 5:
+
+* stem: conv3x3 (C_in -> 16, stride s1) -> BN -> ReLU -> depthwise conv3x3
+  (stride s2) -> conv1x1 (16 -> 32) -> BN. The strides adapt to the input so the
+  graph always runs on 8x8 maps: 32x32 -> s1 = s2 = 2 (the paper), 16x16 -> 2, 1,
+  8x8 -> 1, 1. Sides that are not a multiple of 8 (28x28) are zero-padded up to
+  the next one first; larger inputs (64, 224) end with an adaptive average pool.
+* graph: a static :class:`~wiring.layer.WiredGraph` on levels ``[32, 192, 192,
+  192, 192]`` of op nodes plus an output level of 100 nodes (900 nodes, 325,760
+  candidates). The 32 input nodes are the stem's channels; every op node runs
+  InstanceNorm (affine) -> ReLU -> depthwise 3x3; output nodes only sum their
+  real in-edges.
+* head: the output nodes' centre 3x3 positions -> 2x2 average pool (which keeps
+  the top-left 2x2 of that window, as the authors' code does) -> linear 100 -> classes.
+
+Node features are node-major ``[nodes, batch*8*8]`` from the stem to the head.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from wiring.graph import static_graph
+from wiring.layer import WiredGraph
+from wiring.nodeops import NormReLUConv
+
+GRID = 8
+
+
+def stem_strides(image_size: int) -> tuple[int, int, int]:
+    """``(padding, stride1, stride2)`` taking ``image_size`` to 8x8 (or more, then pooled).
+
+    >>> stem_strides(32), stem_strides(8), stem_strides(28)
+    ((0, 2, 2), (0, 1, 1), (2, 2, 2))
+    """
+    padded = math.ceil(image_size / GRID) * GRID
+    total = padded // GRID
+    s1 = 2 if total >= 2 else 1
+    s2 = 2 if total >= 4 else 1
+    return (padded - image_size) // 2, s1, s2
+
+
+class Stem(nn.Module):
+    def __init__(self, in_channels: int, image_size: int, width: int = 32) -> None:
+        super().__init__()
+        self.pad, s1, s2 = stem_strides(image_size)
+        half = width // 2
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_channels, half, 3, stride=s1, padding=1), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+            nn.Conv2d(half, half, 3, stride=s2, padding=1, groups=half),
+            nn.Conv2d(half, width, 1), nn.BatchNorm2d(width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pad:
+            x = F.pad(x, (self.pad,) * 4)
+        x = self.layers(x)
+        if x.size(-1) != GRID:
+            x = F.adaptive_avg_pool2d(x, GRID)
+        return x
+
+
+class TinyClassifier(nn.Module):
+    """Stem -> learned static graph on 8x8 maps -> output-node head."""
+
+    def __init__(self, *, in_channels: int = 3, num_classes: int = 10, image_size: int = 32,
+                 edges: int | None = 12000, mode: str = "dnw", preset: str = "random_k", seed: int = 0,
+                 levels: tuple[int, ...] = (32, 192, 192, 192, 192), outputs: int = 100,
+                 preset_options: dict | None = None, mode_options: dict | None = None) -> None:
+        super().__init__()
+        self.stem = Stem(in_channels, image_size, levels[0])
+        graph = static_graph(list(levels) + [outputs])
+        edges = graph.num_candidates if edges is None else edges      # None: every candidate real
+        self.graph = WiredGraph(graph, edges, mode, preset, seed, preset_options, mode_options)
+        self.node_ops = nn.ModuleList(NormReLUConv(n, GRID, GRID) for n in levels)
+        self.fc = nn.Linear(outputs, num_classes)
+        self.outputs = outputs
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch = x.size(0)
+        z = self.stem(x)                                            # [B, 32, 8, 8]
+        z = z.transpose(0, 1).reshape(z.size(1), -1)                # node-major [32, B*64]
+        last = len(self.node_ops)
+
+        def node_op(level: int, inputs: Tensor) -> Tensor:
+            return inputs if level == last else self.node_ops[level](inputs)
+
+        out = self.graph.run_static(self.node_ops[0](z), node_op)[-1]   # [100, B*64]
+        out = out.view(self.outputs, batch, GRID, GRID)
+        centre = GRID // 2 - 1
+        window = out[:, :, centre - 1:centre + 2, centre - 1:centre + 2]
+        pooled = F.avg_pool2d(window.transpose(0, 1), 2).flatten(1)    # [B, 100]
+        return self.fc(pooled)

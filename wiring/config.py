@@ -1,0 +1,193 @@
+"""Training configuration as data: one dataclass, argparse, optional YAML.
+
+:class:`Config` holds every setting of a run. :func:`parse_config` fills it from
+the defaults, then an optional ``--config FILE.yaml`` (keys are the field names,
+with ``-`` or ``_``), then the command line, which wins. The resolved config is
+saved as ``config.yaml`` in every run directory and inside every checkpoint (as
+a plain dict). Bad values raise :class:`ConfigError` with a message naming the
+field; the CLIs turn it into exit status 2 and one line, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from .modes import MODES
+from .presets import PRESETS
+
+DATASETS = ("digits", "fashion-mnist", "mnist5k", "cifar10", "mnist", "imagenet")
+GRAPHS = tuple(PRESETS)
+SCHEDULES = ("cosine", "multistep", "constant")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names it."""
+
+
+@dataclass
+class Config:
+    # model and wiring
+    model: str = "tiny"
+    graph: str = "random_k"
+    graph_file: str | None = None
+    edges: int | None = 12000
+    mode: str = "dnw"
+    td_rho: float = 0.95
+    from_run: str | None = None
+    # data
+    data: str = "digits"
+    data_dir: str | None = None
+    image_size: int | None = None
+    # optimisation
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    milestones: list[int] = field(default_factory=lambda: [80, 120])
+    gamma: float = 0.1
+    # run
+    seed: int = 0
+    device: str = "auto"
+    out: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+    snapshot_every: int = 10
+    eval_batch_size: int = 512
+    progress: str = "auto"
+    config: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "Config":
+        def bad(name: str, why: str) -> ConfigError:
+            return ConfigError(f"--{name.replace('_', '-')}: {why}")
+        if self.graph not in GRAPHS:
+            raise bad("graph", f"unknown preset {self.graph!r}; choose from {', '.join(GRAPHS)}")
+        if self.graph == "graphml" and not self.graph_file:
+            raise bad("graph-file", "--graph graphml needs --graph-file FILE.graphml")
+        if self.graph_file and not Path(self.graph_file).is_file():
+            raise bad("graph-file", f"no such file: {self.graph_file}")
+        if self.mode not in MODES:
+            raise bad("mode", f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}")
+        if self.mode in ("fine_tune", "lottery") and not self.from_run:
+            raise bad("from", f"mode {self.mode} starts from a trained run: pass --from RUN_DIR")
+        if self.from_run and not Path(self.from_run).is_dir():
+            raise bad("from", f"no such run directory: {self.from_run}")
+        if self.data not in DATASETS:
+            raise bad("data", f"unknown data set {self.data!r}; choose from {', '.join(DATASETS)}")
+        if self.edges is not None and self.edges <= 0:
+            raise bad("edges", f"must be a positive number of real edges, got {self.edges}")
+        for name in ("epochs", "batch_size", "snapshot_every", "eval_batch_size"):
+            if getattr(self, name) <= 0:
+                raise bad(name, f"must be positive, got {getattr(self, name)}")
+        for name in ("lr", "momentum", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise bad(name, f"must be non-negative, got {getattr(self, name)}")
+        if not 0 <= self.td_rho <= 1:
+            raise bad("td_rho", f"must be in [0, 1], got {self.td_rho}")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
+        if self.image_size is not None and self.image_size < 8:
+            raise bad("image_size", f"must be at least 8, got {self.image_size}")
+        if self.progress not in ("auto", "bar", "lines", "none"):
+            raise bad("progress", "choose from auto, bar, lines, none")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise bad("device", f"expected auto, cpu or cuda[:N], got {self.device!r}")
+        return self
+
+
+_HELP = {
+    "model": "network to build", "graph": "initial wiring preset",
+    "graph_file": "GraphML wiring to start from (with --graph graphml)",
+    "edges": "k, the number of real edges (default 12000; with --mode complete: all candidates)",
+    "mode": "how real edges are chosen and updated", "td_rho": "targeted dropout probability (--mode td)",
+    "from_run": "trained run directory that fine_tune / lottery start from",
+    "data": "data set", "data_dir": "folder holding the data set's files",
+    "image_size": "resize images to this side (default: native)",
+    "epochs": "training epochs", "batch_size": "training batch size", "lr": "initial learning rate",
+    "momentum": "SGD momentum", "weight_decay": "weight decay (edge weights included)",
+    "schedule": "learning-rate schedule", "milestones": "multistep: epochs where lr is multiplied by gamma",
+    "gamma": "multistep factor", "seed": "random seed (wiring, data order, weights)",
+    "device": "auto, cpu or cuda[:N]", "out": "run directory (default runs/<data>-<graph>-<mode>-<edges>-s<seed>)",
+    "resume": "continue the run in --out from its checkpoint",
+    "overwrite": "replace an existing run directory", "snapshot_every": "save the wiring every N steps",
+    "eval_batch_size": "evaluation batch size", "progress": "auto (bar on a terminal, lines otherwise), bar, lines, none",
+    "config": "YAML file of settings (command-line flags win)",
+}
+_CHOICES = {"model": None, "graph": GRAPHS, "mode": tuple(MODES), "data": DATASETS, "schedule": SCHEDULES}
+
+
+def build_parser(prog: str = "python -m wiring.train") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Train a network while learning its wiring (DNW).",
+                                     argument_default=argparse.SUPPRESS)
+    for f in fields(Config):
+        flag = "--from" if f.name == "from_run" else "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "help": _HELP.get(f.name)}
+        if f.type in ("bool",) or isinstance(f.default, bool):
+            kwargs["action"] = "store_true"
+        elif f.name == "milestones":
+            kwargs.update(type=int, nargs="+", metavar="EPOCH")
+        else:
+            kwargs["type"] = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
+            if _CHOICES.get(f.name):
+                kwargs["choices"] = _CHOICES[f.name]
+            kwargs["metavar"] = f.name.upper() if "choices" not in kwargs else None
+        parser.add_argument(flag, **{k: v for k, v in kwargs.items() if v is not None})
+    return parser
+
+
+def _from_yaml(path: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--config: no such file: {path}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--config: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {path} must hold a mapping of settings")
+    known = {f.name: f for f in fields(Config)}
+    out = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        name = "from_run" if name == "from" else name
+        if name not in known or name == "config":
+            raise ConfigError(f"--config: unknown setting {key!r} in {path}")
+        out[name] = value
+    return out
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """A :class:`Config` from a plain dict (a saved ``config.yaml``), type-checked."""
+    known = {f.name: f for f in fields(Config)}
+    cfg = Config()
+    for name, value in values.items():
+        if name not in known:
+            raise ConfigError(f"unknown setting {name!r}")
+        default = getattr(cfg, name)
+        if value is not None and default is not None and not isinstance(default, list):
+            try:
+                value = type(default)(value) if not isinstance(default, bool) else bool(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"--{name.replace('_', '-')}: expected {type(default).__name__}, "
+                                  f"got {value!r}") from None
+        setattr(cfg, name, value)
+    return cfg
+
+
+def parse_config(argv: Sequence[str] | None = None, prog: str = "python -m wiring.train") -> Config:
+    """Defaults, then ``--config`` YAML, then command-line flags; validated."""
+    args = vars(build_parser(prog).parse_args(argv))
+    values: dict[str, Any] = {}
+    if args.get("config"):
+        values.update(_from_yaml(args["config"]))
+    values.update(args)
+    return config_from_dict(values).validate()

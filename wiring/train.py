@@ -1,0 +1,228 @@
+"""``python -m wiring.train``: train a network while learning its wiring.
+
+The path of one run: arguments -> :class:`~wiring.config.Config` -> data ->
+model registry (the preset builds the graph) -> :class:`~wiring.trainer.Trainer`
+with a :class:`~wiring.recorder.RunRecorder` writing the run directory. Every
+argument is validated before any work; user mistakes exit with status 2 and one
+line on stderr, and nothing is written to an existing run directory unless
+``--resume`` or ``--overwrite`` says so.
+
+Example::
+
+    python -m wiring.train --graph random_k --edges 12000 --data digits --epochs 30
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from . import __version__
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import Config, ConfigError, parse_config
+from .data import DataError, check_dataset, load_dataset
+from .graph import GraphError
+from .io import read_graphml
+from .ops import topk_mask
+from .recorder import RunRecorder
+from .trainer import Progress, Trainer, find_wirings
+
+# Run-directory entries a fresh run writes; --overwrite removes exactly these.
+RUN_ENTRIES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "best.pt", "history*.pt",
+               "initial*.graphml", "wiring*.graphml")
+# Settings that may change when a run is resumed.
+RESUMABLE = {"epochs", "resume", "overwrite", "device", "out", "progress", "eval_batch_size", "config"}
+
+
+class UsageError(ValueError):
+    """A user mistake caught before training; exits with status 2."""
+
+
+def default_run_dir(cfg: Config) -> Path:
+    edges = "all" if cfg.edges is None else cfg.edges
+    return Path("runs") / f"{cfg.data}-{cfg.model}-{cfg.graph}-{cfg.mode}-{edges}-s{cfg.seed}"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    return torch.device(name)
+
+
+def check_run_dir(cfg: Config, run_dir: Path) -> bool:
+    """Decide what to do with ``run_dir``; returns True when resuming. Writes nothing."""
+    existing = run_dir.is_dir() and any(run_dir.iterdir())
+    if cfg.resume:
+        if not (run_dir / "checkpoint.pt").is_file():
+            raise UsageError(f"--resume: no checkpoint.pt in {run_dir} to continue from")
+        return True
+    if existing and not cfg.overwrite:
+        raise UsageError(f"run directory {run_dir} already exists: pass --resume to continue it, "
+                         f"--overwrite to replace it, or --out DIR for a new one")
+    probe = run_dir if run_dir.exists() else next((p for p in run_dir.parents if p.exists()), Path("."))
+    if not probe.is_dir() or not _writable(probe):
+        raise UsageError(f"--out {run_dir}: {probe} is not a writable folder")
+    return False
+
+
+def _writable(folder: Path) -> bool:
+    import os
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def check_resume_config(cfg: Config, saved: dict[str, Any]) -> None:
+    now = cfg.to_dict()
+    differing = sorted(k for k in now if k not in RESUMABLE and k in saved and saved[k] != now[k])
+    if differing:
+        details = ", ".join(f"{k}: saved {saved[k]!r} vs now {now[k]!r}" for k in differing)
+        raise UsageError(f"--resume: the run was started with different settings ({details})")
+
+
+def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    if cfg.schedule == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.gamma)
+    return None
+
+
+def build(cfg: Config, info) -> torch.nn.Module:
+    """The model for ``cfg`` and a data set described by ``info``."""
+    from models import build_model
+
+    preset_options: dict[str, Any] = {}
+    if cfg.graph == "graphml":
+        preset_options["wiring"] = read_graphml(cfg.graph_file)
+    all_real = cfg.mode == "complete" or cfg.graph == "complete"
+    mode_options = {"rho": cfg.td_rho} if cfg.mode == "td" else {}
+    return build_model(cfg.model, in_channels=info.channels, num_classes=info.num_classes,
+                       image_size=info.image_size, edges=None if all_real else cfg.edges, mode=cfg.mode,
+                       preset=cfg.graph, seed=cfg.seed, preset_options=preset_options,
+                       mode_options=mode_options)
+
+
+def start_from_run(cfg: Config, model: torch.nn.Module) -> str:
+    """fine_tune / lottery: weights and frozen top-k from the trained run ``--from``."""
+    source = Path(cfg.from_run)
+    state = load_checkpoint(source / "checkpoint.pt")
+    trained = state["model"]
+    start = trained
+    if cfg.mode == "lottery":
+        if "initial_model" not in state:
+            raise UsageError(f"--from {source}: its checkpoint has no initial weights to rewind to")
+        start = state["initial_model"]
+    wirings = find_wirings(model)
+    try:
+        model.load_state_dict(start)
+    except RuntimeError as err:
+        raise UsageError(f"--from {source}: its model does not match this one "
+                         f"({str(err).splitlines()[0]})") from None
+    for name, layer in wirings.items():
+        key = f"{name}.weight" if name else "weight"
+        layer.freeze(topk_mask(trained[key], layer.k))
+    what = "rewound to its initialisation" if cfg.mode == "lottery" else "trained weights"
+    return f"top-{', '.join(str(w.k) for w in wirings.values())} edges of {source}, {what}"
+
+
+def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Path) -> str:
+    wirings = find_wirings(model)
+    total = sum(p.numel() for p in model.parameters())
+    candidates = sum(w.num_candidates for w in wirings.values())
+    k = sum(w.k for w in wirings.values())
+    edge_params = sum(w.weight.numel() for w in wirings.values())
+    real_params = total - edge_params + k
+    nodes = sum(w.graph.num_nodes for w in wirings.values())
+    lines = [
+        f"wiring {__version__}: {cfg.model} on {cfg.data}",
+        f"  graph       {'; '.join(w.graph.describe() for w in wirings.values())}",
+        f"  nodes       {nodes}   candidates {candidates}",
+        f"  edges       k = {k}   density {k / max(candidates, 1):.4%}",
+        f"  preset      {cfg.graph}{' (' + cfg.graph_file + ')' if cfg.graph_file else ''}   mode {cfg.mode}",
+        f"  data        {info.name}: {len(train_set)} train / {len(test_set)} test, "
+        f"{info.channels}x{info.image_size}x{info.image_size}, {info.num_classes} classes",
+        f"  parameters  {total:,} in all, {real_params:,} in the real network",
+        f"  training    {cfg.epochs} epochs, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum} "
+        f"weight decay {cfg.weight_decay}, {cfg.schedule} schedule, seed {cfg.seed}",
+        f"  device      {device} ({torch.get_num_threads()} threads)",
+        f"  run dir     {run_dir}",
+    ]
+    return "\n".join(lines)
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Train per ``cfg``; returns the last epoch's metrics and the run directory."""
+    device = resolve_device(cfg.device)
+    check_dataset(cfg.data, cfg.data_dir)
+    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    resuming = check_run_dir(cfg, run_dir)
+    saved = load_checkpoint(run_dir / "checkpoint.pt") if resuming else None
+    if saved is not None:
+        check_resume_config(cfg, saved.get("config", {}))
+
+    torch.manual_seed(cfg.seed)
+    train_set, test_set, info = load_dataset(cfg.data, cfg.data_dir, image_size=cfg.image_size, seed=cfg.seed)
+    model = build(cfg, info)
+    origin = start_from_run(cfg, model) if cfg.mode in ("fine_tune", "lottery") else None
+    cfg.edges = sum(w.k for w in find_wirings(model).values())
+    initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(cfg, optimizer)
+
+    if not resuming:
+        if run_dir.exists() and cfg.overwrite:
+            for pattern in RUN_ENTRIES:
+                for p in run_dir.glob(pattern):
+                    p.unlink() if p.is_file() else shutil.rmtree(p)
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    progress = Progress(cfg.progress)
+    print(describe(cfg, model, info, train_set, test_set, device, run_dir), flush=True)
+    if origin:
+        print(f"  start from  {origin}", flush=True)
+    if saved is not None and "initial_model" in saved:
+        initial_model = saved["initial_model"]
+    recorder = RunRecorder(run_dir, cfg.to_dict(), snapshot_every=cfg.snapshot_every,
+                           initial_model=initial_model, resumed=resuming)
+    trainer = Trainer(model, optimizer, train_set, test_set, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                      device=device, scheduler=scheduler, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed,
+                      hooks=[recorder], progress=progress)
+    if saved is not None:
+        trainer.load_state_dict(saved)
+        print(f"  resumed     at epoch {trainer.epoch}, step {trainer.step}", flush=True)
+    recorder.start(trainer)
+    start = time.perf_counter()
+    history = trainer.fit()
+    last = history[-1] if history else trainer.evaluate()
+    graphml = sorted(run_dir.glob("wiring*.graphml"))
+    print(f"done in {time.perf_counter() - start:.1f}s: test accuracy {last['test_acc']:.4f} "
+          f"(best {max(trainer.best_acc, last['test_acc']):.4f})", flush=True)
+    for p in graphml:
+        print(f"learned wiring: {p}", flush=True)
+    print(f"run directory:  {run_dir}", flush=True)
+    return {**last, "run_dir": str(run_dir)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        cfg = parse_config(argv)
+        run(cfg)
+    except (ConfigError, DataError, GraphError, CheckpointError, UsageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the last epoch's checkpoint is kept; continue with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

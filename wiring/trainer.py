@@ -1,0 +1,198 @@
+"""A model-agnostic training loop with hooks.
+
+:class:`Trainer` runs epochs of SGD-style training and evaluation on any
+``nn.Module`` classifier (inputs ``[B, C, H, W]``, logits ``[B, classes]``). It
+knows nothing of a particular model: the learned wirings it reports on are the
+:class:`~wiring.layer.WiredGraph` submodules it finds (:func:`find_wirings`).
+
+Per epoch it records loss, train / test accuracy, learning rate, seconds,
+images/s, and for the wirings the edges swapped in since the previous epoch
+(``swapped``). Hooks (objects with any of ``on_step(trainer)``,
+``on_epoch_end(trainer, metrics)``, ``on_fit_end(trainer)``) add snapshots,
+metrics and checkpoints; see :mod:`wiring.recorder`.
+
+The data order of epoch ``e`` depends only on ``(seed, e)``, so a run resumed
+from an epoch checkpoint sees the same batches as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from .layer import WiredGraph
+
+
+def find_wirings(model: nn.Module) -> dict[str, WiredGraph]:
+    """The learned wirings of ``model`` by module name (``""`` if it is one)."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, WiredGraph)}
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def iterate_batches(dataset: Dataset, batch_size: int, *, shuffle: bool,
+                    generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    """Batches of ``dataset``; in-memory ``TensorDataset`` s are sliced directly."""
+    if isinstance(dataset, TensorDataset):
+        x, y = dataset.tensors[0], dataset.tensors[1]
+        n = x.size(0)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            yield x[idx], y[idx]
+        return
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                        num_workers=min(4, max(0, (torch.get_num_threads() or 1) - 1)))
+    yield from loader
+
+
+class Progress:
+    """A bar on a terminal, plain lines otherwise (CI logs), or nothing."""
+
+    def __init__(self, style: str = "auto", stream=None) -> None:
+        self.stream = stream or sys.stderr
+        if style == "auto":
+            style = "bar" if getattr(self.stream, "isatty", lambda: False)() else "lines"
+        self.style = style
+
+    def update(self, text: str, done: int, total: int) -> None:
+        if self.style != "bar":
+            return
+        width = 24
+        filled = int(width * done / max(total, 1))
+        bar = "=" * filled + (">" if filled < width else "") + " " * (width - filled - 1)
+        self.stream.write(f"\r{text} [{bar}] {done}/{total}")
+        self.stream.flush()
+
+    def line(self, text: str) -> None:
+        if self.style == "none":
+            return
+        if self.style == "bar":
+            self.stream.write("\r\033[K")
+        print(text, file=self.stream if self.style == "bar" else sys.stdout, flush=True)
+
+
+class Trainer:
+    """Train ``model`` on ``train_set``, evaluating on ``test_set`` every epoch."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, train_set: Dataset,
+                 test_set: Dataset, *, epochs: int, batch_size: int, device: torch.device | str = "cpu",
+                 scheduler: Any = None, eval_batch_size: int = 512, seed: int = 0,
+                 hooks: Sequence[Any] = (), progress: Progress | None = None) -> None:
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.train_set, self.test_set = train_set, test_set
+        self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
+        self.device = torch.device(device)
+        self.seed = seed
+        self.hooks = list(hooks)
+        self.progress = progress or Progress("none")
+        self.wirings = find_wirings(model)
+        self.epoch = 0          # epochs completed
+        self.step = 0           # optimizer steps taken
+        self.best_acc = -1.0
+        self.history: list[dict] = []
+        self._last_masks = self.real_masks()
+
+    # ------------------------------------------------------------------ wiring
+    def real_masks(self) -> dict[str, Tensor]:
+        return {name: w.real_mask() for name, w in self.wirings.items()}
+
+    def swapped_since(self, previous: dict[str, Tensor]) -> int:
+        now = self.real_masks()
+        return sum(int((now[n] & ~previous[n]).sum()) for n in now)
+
+    # ------------------------------------------------------------------ loops
+    def _call(self, event: str, *args) -> list:
+        return [getattr(h, event)(self, *args) for h in self.hooks if hasattr(h, event)]
+
+    def train_epoch(self) -> dict[str, float]:
+        self.model.train()
+        total = math.ceil(len(self.train_set) / self.batch_size)
+        loss_sum, correct, seen = 0.0, 0, 0
+        gen = epoch_generator(self.seed, self.epoch)
+        for i, (x, y) in enumerate(iterate_batches(self.train_set, self.batch_size, shuffle=True, generator=gen)):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            with torch.no_grad():
+                loss_sum += float(loss) * y.numel()
+                correct += int((logits.argmax(1) == y).sum())
+                seen += y.numel()
+            self._call("on_step")
+            self.progress.update(f"epoch {self.epoch + 1}/{self.epochs} loss {loss_sum / seen:.4f} "
+                                 f"acc {correct / seen:.3f}", i + 1, total)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return {"loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)}
+
+    @torch.no_grad()
+    def evaluate(self, dataset: Dataset | None = None) -> dict[str, float]:
+        self.model.eval()
+        dataset = self.test_set if dataset is None else dataset
+        loss_sum, correct, seen = 0.0, 0, 0
+        for x, y in iterate_batches(dataset, self.eval_batch_size, shuffle=False):
+            x, y = x.to(self.device), y.to(self.device)
+            logits = self.model(x)
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+            seen += y.numel()
+        return {"test_loss": loss_sum / max(seen, 1), "test_acc": correct / max(seen, 1)}
+
+    def fit(self) -> list[dict]:
+        """Train the remaining epochs; returns the metrics of every epoch run."""
+        while self.epoch < self.epochs:
+            lr = self.optimizer.param_groups[0]["lr"]
+            start = time.perf_counter()
+            metrics: dict[str, Any] = {"epoch": self.epoch + 1}
+            metrics.update(self.train_epoch())
+            train_seconds = time.perf_counter() - start
+            metrics.update(self.evaluate())
+            metrics.update(step=self.step, lr=lr, swapped=self.swapped_since(self._last_masks),
+                           seconds=round(time.perf_counter() - start, 3),
+                           img_s=round(len(self.train_set) / max(train_seconds, 1e-9), 1))
+            self._last_masks = self.real_masks()
+            self.epoch += 1
+            self.best_acc = max(self.best_acc, metrics["test_acc"])
+            for extra in self._call("on_epoch_end", metrics):
+                if extra:
+                    metrics.update(extra)
+            self.history.append(metrics)
+            self.progress.line(
+                f"epoch {metrics['epoch']:>3}/{self.epochs}  loss {metrics['loss']:.4f}  "
+                f"train {metrics['train_acc']:.4f}  test {metrics['test_acc']:.4f}  "
+                f"swapped {metrics['swapped']:>5}  lr {lr:.4g}  {metrics['seconds']:.1f}s")
+        self._call("on_fit_end")
+        return self.history
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "epoch": self.epoch, "step": self.step, "best_acc": self.best_acc,
+                "rng": {"torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.step, self.best_acc = int(state["epoch"]), int(state["step"]), float(state["best_acc"])
+        rng = state.get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"].cpu())
+        if rng.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        self._last_masks = self.real_masks()
