@@ -6,13 +6,19 @@ are the :class:`wiring.layer.WiredGraph` submodules it contains (found with
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 from torch import nn
 
 from .tiny import TinyClassifier
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"tiny": TinyClassifier}
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    # The paper's static tiny classifier: 900 nodes, 325,760 candidates.
+    "tiny": TinyClassifier,
+    # A narrow version (66 nodes, 1,712 candidates) for tests and quick demos.
+    "micro": partial(TinyClassifier, levels=(8, 16, 16, 16), outputs=10),
+}
 
 
 def build_model(name: str, **options) -> nn.Module:

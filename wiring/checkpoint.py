@@ -23,13 +23,15 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable or incompatible; the message says which."""
 
 
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write ``state`` to ``path`` atomically (temp file + fsync + rename)."""
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, *, tag: bool = True) -> None:
+    """Write ``state`` to ``path`` atomically (temp file + fsync + rename).
+
+    ``tag`` adds ``format_version``; pass False for plain tensor exports."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **state}, f)
+            torch.save({"format_version": FORMAT_VERSION, **state} if tag else state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 import yaml
 
+from models import MODELS
+
 from .modes import MODES
 from .presets import PRESETS
 
@@ -122,7 +124,7 @@ _HELP = {
     "eval_batch_size": "evaluation batch size", "progress": "auto (bar on a terminal, lines otherwise), bar, lines, none",
     "config": "YAML file of settings (command-line flags win)",
 }
-_CHOICES = {"model": None, "graph": GRAPHS, "mode": tuple(MODES), "data": DATASETS, "schedule": SCHEDULES}
+_CHOICES = {"model": tuple(MODELS), "graph": GRAPHS, "mode": tuple(MODES), "data": DATASETS, "schedule": SCHEDULES}
 
 
 def build_parser(prog: str = "python -m wiring.train") -> argparse.ArgumentParser:

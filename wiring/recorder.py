@@ -6,7 +6,8 @@
 * ``metrics.jsonl``: one JSON object per epoch (loss, accuracies, lr, seconds,
   ``swapped`` edges, ``edges`` (k), ``density``, ``depth``, ``dead`` nodes);
 * ``checkpoint.pt`` (every epoch) and ``best.pt`` (best test accuracy): model,
-  optimizer, scheduler, RNG, step, the config as a dict, the library version and
+  optimizer, scheduler, RNG, step, the config as a dict, the library version,
+  ``data_info`` (channels, classes, image size: enough to rebuild the model) and
   the model's initial state (for lottery rewinds); tensors and plain types only;
 * ``initial.graphml`` and, at the end, ``wiring.graphml``: the real wiring;
 * ``history.pt``: a :class:`~wiring.io.WiringHistory` of the real edges every
@@ -55,12 +56,14 @@ def wiring_stats(layer: WiredGraph) -> dict[str, Any]:
 
 class RunRecorder:
     def __init__(self, run_dir: str | Path, config: dict[str, Any], *, snapshot_every: int,
-                 initial_model: dict[str, torch.Tensor] | None = None, resumed: bool = False) -> None:
+                 initial_model: dict[str, torch.Tensor] | None = None, resumed: bool = False,
+                 extra_state: dict[str, Any] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
         self.snapshot_every = snapshot_every
         self.initial_model = initial_model
         self.resumed = resumed
+        self.extra_state = extra_state or {}
         self.histories: dict[str, WiringHistory] = {}
         self.best_acc = -1.0
 
@@ -140,7 +143,7 @@ class RunRecorder:
 
     def checkpoint_state(self, trainer) -> dict[str, Any]:
         state = trainer.state_dict()
-        state.update(config=self.config, version=__version__)
+        state.update(config=self.config, version=__version__, **self.extra_state)
         if self.initial_model is not None:
             state["initial_model"] = self.initial_model
         return state

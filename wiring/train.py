@@ -13,6 +13,7 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import sys
@@ -85,12 +86,18 @@ def check_resume_config(cfg: Config, saved: dict[str, Any]) -> None:
         raise UsageError(f"--resume: the run was started with different settings ({details})")
 
 
-def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
+def lr_factor(cfg: Config, epoch: int) -> float:
+    """The learning-rate multiplier of ``epoch`` (0-based): a closed form of the
+    config, so a resumed run follows its current ``--epochs`` / ``--milestones``."""
     if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+        return 0.5 * (1.0 + math.cos(math.pi * min(epoch, cfg.epochs) / cfg.epochs))
     if cfg.schedule == "multistep":
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.gamma)
-    return None
+        return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    return 1.0
+
+
+def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(cfg, epoch))
 
 
 def build(cfg: Config, info) -> torch.nn.Module:
@@ -191,7 +198,8 @@ def run(cfg: Config) -> dict[str, Any]:
     if saved is not None and "initial_model" in saved:
         initial_model = saved["initial_model"]
     recorder = RunRecorder(run_dir, cfg.to_dict(), snapshot_every=cfg.snapshot_every,
-                           initial_model=initial_model, resumed=resuming)
+                           initial_model=initial_model, resumed=resuming,
+                           extra_state={"data_info": dataclasses.asdict(info)})
     trainer = Trainer(model, optimizer, train_set, test_set, epochs=cfg.epochs, batch_size=cfg.batch_size,
                       device=device, scheduler=scheduler, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed,
                       hooks=[recorder], progress=progress)

@@ -1,0 +1,112 @@
+"""``python -m wiring.export RUN_DIR``: export a checkpoint's wiring again.
+
+Reads ``RUN_DIR/checkpoint.pt`` (or ``--checkpoint FILE``, or ``--best`` for
+``best.pt``) with ``weights_only=True``, rebuilds the run's model from the saved
+config, and writes each learned wiring as
+
+* ``graphml``: real edges with ``weight`` (``--all-candidates``: every candidate,
+  with a boolean ``real``); node attributes ``level``, ``role``; graph attributes
+  ``k``, ``density``, ``candidates``, ``preset``, ``mode``, ``seed``, ``step``;
+* ``pyg``: a ``.pt`` of plain tensors (``edge_index``, ``edge_weight``, ``level``,
+  ``role``, ``num_nodes``, ``real`` with ``--all-candidates``, ``attrs``), loadable
+  with ``torch.load(weights_only=True)``; ``torch_geometric.data.Data(**d)`` rebuilds it;
+* ``edgelist``: ``source target weight`` lines under a ``#`` header.
+
+All formats are readable without this library. Exits 2 with one line on a user mistake.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Sequence
+
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import ConfigError, config_from_dict
+from .graph import GraphError, Wiring
+from .io import write_edgelist, write_graphml
+from .recorder import wiring_file_stem
+from .trainer import find_wirings
+
+FORMATS = {"graphml": ".graphml", "pyg": ".pt", "edgelist": ".txt"}
+
+
+def load_wirings(checkpoint: dict, all_candidates: bool = False) -> dict[str, Wiring]:
+    """The wirings of a training checkpoint, by module name."""
+    from .train import build
+
+    if "data_info" not in checkpoint or "config" not in checkpoint:
+        raise CheckpointError("the checkpoint lacks its config or data_info: was it written by wiring.train?")
+    cfg = config_from_dict(checkpoint["config"])
+    cfg.graph = "random_k" if cfg.graph == "graphml" else cfg.graph   # weights come from the checkpoint
+    model = build(cfg, SimpleNamespace(**checkpoint["data_info"]))
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"the checkpoint does not fit its model ({str(err).splitlines()[0]})") from None
+    step = int(checkpoint.get("step", 0))
+    return {name: layer.wiring(all_candidates, step=step) for name, layer in find_wirings(model).items()}
+
+
+def pyg_dict(w: Wiring) -> dict:
+    out = {"edge_index": w.edge_index, "edge_weight": w.weight, "level": w.level, "role": w.role,
+           "num_nodes": w.num_nodes, "attrs": dict(w.attrs)}
+    if w.real is not None:
+        out["real"] = w.real
+    return out
+
+
+def export(run_dir: Path, fmt: str, *, out: Path | None = None, checkpoint: Path | None = None,
+           best: bool = False, all_candidates: bool = False) -> list[Path]:
+    """Write the wirings of a run's checkpoint; returns the files written."""
+    if not run_dir.is_dir():
+        raise CheckpointError(f"no run directory {run_dir}")
+    source = checkpoint or run_dir / ("best.pt" if best else "checkpoint.pt")
+    wirings = load_wirings(load_checkpoint(source), all_candidates)
+    suffix = FORMATS[fmt]
+    base = "export-candidates" if all_candidates else "export"
+    written = []
+    for name, w in wirings.items():
+        stem = wiring_file_stem(name, base, len(wirings))
+        if out is None or out.is_dir():
+            path = (out or run_dir) / f"{stem}{suffix}"
+        elif len(wirings) == 1:
+            path = out
+        else:
+            path = out.with_name(f"{out.stem}-{stem}{out.suffix or suffix}")
+        if fmt == "graphml":
+            write_graphml(w, path)
+        elif fmt == "edgelist":
+            write_edgelist(w, path)
+        else:
+            save_checkpoint(pyg_dict(w), path, tag=False)
+        written.append(path)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m wiring.export", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="run directory written by wiring.train")
+    parser.add_argument("--format", choices=tuple(FORMATS), default="graphml")
+    parser.add_argument("--all-candidates", action="store_true", help="every candidate, with a real flag")
+    parser.add_argument("--best", action="store_true", help="use best.pt instead of checkpoint.pt")
+    parser.add_argument("--checkpoint", type=Path, help="a checkpoint file to read instead")
+    parser.add_argument("-o", "--out", type=Path, help="output file (default: in RUN_DIR)")
+    args = parser.parse_args(argv)
+    try:
+        if args.out is not None and not args.out.parent.is_dir():
+            raise CheckpointError(f"-o {args.out}: folder {args.out.parent} does not exist")
+        for path in export(args.run_dir, args.format, out=args.out, checkpoint=args.checkpoint,
+                           best=args.best, all_candidates=args.all_candidates):
+            print(path)
+    except (CheckpointError, ConfigError, GraphError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
