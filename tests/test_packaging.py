@@ -1,0 +1,45 @@
+"""The project's packaging files agree with each other and with the README."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from wiring.config import parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+# conda package names that differ from their PyPI names
+CONDA_TO_PYPI = {"pytorch": "torch", "pyg": "torch-geometric"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_names_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r) for r in project["dependencies"]} | {_name(r) for r in project["optional-dependencies"]["dev"]}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    named = set()
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            named |= {_name(r) for r in dep["pip"] if not r.startswith("-e")}
+        elif _name(dep) not in ("python", "pip"):
+            named.add(CONDA_TO_PYPI.get(_name(dep), _name(dep)))
+    assert named == wanted
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    test_command = "./setup.sh && .venv/bin/python -m pytest -q"
+    assert test_command in readme and test_command in ci
+    assert "./setup.sh && .venv/bin/python -m wiring.train --graph random_k --edges 12000" in readme
+
+
+def test_shipped_configs_parse():
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        cfg = parse_config(["--config", str(path)])
+        assert cfg.edges and cfg.epochs > 0, path
