@@ -43,3 +43,14 @@ def test_shipped_configs_parse():
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         cfg = parse_config(["--config", str(path)])
         assert cfg.edges and cfg.epochs > 0, path
+
+
+def test_readme_library_example_runs():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    wired = scope["wired"]
+    assert int(wired.real_mask().sum()) == 500
+    assert scope["graph_of_real_edges"].num_edges == 500
+    assert abs(wired.density - 500 / 7584) < 1e-12
