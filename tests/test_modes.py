@@ -1,0 +1,183 @@
+"""Tests for wiring.modes: each mode's selection of real edges and its gradient rule.
+
+Weights are hand-made vectors, so every expected mask is written out literally.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wiring.graph import GraphError
+from wiring.modes import (
+    DNW,
+    MODES,
+    Complete,
+    DNWNoUpdate,
+    FineTune,
+    Fixed,
+    Lottery,
+    Selection,
+    TargetedDropout,
+    make_mode,
+)
+
+# |w| = 0.5, 1.0, 1.0, 0.5, 0.2, 3.0, 0.0, 0.5 -> order by magnitude with ties to the lower index:
+# 5 (3.0), 1 (1.0), 2 (1.0), 0 (0.5), 3 (0.5), 7 (0.5), 4 (0.2), 6 (0.0)
+W = torch.tensor([0.5, -1.0, 1.0, -0.5, 0.2, 3.0, 0.0, 0.5])
+TOP = {
+    1: [5],
+    2: [5, 1],
+    3: [5, 1, 2],
+    4: [5, 1, 2, 0],
+    5: [5, 1, 2, 0, 3],
+    6: [5, 1, 2, 0, 3, 7],
+    8: list(range(8)),
+}
+FROZEN = torch.tensor([False, False, False, False, True, False, True, True])   # not the top-3
+
+
+def mask_of(idx, n=8):
+    m = torch.zeros(n, dtype=torch.bool)
+    m[list(idx)] = True
+    return m
+
+
+# ----------------------------------------------------------------------------- dnw / dnw_no_update
+
+@pytest.mark.parametrize("name, grad_all", [("dnw", True), ("dnw_no_update", False)])
+@pytest.mark.parametrize("k", sorted(TOP))
+@pytest.mark.parametrize("training", [True, False])
+def test_topk_modes_exact(name, grad_all, k, training):
+    sel = make_mode(name, k).select(W, FROZEN, training)
+    assert isinstance(sel, Selection)
+    assert sel.mask.dtype == torch.bool
+    assert torch.equal(sel.mask, mask_of(TOP[k]))
+    assert sel.grad_all is grad_all
+    assert sel.num_real == k
+
+
+@pytest.mark.parametrize("cls", [DNW, DNWNoUpdate])
+def test_topk_modes_ignore_frozen_and_follow_weights(cls):
+    mode = cls(2)
+    w = W.clone()
+    assert torch.equal(mode.select(w, FROZEN, True).mask, mask_of([5, 1]))
+    w[6] = -10.0                     # a hallucinated edge overtakes: recomputed every call
+    assert torch.equal(mode.select(w, FROZEN, True).mask, mask_of([6, 5]))
+
+
+def test_topk_all_equal_magnitudes_take_lowest_indices():
+    w = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0])
+    assert make_mode("dnw", 3).select(w, torch.zeros(5, dtype=torch.bool), True).mask.tolist() == \
+        [True, True, True, False, False]
+
+
+# ----------------------------------------------------------------------------- frozen modes
+
+@pytest.mark.parametrize("name", ["fixed", "fine_tune", "lottery"])
+@pytest.mark.parametrize("training", [True, False])
+def test_frozen_modes_return_frozen_mask(name, training):
+    mode = make_mode(name, 3)
+    assert mode.uses_frozen
+    sel = mode.select(W, FROZEN, training)
+    assert torch.equal(sel.mask, FROZEN)
+    assert sel.grad_all is False
+    # weights do not matter at all
+    sel2 = mode.select(torch.randn(8) * 100, FROZEN, training)
+    assert torch.equal(sel2.mask, FROZEN)
+
+
+def test_frozen_mode_classes():
+    assert issubclass(FineTune, Fixed) and issubclass(Lottery, Fixed)
+    for cls in (DNW, DNWNoUpdate, Complete, TargetedDropout):
+        assert not cls.uses_frozen
+
+
+# ----------------------------------------------------------------------------- complete
+
+@pytest.mark.parametrize("training", [True, False])
+def test_complete_all_true(training):
+    sel = make_mode("complete", 8).select(W, FROZEN, training)
+    assert sel.mask.dtype == torch.bool
+    assert sel.mask.tolist() == [True] * 8
+    assert sel.grad_all is True
+
+
+# ----------------------------------------------------------------------------- targeted dropout
+
+def test_td_eval_is_exact_topk():
+    for k in (1, 3, 6):
+        sel = make_mode("td", k, rho=0.5).select(W, FROZEN, False)
+        assert torch.equal(sel.mask, mask_of(TOP[k]))
+        assert sel.grad_all is False
+
+
+def test_td_default_rho():
+    assert make_mode("td", 3).rho == 0.95
+
+
+def test_td_training_drops_others_with_frequency_rho():
+    torch.manual_seed(1234)
+    c, k, rho, draws = 40, 5, 0.7, 3000
+    w = torch.randn(c)
+    top = make_mode("dnw", k).select(w, torch.zeros(c, dtype=torch.bool), False).mask
+    mode = make_mode("td", k, rho=rho)
+    kept = torch.zeros(c)
+    for _ in range(draws):
+        sel = mode.select(w, torch.zeros(c, dtype=torch.bool), True)
+        assert sel.grad_all is False
+        assert bool(sel.mask[top].all()), "the top-k must always be kept"
+        kept += sel.mask.float()
+    freq_kept = kept / draws
+    assert torch.equal(freq_kept[top], torch.ones(k))
+    others = freq_kept[~top]
+    # each other edge kept with probability 1 - rho = 0.3 (sd per edge ~ 0.0084)
+    assert others.sub(1 - rho).abs().max().item() < 0.05
+    assert abs(others.mean().item() - (1 - rho)) < 0.01
+
+
+def test_td_draws_differ_between_steps_and_are_seeded():
+    w = torch.randn(30, generator=torch.Generator().manual_seed(0))
+    mode = make_mode("td", 3, rho=0.5)
+    z = torch.zeros(30, dtype=torch.bool)
+    torch.manual_seed(7)
+    a, b = mode.select(w, z, True).mask, mode.select(w, z, True).mask
+    assert not torch.equal(a, b)
+    torch.manual_seed(7)
+    assert torch.equal(mode.select(w, z, True).mask, a)
+
+
+def test_td_rho_one_is_exact_topk_and_rho_zero_all():
+    torch.manual_seed(0)
+    for _ in range(50):
+        assert torch.equal(make_mode("td", 3, rho=1.0).select(W, FROZEN, True).mask, mask_of(TOP[3]))
+        assert make_mode("td", 3, rho=0.0).select(W, FROZEN, True).mask.all()
+
+
+@pytest.mark.parametrize("rho", [-0.01, 1.01, 2.0, -1.0])
+def test_td_rho_out_of_range(rho):
+    with pytest.raises(GraphError, match="rho"):
+        make_mode("td", 3, rho=rho)
+
+
+# ----------------------------------------------------------------------------- registry
+
+def test_registry_names():
+    assert set(MODES) == {"dnw", "fixed", "dnw_no_update", "complete", "fine_tune", "lottery", "td"}
+    for name, cls in MODES.items():
+        assert cls.name == name
+        mode = make_mode(name, 4)
+        assert isinstance(mode, cls) and mode.k == 4
+
+
+def test_make_mode_unknown_lists_modes():
+    with pytest.raises(GraphError) as err:
+        make_mode("magic", 3)
+    msg = str(err.value)
+    assert "magic" in msg
+    for name in MODES:
+        assert name in msg
+
+
+def test_repr():
+    assert repr(make_mode("dnw", 3)) == "DNW(k=3)"
+    assert repr(make_mode("fixed", 7)) == "Fixed(k=7)"
