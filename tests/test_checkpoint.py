@@ -149,9 +149,6 @@ def test_garbage_file(tmp_path, content):
         load_checkpoint(path)
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError,
-                   reason="torch.load raises EOFError() with an empty message on a 0-byte file; "
-                          "load_checkpoint's str(err).splitlines()[0] then raises IndexError")
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.pt"
     path.write_bytes(b"")

@@ -123,15 +123,11 @@ def test_yaml_bad_type_named(tmp_path):
         parse_config(["--config", write(tmp_path, "batch_size: many\n", "b.yaml")])
 
 
-@pytest.mark.xfail(strict=True, reason="validate() never checks --model: an unknown model in a YAML file "
-                                       "passes (the CLI rejects it only through argparse choices)")
 def test_unknown_model_via_yaml_named(tmp_path):
     with pytest.raises(ConfigError, match="^--model"):
         parse_config(["--config", write(tmp_path, "model: resnet\n")])
 
 
-@pytest.mark.xfail(strict=True, reason="config_from_dict coerces bools with bool(value): the string "
-                                       "'false' becomes True")
 def test_yaml_string_bool_not_silently_true(tmp_path):
     try:
         cfg = parse_config(["--config", write(tmp_path, "resume: 'false'\n")])
@@ -140,8 +136,6 @@ def test_yaml_string_bool_not_silently_true(tmp_path):
     assert cfg.resume is False
 
 
-@pytest.mark.xfail(strict=True, reason="config_from_dict coerces with int(value): edges 2.7 silently "
-                                       "becomes 2")
 def test_yaml_fractional_edges_rejected(tmp_path):
     with pytest.raises(ConfigError, match="--edges"):
         parse_config(["--config", write(tmp_path, "edges: 2.7\n")])

@@ -276,8 +276,6 @@ def test_graphml_non_candidate_edge_named(u, v):
         initial_weights("graphml", G5, 2, wiring=wiring)
 
 
-@pytest.mark.xfail(strict=True, reason="graphml preset maps an out-of-range source id onto another "
-                                       "candidate's key (v*n+u collides) instead of rejecting it")
 def test_graphml_out_of_range_edge_rejected():
     # 5 -> 3 in a 5-node graph has key 3*5+5 = 20 = key of the candidate 0 -> 4
     wiring = saved([(5, 3)], [1.0])

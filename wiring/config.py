@@ -71,6 +71,8 @@ class Config:
     def validate(self) -> "Config":
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"--{name.replace('_', '-')}: {why}")
+        if self.model not in MODELS:
+            raise bad("model", f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
         if self.graph not in GRAPHS:
             raise bad("graph", f"unknown preset {self.graph!r}; choose from {', '.join(GRAPHS)}")
         if self.graph == "graphml" and not self.graph_file:
@@ -167,6 +169,45 @@ def _from_yaml(path: str) -> dict[str, Any]:
     return out
 
 
+def _convert(name: str, kind: str, value: Any) -> Any:
+    """``value`` as the field's type, strictly: no int from 2.7, no bool from "maybe".
+    Numeric strings convert (YAML 1.1 reads ``1e-4`` as a string), as do the
+    strings true / false / yes / no for switches."""
+    flag = f"--{name.replace('_', '-')}"
+    optional = kind.endswith("| None")
+    kind = kind.replace("| None", "").strip()
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{flag}: a value is required")
+    if isinstance(value, str) and kind in ("int", "float"):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{flag}: expected {kind}, got {value!r}") from None
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        words = {"true": True, "yes": True, "false": False, "no": False}
+        if isinstance(value, str) and value.lower() in words:
+            return words[value.lower()]
+    elif kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind == "str":
+        if isinstance(value, str):
+            return value
+    elif kind == "list[int]":
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return list(value)
+    raise ConfigError(f"{flag}: expected {kind}, got {value!r}")
+
+
 def config_from_dict(values: dict[str, Any]) -> Config:
     """A :class:`Config` from a plain dict (a saved ``config.yaml``), type-checked."""
     known = {f.name: f for f in fields(Config)}
@@ -174,14 +215,7 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     for name, value in values.items():
         if name not in known:
             raise ConfigError(f"unknown setting {name!r}")
-        default = getattr(cfg, name)
-        if value is not None and default is not None and not isinstance(default, list):
-            try:
-                value = type(default)(value) if not isinstance(default, bool) else bool(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"--{name.replace('_', '-')}: expected {type(default).__name__}, "
-                                  f"got {value!r}") from None
-        setattr(cfg, name, value)
+        setattr(cfg, name, _convert(name, str(known[name].type), value))
     return cfg
 
 

@@ -196,6 +196,8 @@ def from_wiring(graph: NeuralGraph, k: int, seed: int = 0, wiring: Wiring | None
                          f"{graph.num_nodes}")
     real = wiring.real_edges()
     n = graph.num_nodes
+    if real.num_edges and (int(real.edge_index.min()) < 0 or int(real.edge_index.max()) >= n):
+        raise GraphError(f"the wiring file refers to a node outside 0..{n - 1}")
     cand_key = graph.edge_index[1] * n + graph.edge_index[0]
     key = real.edge_index[1] * n + real.edge_index[0]
     pos = torch.searchsorted(cand_key, key).clamp(max=cand_key.numel() - 1)
