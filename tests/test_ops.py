@@ -600,3 +600,18 @@ def test_cuda_propagate_one_level_blocks():
         out = propagate(x, w, g.edge_index.cuda(), mask.cuda(), num_targets=n, blocks=g.blocks, grad_all=grad_all)
         (out * grad_out.cuda()).sum().backward()
         assert_rel_close(w.grad.cpu(), run[1])
+
+
+def test_topk_mask_nan_ranks_last_and_keeps_exactly_k():
+    w = torch.tensor([float("nan"), 1.0, 2.0, float("nan")])
+    assert topk_mask(w, 1).tolist() == [False, False, True, False]
+    assert topk_mask(w, 3).tolist() == [True, True, True, False]
+
+
+def test_candidates_outside_the_given_blocks_get_zero_gradient():
+    g = static_graph([2, 2, 1])
+    w = torch.randn(8, requires_grad=True)
+    x = torch.randn(5, 3)
+    out = propagate(x, w, g.edge_index, torch.ones(8, dtype=torch.bool), num_targets=5, blocks=g.blocks[:1])
+    out.sum().backward()
+    assert torch.count_nonzero(w.grad[4:]) == 0 and torch.count_nonzero(w.grad[:4]) > 0

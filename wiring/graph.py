@@ -266,6 +266,7 @@ def from_edge_index(edge_index: Tensor, level: Tensor | Sequence[int] | None = N
         else:
             num_nodes = 0
     validate_edge_index(edge_index, num_nodes, allow_self_loops=allow_self_loops and not static)
+    inferred = level is None and static
     if level is None:
         level = _generations(edge_index, num_nodes) if static else torch.zeros(num_nodes, dtype=torch.long)
     level = torch.as_tensor(level, dtype=torch.long)
@@ -276,8 +277,9 @@ def from_edge_index(edge_index: Tensor, level: Tensor | Sequence[int] | None = N
             raise GraphError("levels must be non-negative")
         if (level[1:] < level[:-1]).any():
             bad = int((level[1:] < level[:-1]).nonzero()[0]) + 1
+            how = " (levels inferred as topological generations)" if inferred else ""
             raise GraphError(f"static graph nodes must be numbered level by level: node {bad} has "
-                             f"level {int(level[bad])} after level {int(level[bad - 1])}")
+                             f"level {int(level[bad])} after level {int(level[bad - 1])}{how}")
         present = torch.unique(level)
         if present.numel() != int(level.max()) + 1:
             raise GraphError(f"levels must be 0..L-1 with none empty, got {present.tolist()}")
