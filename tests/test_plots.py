@@ -1,0 +1,96 @@
+"""Tests for viz.plots: panel count, heatmaps equal topology.level_edges, CLI."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import viz.plots as plots
+from viz.plots import PANELS, level_matrix, plot_run
+from wiring.graph import Wiring, static_graph
+from wiring.io import WiringHistory, load_run, to_networkx, write_graphml
+from wiring.topology import level_edges
+
+
+def make_run(path: Path, *, initial: bool = True, final: bool = True, metrics: bool = True) -> WiringHistory:
+    path.mkdir(parents=True, exist_ok=True)
+    g = static_graph([2, 3, 3, 2])
+    h = WiringHistory(g.edge_index, g.level, g.role, {"static": True, "candidates": g.num_candidates})
+    gen = torch.Generator().manual_seed(0)
+    for step in (0, 5, 10):
+        h.append(step, torch.randperm(g.num_candidates, generator=gen)[:14], torch.randn(14, generator=gen))
+    h.save(path / "history.pt")
+    if initial:
+        write_graphml(h.frame(0), path / "initial.graphml")
+    if final:
+        write_graphml(h.frame(-1), path / "wiring.graphml")
+    if metrics:
+        with open(path / "metrics.jsonl", "w") as f:
+            for epoch, step in ((1, 5), (2, 10)):
+                f.write(json.dumps({"epoch": epoch, "step": step, "loss": 1.0 / epoch, "test_loss": 1.1 / epoch,
+                                    "train_acc": 0.3 * epoch, "test_acc": 0.25 * epoch, "swapped": 4 - epoch,
+                                    "edges": 14}) + "\n")
+    return h
+
+
+def expected_matrix(wiring, size):
+    m = np.zeros((size, size), dtype=np.int64)
+    for (s, t), c in level_edges(to_networkx(wiring)).items():
+        m[s, t] = c
+    return m
+
+
+def test_panels_and_heatmaps(tmp_path):
+    h = make_run(tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    out = tmp_path / "p.png"
+    fig = plot_run(run, out, size=(9, 5), dpi=40)
+    assert len(fig.axes) == len(PANELS) == 6
+    with Image.open(out) as im:
+        im.load()
+        assert im.size == (360, 200)
+    start = fig.axes[4].images[0].get_array()
+    end = fig.axes[5].images[0].get_array()
+    assert np.array_equal(np.asarray(start), expected_matrix(run.initial, 4))
+    assert np.array_equal(np.asarray(end), expected_matrix(run.final, 4))
+    assert np.array_equal(level_matrix(h.frame(0)), expected_matrix(h.frame(0), 4))
+    assert int(np.asarray(end).sum()) == 14
+    # training curves drawn from the metrics
+    assert len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 2
+    assert [p.get_height() for p in fig.axes[2].patches] == [3, 2]
+    assert "k = 14 edges" in fig._suptitle.get_text() and "density" in fig._suptitle.get_text()
+
+
+def test_history_only_run_without_metrics(tmp_path):
+    h = make_run(tmp_path / "run", initial=False, final=False, metrics=False)
+    run = load_run(tmp_path / "run")
+    fig = plot_run(run, size=(9, 5), dpi=40)
+    assert len(fig.axes) == len(PANELS)
+    assert np.array_equal(np.asarray(fig.axes[4].images[0].get_array()), expected_matrix(h.frame(0), 4))
+    assert np.array_equal(np.asarray(fig.axes[5].images[0].get_array()), expected_matrix(h.frame(-1), 4))
+    assert "no metrics" in fig.axes[0].texts[0].get_text()
+
+
+def test_skip_fraction():
+    m = np.array([[0, 2, 1], [0, 0, 1], [0, 0, 0]])
+    assert plots.skip_fraction(m) == pytest.approx(0.25)
+
+
+def test_cli(tmp_path, capsys):
+    make_run(tmp_path / "run")
+    out = tmp_path / "p.png"
+    assert plots.main([str(tmp_path / "run"), "-o", str(out), "--size", "8", "5", "--dpi", "30"]) == 0
+    with Image.open(out) as im:
+        assert im.size == (240, 150)
+    assert "wrote" in capsys.readouterr().err
+    for args, words in (([str(tmp_path / "nope"), "-o", str(out)], "does not exist"),
+                        ([str(tmp_path / "run"), "-o", str(tmp_path / "p.gif")], "'.gif'"),
+                        ([str(out), "-o", str(tmp_path / "q.png")], "not a directory")):
+        with pytest.raises(SystemExit) as exc:
+            plots.main(args)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    assert not (tmp_path / "q.png").exists() and not (tmp_path / "p.gif").exists()

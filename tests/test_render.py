@@ -1,0 +1,200 @@
+"""Tests for viz.render: the CLI's outputs and errors, and render_wiring."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+from matplotlib.collections import LineCollection
+from PIL import Image
+
+from viz import render
+from viz.render import render_wiring
+from wiring.graph import Wiring, static_graph
+from wiring.io import WiringHistory, read_graphml, to_networkx, write_graphml
+from wiring.topology import dead_nodes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_run(path: Path, *, steps=(0, 5, 10, 15), k=12, final=True, initial=True, metrics=True) -> WiringHistory:
+    """A run directory over static_graph([2, 3, 3, 2]) (37 candidates), k real edges."""
+    path.mkdir(parents=True, exist_ok=True)
+    g = static_graph([2, 3, 3, 2])
+    h = WiringHistory(g.edge_index, g.level, g.role, {"static": True, "candidates": g.num_candidates,
+                                                      "mode": "dnw", "preset": "random_k", "k": k})
+    gen = torch.Generator().manual_seed(0)
+    for step in steps:
+        h.append(step, torch.randperm(g.num_candidates, generator=gen)[:k], torch.randn(k, generator=gen))
+    h.save(path / "history.pt")
+    if initial:
+        write_graphml(h.frame(0), path / "initial.graphml")
+    if final:
+        last = h.frame(-1)
+        write_graphml(Wiring(last.edge_index, last.weight, last.level, last.role, None,
+                             {**last.attrs, "test_acc": 0.75}), path / "wiring.graphml")
+    if metrics:
+        with open(path / "metrics.jsonl", "w") as f:
+            for epoch, step in enumerate(steps[1:], 1):
+                f.write(json.dumps({"epoch": epoch, "loss": 2.0 / epoch, "train_acc": 0.2 * epoch,
+                                    "test_loss": 2.2 / epoch, "test_acc": 0.25 * epoch, "step": step,
+                                    "swapped": 3 * epoch, "edges": k, "candidates": g.num_candidates,
+                                    "density": round(k / g.num_candidates, 6)}) + "\n")
+    (path / "config.yaml").write_text("model: tiny\nedges: 12\nmode: dnw\n")
+    return h
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    make_run(tmp_path / "run")
+    return tmp_path / "run"
+
+
+def leftovers(folder: Path) -> list:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "error:" in err[0] and "Traceback" not in err[0]
+    return err[0]
+
+
+def test_png_has_requested_size(run_dir, tmp_path):
+    out = tmp_path / "w.png"
+    assert render.main([str(run_dir), "-o", str(out), "--size", "6", "4", "--dpi", "50"]) == 0
+    with Image.open(out) as im:
+        im.load()
+        assert im.size == (300, 200)
+    assert leftovers(tmp_path) == []
+
+
+def test_palette_png(run_dir, tmp_path):
+    out = tmp_path / "w.png"
+    assert render.main([str(run_dir), "-o", str(out), "--size", "5", "3", "--dpi", "40", "--palette"]) == 0
+    with Image.open(out) as im:
+        assert im.size == (200, 120) and im.mode == "P"
+
+
+@pytest.mark.parametrize("ext, magic", [("svg", b"<svg"), ("pdf", b"%PDF")])
+def test_svg_and_pdf(run_dir, tmp_path, ext, magic):
+    out = tmp_path / f"w.{ext}"
+    assert render.main([str(run_dir), "-o", str(out), "--size", "4", "3"]) == 0
+    data = out.read_bytes()
+    assert magic in data[:400]
+
+
+def test_run_without_final_uses_last_snapshot(tmp_path):
+    h = make_run(tmp_path / "run", final=False)
+    out = tmp_path / "w.png"
+    assert render.main([str(tmp_path / "run"), "-o", str(out), "--size", "4", "3", "--dpi", "40"]) == 0
+    assert out.is_file()
+    src = render.load_source(tmp_path / "run")
+    assert src.wiring.attrs["step"] == h.steps[-1]
+
+
+def test_plain_networkx_graphml(tmp_path):
+    G = nx.DiGraph([("a", "b"), ("b", "c"), ("a", "c"), ("x", "c")])
+    path = tmp_path / "plain.graphml"
+    nx.write_graphml(G, path)
+    out = tmp_path / "plain.png"
+    assert render.main([str(path), "-o", str(out), "--size", "4", "3", "--dpi", "50"]) == 0
+    with Image.open(out) as im:
+        assert im.size == (200, 150)
+
+
+def test_render_wiring_library(tmp_path):
+    g = static_graph([2, 2, 1])
+    real = torch.tensor([True, False, False, True, True, False, True, False])
+    weight = torch.tensor([0.5, -0.01, 0.02, -1.25, 2.0, 0.0, 0.75, 0.03])
+    w = Wiring(g.edge_index, weight, g.level, g.role, real, {"static": True, "step": 3})
+    fig = render_wiring(w, title="five nodes", size=(4, 3), dpi=50)
+    ax = fig.axes[0]
+    lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(lines) == 1 and len(lines[0].get_segments()) == 4  # the real edges, one collection
+    colours = lines[0].get_colors()
+    assert len({tuple(np.round(c[:3], 3)) for c in colours}) == 2  # positive and negative
+    title = ax.get_title()
+    assert "five nodes" in title and "k = 4 edges" in title and "density 50%" in title and "step 3" in title
+    assert ax.get_legend() is not None
+    assert len(ax.texts) >= 5  # node labels for a small graph
+    # 1 -> 3 is the only edge of nodes 1 and 3: both are on no input-to-output path
+    assert render.dead_of(w) == dead_nodes(to_networkx(w.real_edges())) == {1, 3}
+    hidden = ax.collections[2]  # scatters after the edges: input, hidden, output
+    faces = hidden.get_facecolors()
+    assert tuple(faces[1][:3]) == (1.0, 1.0, 1.0) and tuple(faces[0][:3]) != (1.0, 1.0, 1.0)
+
+
+def test_render_into_given_axes(tmp_path):
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(4, 3))
+    ax = fig.add_subplot(1, 1, 1)
+    w = read_graphml_of(tmp_path)
+    assert render_wiring(w, ax=ax, legend=False) is fig
+
+
+def read_graphml_of(tmp_path):
+    G = nx.DiGraph([(0, 1), (1, 2)])
+    nx.write_graphml(G, tmp_path / "g.graphml")
+    return read_graphml(tmp_path / "g.graphml")
+
+
+def test_edge_style_many_edges_is_faint():
+    few = render.edge_style(np.array([1.0, -2.0, 0.5]))[1][:, 3]
+    many = render.edge_style(np.random.default_rng(0).normal(size=12000))[1][:, 3]
+    assert few.max() > 0.5 and many.max() < 0.3 and many.min() > 0
+
+
+def test_missing_input(tmp_path, capsys):
+    out = tmp_path / "w.png"
+    with pytest.raises(SystemExit) as exc:
+        render.main([str(tmp_path / "nothing"), "-o", str(out)])
+    assert exc.value.code == 2
+    assert "does not exist" in one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_malformed_graphml(tmp_path, capsys):
+    bad = tmp_path / "bad.graphml"
+    bad.write_text("<graphml><graph><node id='0'></graph>")
+    out = tmp_path / "w.png"
+    with pytest.raises(SystemExit) as exc:
+        render.main([str(bad), "-o", str(out)])
+    assert exc.value.code == 2
+    assert "bad.graphml" in one_error_line(capsys)
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("args, words", [
+    (["-o", "w.jpg"], "'.jpg'"), (["-o", "w"], "no extension"), (["--dpi", "0"], "--dpi"),
+    (["--size", "4", "x"], "--size"), (["-o", "w.svg", "--palette"], "--palette"),
+    (["-o", "no/such/dir/w.png"], "does not exist")])
+def test_bad_flags(run_dir, tmp_path, capsys, monkeypatch, args, words):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        render.main([str(run_dir)] + args)
+    assert exc.value.code == 2
+    assert words in one_error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_cli_process_exit_status(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "viz.render", str(tmp_path / "missing"), "-o",
+                           str(tmp_path / "w.png")], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "MPLBACKEND": "Agg"})
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "w.png").exists()
+
+
+def test_viz_never_imports_the_trainer():
+    code = ("import sys, viz.render, viz.animate, viz.plots, viz.layout; "
+            "print(sorted(m for m in sys.modules if m.startswith(('wiring', 'models'))))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = eval(proc.stdout)
+    assert set(loaded) <= {"wiring", "wiring.graph", "wiring.io", "wiring.topology"}, loaded

@@ -1,0 +1,235 @@
+"""Summary plots of a run: training curves, churn, degrees, level-to-level connectivity.
+
+Contract: :func:`plot_run` builds ONE figure of :data:`PANELS` axes (no
+colorbars, so ``len(fig.axes) == len(PANELS)``):
+
+1. ``loss``: training loss and test loss per epoch;
+2. ``accuracy``: train and test accuracy per epoch;
+3. ``churn``: edges swapped per epoch (``swapped`` in ``metrics.jsonl``);
+4. ``in-degree``: histograms of the in-degree of non-input nodes, start vs end;
+5. ``levels start`` and 6. ``levels end``: heatmaps of the number of edges per
+   (source level, target level), from :func:`wiring.topology.level_edges`,
+   on one colour scale, with the share of edges that skip a level; the end
+   panel also prints each cell's change since the start.
+
+Start is ``initial.graphml`` or the first history snapshot, end is
+``wiring.graphml`` or the last one. Missing data leaves a panel with a note.
+
+CLI::
+
+    python -m viz.plots RUN_DIR [-o plots.png|.svg|.pdf] [--size W H] [--dpi N]
+
+User mistakes exit with status 2 and one line on stderr.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from wiring.graph import Wiring
+from wiring.io import RunData, to_networkx
+from wiring.topology import level_edges
+
+from .render import (FORMATS, ArgumentParser, UsageError, die, final_wiring, initial_wiring, load_run_dir,
+                     new_figure, output_path, positive_float, positive_int, save_figure, wiring_info)
+
+__all__ = ["PANELS", "level_matrix", "in_degrees", "skip_fraction", "plot_run", "main"]
+
+PANELS = ("loss", "accuracy", "churn", "in-degree", "levels start", "levels end")
+START, END = "#9a9a9a", "#1f5fbf"
+
+
+def level_matrix(wiring: Wiring, num_levels: int | None = None) -> np.ndarray:
+    """``M[s, t]``: the number of real edges from level ``s`` to level ``t``
+    (:func:`wiring.topology.level_edges`), ``num_levels`` square (default: the
+    wiring's levels)."""
+    counts = level_edges(to_networkx(wiring.real_edges()))
+    size = int(wiring.level.max()) + 1 if wiring.num_nodes else 1
+    size = max(size, num_levels or 0)
+    m = np.zeros((size, size), dtype=np.int64)
+    for (s, t), c in counts.items():
+        m[s, t] = c
+    return m
+
+
+def in_degrees(wiring: Wiring) -> np.ndarray:
+    """In-degree (real edges) of every node that is not an input."""
+    real = wiring.real_edges()
+    deg = torch.bincount(real.edge_index[1], minlength=real.num_nodes)
+    return deg[real.role != 0].numpy()
+
+
+def _series(metrics: Sequence[Mapping], key: str) -> tuple[list, list]:
+    xs, ys = [], []
+    for i, record in enumerate(metrics):
+        value = record.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+            epoch = record.get("epoch", i + 1)
+            xs.append(epoch if isinstance(epoch, (int, float)) else i + 1)
+            ys.append(float(value))
+    return xs, ys
+
+
+def _note(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="#777777")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _curves(ax, metrics: Sequence[Mapping], keys: Sequence[tuple[str, str]], title: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize=10)
+    drawn = False
+    for key, label in keys:
+        xs, ys = _series(metrics, key)
+        if xs:
+            ax.plot(xs, ys, marker="o", ms=3, lw=1.5, label=label)
+            drawn = True
+    if not drawn:
+        _note(ax, "no metrics.jsonl records")
+        return
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _churn(ax, metrics: Sequence[Mapping]) -> None:
+    ax.set_title("churn: edges swapped per epoch", fontsize=10)
+    xs, ys = _series(metrics, "swapped")
+    if not xs:
+        _note(ax, "no 'swapped' in metrics.jsonl")
+        return
+    ax.bar(xs, ys, color="#00a152", width=0.7)
+    ks = _series(metrics, "edges")[1]
+    if ks:
+        ax.set_title(f"churn: edges swapped per epoch (of k = {int(ks[-1]):,})", fontsize=10)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("edges swapped")
+    ax.grid(alpha=0.3, axis="y")
+
+
+def _degrees(ax, start: Wiring | None, end: Wiring | None) -> None:
+    ax.set_title("in-degree of hidden and output nodes", fontsize=10)
+    present = [(w, label, colour) for w, label, colour in ((start, "start", START), (end, "end", END))
+               if w is not None]
+    if not present:
+        _note(ax, "no wiring")
+        return
+    degrees = [in_degrees(w) for w, _, _ in present]
+    top = max((int(d.max()) for d in degrees if d.size), default=0)
+    bins = np.arange(-0.5, top + 1.5, max(1, (top + 1) // 40))
+    for d, (_, label, colour) in zip(degrees, present):
+        ax.hist(d, bins=bins, histtype="step" if label == "start" else "stepfilled",
+                color=colour, alpha=1.0 if label == "start" else 0.45, lw=1.5,
+                label=f"{label}: mean {d.mean():.1f}, max {int(d.max()) if d.size else 0}")
+    ax.set_xlabel("in-degree")
+    ax.set_ylabel("nodes")
+    ax.legend(fontsize=8)
+
+
+def skip_fraction(matrix: np.ndarray) -> float:
+    """Fraction of the edges that skip at least one level (target level > source + 1)."""
+    total = int(matrix.sum())
+    s, t = np.indices(matrix.shape)
+    return float(matrix[t > s + 1].sum()) / total if total else 0.0
+
+
+def _heatmap(ax, matrix: np.ndarray | None, title: str, vmax: float,
+             before: np.ndarray | None = None) -> None:
+    ax.set_title(title, fontsize=10)
+    if matrix is None:
+        _note(ax, "no wiring")
+        return
+    if matrix.shape[0] > 1:
+        ax.set_title(f"{title}: {100 * skip_fraction(matrix):.1f}% skip a level", fontsize=10)
+    ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(vmax, 1), origin="upper")
+    n = matrix.shape[0]
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xlabel("target level")
+    ax.set_ylabel("source level")
+    if n <= 12:
+        for (s, t), c in np.ndenumerate(matrix):
+            delta = None if before is None else int(c - before[s, t])
+            if c or delta:
+                text = f"{c:,}" if not delta else f"{c:,}\n{delta:+,}"
+                ax.text(t, s, text, ha="center", va="center", fontsize=7 if n <= 8 else 5,
+                        color="white" if c > 0.6 * vmax else "#222222")
+
+
+def plot_run(run: RunData, path: str | os.PathLike | None = None, *, size: Sequence[float] = (14.0, 8.0),
+             dpi: int = 100, title: str | None = None) -> Figure:
+    """The figure of :data:`PANELS` for ``run`` (see the module docstring);
+    saved to ``path`` (.png/.svg/.pdf) atomically when given."""
+    fig = new_figure(size, dpi)
+    axes = fig.subplots(2, 3)
+    ax = axes.ravel()
+    metrics = run.metrics
+    start, end = initial_wiring(run), final_wiring(run)
+    _curves(ax[0], metrics, [("loss", "train loss"), ("test_loss", "test loss")], "loss", "loss")
+    _curves(ax[1], metrics, [("train_acc", "train"), ("test_acc", "test")], "accuracy", "accuracy")
+    _churn(ax[2], metrics)
+    _degrees(ax[3], start, end)
+    levels = max((int(w.level.max()) + 1 for w in (start, end) if w is not None and w.num_nodes), default=1)
+    m_start = level_matrix(start, levels) if start is not None else None
+    m_end = level_matrix(end, levels) if end is not None else None
+    vmax = max((float(m.max()) for m in (m_start, m_end) if m is not None), default=1.0)
+    step = lambda w: "" if w is None or w.attrs.get("step") is None else f" (step {w.attrs['step']:,})"
+    _heatmap(ax[4], m_start, "level pairs, start" + step(start), vmax)
+    _heatmap(ax[5], m_end, "level pairs, end" + step(end), vmax, before=m_start)
+    head = title if title is not None else run.path.name
+    if end is not None:
+        info = wiring_info(end, metrics)
+        density = "density n/a" if info["density"] is None else f"density {100 * info['density']:.3g}%"
+        head += f"  ·  k = {info['k']:,} edges  ·  {density}"
+        if info["test_acc"] is not None:
+            head += f"  ·  final test acc {100 * info['test_acc']:.1f}%"
+    fig.suptitle(head, fontsize=12)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.9, wspace=0.28, hspace=0.38)
+    if path is not None:
+        save_figure(fig, path, dpi=dpi)
+    return fig
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m viz.plots",
+                            description="Training curves, churn, degrees and level connectivity of a run.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory")
+    parser.add_argument("-o", "--output", default="plots.png", help="output file: .png, .svg or .pdf "
+                                                                    "(default plots.png)")
+    parser.add_argument("--size", nargs=2, type=positive_float, metavar=("W", "H"), default=(14.0, 8.0),
+                        help="figure size in inches (default 14 8)")
+    parser.add_argument("--dpi", type=positive_int, default=100, help="dots per inch (default 100)")
+    args = parser.parse_args(argv)
+    prog = parser.prog
+    try:
+        out, _ = output_path(args.output, FORMATS)
+        if args.size[0] * args.dpi > 20000 or args.size[1] * args.dpi > 20000:
+            raise UsageError(f"--size {args.size[0]:g} {args.size[1]:g} at --dpi {args.dpi} is over "
+                             f"20000 pixels a side")
+        if not os.path.isdir(args.run_dir):
+            what = "is not a directory" if os.path.exists(args.run_dir) else "does not exist"
+            raise UsageError(f"run directory {args.run_dir} {what}")
+        run = load_run_dir(args.run_dir)
+    except UsageError as err:
+        die(prog, str(err))
+    import matplotlib
+    matplotlib.use("Agg")
+    try:
+        plot_run(run, out, size=args.size, dpi=args.dpi)
+    except OSError as err:
+        die(prog, f"cannot write {out}: {err.strerror or err}")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,626 @@
+"""Draw one wiring: nodes in the fixed layout of :mod:`viz.layout`, real edges as lines.
+
+Contract:
+
+* :func:`render_wiring` draws a :class:`~wiring.graph.Wiring` (its real edges
+  only) into a new figure, or into ``ax``, and returns the figure; with ``path``
+  it also writes a ``.png``, ``.svg`` or ``.pdf`` atomically, ``size`` x ``dpi``
+  pixels exactly (no tight bounding box).
+* All edges are ONE :class:`~matplotlib.collections.LineCollection`: blue for a
+  positive weight, red for a negative one, opacity and width growing with
+  ``|weight|``; the strongest edges are drawn last. The overall opacity falls
+  with the number of edges so that 12,000 edges stay readable, and 5-node graphs
+  get thick lines, big markers and node labels.
+* Nodes: input squares, hidden circles, output diamonds; dead nodes
+  (:func:`wiring.topology.dead_nodes`, on no input-to-output path) hollow grey.
+* :class:`WiringDrawing` holds those artists and updates them in place; the
+  animation reuses it frame after frame.
+
+CLI::
+
+    python -m viz.render RUN_DIR|FILE.graphml [-o wiring.png|.svg|.pdf] [--size W H] [--dpi N]
+                         [--palette]
+
+A run directory gives its final wiring (``wiring.graphml``, else the last
+``history.pt`` snapshot). User mistakes exit with status 2 and one line on stderr.
+
+Shared by the viz CLIs (``viz.animate`` and ``viz.plots`` import them from here):
+
+* what to draw, read through :mod:`wiring.io` only: :func:`load_source` (a run
+  directory's final wiring or a GraphML file), :func:`final_wiring` /
+  :func:`initial_wiring` (``wiring.graphml`` / ``initial.graphml``, else the last /
+  first ``history.pt`` snapshot), :func:`metrics_at` (the last epoch record whose
+  ``step`` is at most a step), :func:`wiring_info` and :func:`stats_line`;
+* command-line plumbing: :class:`UsageError` (a user mistake), an
+  :class:`ArgumentParser` whose errors are one line and exit 2, :func:`die`,
+  :func:`output_path` (checked extension and folder) and :func:`atomic_output`
+  (write to a temporary file next to the target, rename when complete).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import os
+import sys
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, NoReturn, Sequence
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from wiring.graph import GraphError, Wiring
+from wiring.io import RunData, WiringFileError, load_run, read_graphml, to_networkx
+from wiring.topology import dead_nodes
+
+from .layout import is_dynamic, node_positions
+
+__all__ = [
+    # drawing
+    "FORMATS", "POSITIVE", "NEGATIVE", "ROLE_STYLE", "weight_range", "edge_style", "dead_of", "WiringDrawing",
+    "new_figure", "save_figure", "render_wiring", "main",
+    # sources
+    "Source", "load_source", "load_run_dir", "final_wiring", "initial_wiring", "metrics_at", "wiring_info",
+    "stats_line",
+    # command line
+    "UsageError", "ArgumentParser", "die", "output_path", "atomic_output", "positive_int", "positive_float",
+]
+
+
+# ----------------------------------------------------------------------------- command line
+
+class UsageError(Exception):
+    """A user mistake; the CLI prints the message on one line and exits 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        die(self.prog, message)
+
+
+def die(prog: str, message: str) -> NoReturn:
+    """Print ``prog: error: message`` on one line of stderr and exit 2."""
+    line = " ".join(str(message).split())
+    print(f"{prog}: error: {line}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def output_path(path: str | os.PathLike, allowed: Sequence[str]) -> tuple[Path, str]:
+    """``(path, format)`` for an output file whose extension is one of
+    ``allowed`` (without dots, lower case); else :class:`UsageError`. The
+    folder must exist."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in allowed:
+        exts = ", ".join(f".{e}" for e in allowed)
+        shown = f"'.{fmt}'" if fmt else "no extension"
+        raise UsageError(f"output {path} has {shown}; use one of {exts}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"output folder {folder} does not exist")
+    if path.is_dir():
+        raise UsageError(f"output {path} is a directory")
+    return path, fmt
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` with the same extension; on
+    success rename it to ``path``, on any error remove it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+# ----------------------------------------------------------------------------- sources
+
+@dataclass
+class Source:
+    """A wiring to draw, and the run it comes from (None for a GraphML file)."""
+
+    path: Path
+    wiring: Wiring
+    run: RunData | None = None
+
+    @property
+    def metrics(self) -> list[dict]:
+        return self.run.metrics if self.run is not None else []
+
+
+def load_run_dir(path: str | os.PathLike) -> RunData:
+    """:func:`wiring.io.load_run`, its errors turned into :class:`UsageError`."""
+    try:
+        return load_run(path)
+    except (WiringFileError, GraphError, OSError) as err:
+        raise UsageError(_message(err)) from None
+
+
+def load_source(path: str | os.PathLike) -> Source:
+    """A run directory's final wiring, or the wiring of a GraphML file."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path} does not exist (expected a run directory or a .graphml file)")
+    if path.is_dir():
+        run = load_run_dir(path)
+        wiring = final_wiring(run)
+        if wiring is None:
+            raise UsageError(f"run directory {path} has neither wiring.graphml nor a history.pt "
+                             f"with snapshots")
+        return Source(path, wiring, run)
+    try:
+        return Source(path, read_graphml(path))
+    except (WiringFileError, GraphError, OSError) as err:
+        raise UsageError(_message(err)) from None
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.filename or ''}: {err.strerror}".lstrip(": ")
+    return str(err)
+
+
+def final_wiring(run: RunData) -> Wiring | None:
+    """``wiring.graphml``, else the last history snapshot, else None."""
+    if run.final is not None:
+        return run.final
+    if run.history is not None and len(run.history):
+        return run.history.frame(-1)
+    return None
+
+
+def initial_wiring(run: RunData) -> Wiring | None:
+    """``initial.graphml``, else the first history snapshot, else None."""
+    if run.initial is not None:
+        return run.initial
+    if run.history is not None and len(run.history):
+        return run.history.frame(0)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def metrics_at(metrics: Sequence[Mapping], step: int | None) -> Mapping | None:
+    """The last epoch record whose ``step`` is <= ``step`` (None if there is none
+    or ``step`` is unknown)."""
+    if step is None:
+        return None
+    best = None
+    for record in metrics:
+        s = _number(record.get("step"))
+        if s is not None and s <= step:
+            best = record
+    return best
+
+
+def wiring_info(wiring: Wiring, metrics: Sequence[Mapping] = ()) -> dict:
+    """``k`` (real edges), ``candidates`` and ``density`` (None when unknown),
+    ``step``, ``test_acc`` and ``epoch`` (from the attributes, else from the
+    metrics record at that step)."""
+    attrs = wiring.attrs or {}
+    if wiring.real is not None:
+        k = int(wiring.real.sum())
+        candidates: Any = wiring.num_edges
+    else:
+        k = wiring.num_edges
+        candidates = attrs.get("candidates")
+    candidates = int(candidates) if _number(candidates) and candidates > 0 else None
+    density = k / candidates if candidates else _number(attrs.get("density"))
+    step = attrs.get("step")
+    step = int(step) if _number(step) is not None else None
+    record = metrics_at(metrics, step)
+    acc = _number(attrs.get("test_acc"))
+    if acc is None and record is not None:
+        acc = _number(record.get("test_acc"))
+    epoch = record.get("epoch") if record is not None else None
+    return {"k": k, "candidates": candidates, "density": density, "step": step,
+            "test_acc": acc, "epoch": epoch}
+
+
+def stats_line(info: Mapping, *, churn: Mapping | None = None) -> str:
+    """One line: ``k = 12,000 edges · density 3.68% of 325,760 candidates ·
+    step 36 · test acc 82.5%`` (unknown values shown as n/a; step and accuracy
+    left out when the wiring has no step)."""
+    parts = [f"k = {info['k']:,} edges"]
+    if info.get("density") is not None:
+        density = f"density {100 * info['density']:.3g}%"
+        if info.get("candidates"):
+            density += f" of {info['candidates']:,} candidates"
+        parts.append(density)
+    else:
+        parts.append("density n/a")
+    if info.get("step") is not None:
+        parts.append(f"step {info['step']:,}")
+        acc = info.get("test_acc")
+        parts.append("test acc n/a" if acc is None else f"test acc {100 * acc:.1f}%")
+    elif info.get("test_acc") is not None:
+        parts.append(f"test acc {100 * info['test_acc']:.1f}%")
+    if churn is not None:
+        parts.append(f"churn +{churn['added']:,} / −{churn['removed']:,}")
+    return "  ·  ".join(parts)
+
+
+# ----------------------------------------------------------------------------- drawing
+
+FORMATS = ("png", "svg", "pdf")
+POSITIVE = "#1f5fbf"   # blue: positive weight
+NEGATIVE = "#d62728"   # red: negative weight
+DEAD_FACE = "#ffffff"
+DEAD_EDGE = "#9a9a9a"
+#: role code -> (name, marker, colour)
+ROLE_STYLE = {0: ("input", "s", "#2ca02c"), 1: ("hidden", "o", "#4d4d4d"), 2: ("output", "D", "#8e44ad")}
+LABEL_MAX_NODES = 40
+REF_PIXELS = 1176 * 560  # the axes of a default 12 x 7 inch, 100 dpi picture
+ARC_POINTS = 9       # points per drawn edge (arcs for skip connections)
+ARC_HEIGHT = 0.05    # arc bulge per skipped column, in units of the column height
+CHORD_BEND = 0.12    # circular layout: chord bend, as a fraction of its length
+LOOP_RADIUS = 0.035  # circular layout: self-loop radius
+ARROW_MAX_EDGES = 400  # circular layout: arrowheads up to this many edges
+ARROW_AT = 0.9       # arrowhead tip position along the edge (0 source, 1 target)
+ARROW_SIZE = 0.035   # arrowhead length, in units of the circle diameter
+
+
+def _edge_params(n_edges: float) -> tuple[float, float, float, float]:
+    """(alpha_min, alpha_max, width_min, width_max) for ``n_edges`` lines on an
+    axes of :data:`REF_PIXELS` pixels."""
+    n = max(float(n_edges), 1.0)
+    a_max = float(np.clip(20.0 / np.sqrt(n), 0.13, 0.95))
+    w_max = float(np.clip(60.0 / np.sqrt(n), 0.5, 3.5))
+    return float(np.clip(2.0 / np.sqrt(n), 0.012, 0.35)), a_max, 0.3 * w_max, w_max
+
+
+def _crowding(ax, n_edges: int) -> float:
+    """``n_edges`` scaled to an axes of :data:`REF_PIXELS` pixels: the same edges
+    on a smaller picture overlap more, so they are drawn fainter."""
+    width, height = ax.figure.get_size_inches() * ax.figure.dpi
+    box = ax.get_position()
+    pixels = max(width * box.width * height * box.height, 1.0)
+    return max(int(n_edges), 1) * REF_PIXELS / pixels
+
+
+def weight_range(weights: Iterable[np.ndarray]) -> tuple[float, float]:
+    """``(lo, hi)``: the ``|weight|`` drawn faintest and the one drawn strongest,
+    the 2nd and 98th percentiles (real DNW edges all lie above a threshold, so
+    strength is shown relative to the weakest real edge). ``(0, 1)`` if none."""
+    arrays = [np.abs(np.asarray(w, dtype=np.float64)).ravel() for w in weights]
+    values = np.concatenate(arrays) if arrays else np.zeros(0)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(values, [2, 98]))
+    return lo, hi
+
+
+def edge_style(weight: np.ndarray, *, n_edges: int | None = None,
+               scale: tuple[float, float] | None = None,
+               positive: str = POSITIVE, negative: str = NEGATIVE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(order, rgba [E, 4], widths [E])`` for edges of these weights: colour by
+    sign, opacity and width growing with ``|weight|`` from ``scale = (lo, hi)``
+    (default :func:`weight_range` of ``weight``; all strongest when ``hi <= lo``),
+    the general opacity falling with ``n_edges`` (default ``len(weight)``).
+    ``order`` sorts the edges weakest first, the order to draw them in."""
+    weight = np.nan_to_num(np.asarray(weight, dtype=np.float64).ravel())
+    a_min, a_max, w_min, w_max = _edge_params(len(weight) if n_edges is None else n_edges)
+    lo, hi = weight_range([weight]) if scale is None else scale
+    if hi - lo > 1e-12 * max(abs(hi), 1.0):
+        s = np.clip((np.abs(weight) - lo) / (hi - lo), 0.0, 1.0)
+    else:
+        s = np.ones_like(weight)
+    rgba = np.where((weight >= 0)[:, None], np.array(to_rgba(positive)), np.array(to_rgba(negative)))
+    rgba[:, 3] = a_min + (a_max - a_min) * s
+    widths = w_min + (w_max - w_min) * s
+    order = np.argsort(np.abs(weight), kind="stable")
+    return order, rgba, widths
+
+
+def dead_of(wiring: Wiring) -> set:
+    """Dead nodes of the real edges of ``wiring`` (:func:`wiring.topology.dead_nodes`)."""
+    return dead_nodes(to_networkx(wiring.real_edges()))
+
+
+class WiringDrawing:
+    """The artists of one wiring picture on ``ax``: node scatters (one per role),
+    ONE edge :class:`LineCollection`, optional node labels and column labels.
+
+    The node positions are fixed at construction (from ``level``, ``role`` and
+    ``attrs``); :meth:`set_edges` and :meth:`set_dead` change the picture in place.
+    ``n_edges`` sets the general edge opacity; ``scale`` the ``(lo, hi)`` range of
+    ``|weight|`` (None: per call, from the weights given; see :func:`edge_style`).
+    In the layered layout an edge that skips columns is drawn as a shallow arc, so
+    skip connections do not hide behind the edges between neighbouring columns.
+    """
+
+    def __init__(self, ax, level: torch.Tensor, role: torch.Tensor, attrs: Mapping | None = None, *,
+                 n_edges: int = 1, scale: tuple[float, float] | None = None, labels: bool | None = None,
+                 column_labels: bool = True) -> None:
+        self.ax = ax
+        self.level = torch.as_tensor(level).long()
+        self.role = torch.as_tensor(role).long().cpu().numpy()
+        self.dynamic = is_dynamic(self.level, attrs)
+        self.pos = node_positions(self.level, self.role, dynamic=self.dynamic)
+        self.n_edges = _crowding(ax, n_edges)
+        self.scale = scale
+        n = len(self.pos)
+        big = n <= LABEL_MAX_NODES
+        self.node_size = float(np.clip(4000.0 / max(n, 1), 5.0, 260.0))
+        self.edges = LineCollection([], zorder=1, capstyle="round")
+        ax.add_collection(self.edges)
+        self.arrows = PolyCollection([], zorder=2, linewidths=0) if self.dynamic else None
+        if self.arrows is not None:
+            ax.add_collection(self.arrows)
+        self.roles: dict[int, tuple[np.ndarray, object]] = {}
+        for code, (name, marker, colour) in ROLE_STYLE.items():
+            ids = np.flatnonzero(self.role == code)
+            if ids.size == 0:
+                continue
+            sc = ax.scatter(self.pos[ids, 0], self.pos[ids, 1], s=self.node_size, marker=marker,
+                            c=[colour] * ids.size, edgecolors=[colour] * ids.size,
+                            linewidths=1.2 if big else 0.4, zorder=3)
+            self.roles[code] = (ids, sc)
+        self.dead: set = set()
+        if labels if labels is not None else big:
+            for i, (x, y) in enumerate(self.pos):
+                ax.annotate(str(i), (x, y), xytext=(7, 6), textcoords="offset points", fontsize=7,
+                            zorder=4, color="#222222")
+        self._frame(column_labels)
+
+    def _frame(self, column_labels: bool) -> None:
+        ax = self.ax
+        ax.set_axis_off()
+        if self.dynamic:
+            ax.set_aspect("equal")
+            ax.set_xlim(-0.1, 1.1)
+            ax.set_ylim(-0.1, 1.1)
+            return
+        cols = np.unique(self.pos[:, 0]) if len(self.pos) else np.zeros(1)
+        ax.set_xlim(float(cols.min()) - 0.25, float(cols.max()) + 0.25)
+        top = 1.0 + ARC_HEIGHT * max(float(cols.max() - cols.min()) - 1.0, 0.0) / 2.0
+        label_y = 1.0 + 0.5 * (top - 1.0) + 0.03  # the few longest arcs may pass behind the labels
+        ax.set_ylim(-(top - 1.0) - 0.02, label_y + 0.06)
+        if column_labels:
+            for c in cols:
+                ids = np.flatnonzero(self.pos[:, 0] == c)
+                outputs = bool(ids.size) and bool((self.role[ids] == 2).all())
+                name = "outputs" if outputs else "inputs" if (self.role[ids] == 0).all() else f"level {int(c)}"
+                ax.text(c, label_y, f"{name} ({ids.size:,})", ha="center", va="bottom", fontsize=7,
+                        color="#333333")
+
+    def set_edges(self, edge_index, weight) -> None:
+        """Show these edges (``edge_index`` ``[2, E]``, ``weight`` ``[E]``)."""
+        ei = np.asarray(torch.as_tensor(edge_index).long().cpu().numpy()).reshape(2, -1)
+        w = torch.as_tensor(weight).detach().float().cpu().numpy().reshape(-1)
+        order, rgba, widths = edge_style(w, n_edges=self.n_edges, scale=self.scale)
+        ei, rgba, widths = ei[:, order], rgba[order], widths[order]
+        self.edges.set_segments(self.segments(ei))
+        self.edges.set_color(rgba)
+        self.edges.set_linewidth(widths)
+        if self.arrows is not None:
+            show = ei.shape[1] <= ARROW_MAX_EDGES
+            self.arrows.set_verts(self.arrowheads(ei, widths) if show else [])
+            self.arrows.set_facecolor(rgba if show else "none")
+
+    def _controls(self, edge_index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(start, control, end) ``[E, 2]`` of each edge's quadratic Bezier curve."""
+        a, b = self.pos[edge_index[0]], self.pos[edge_index[1]]
+        control = (a + b) / 2.0
+        if self.dynamic:  # bend to the right of the direction: u->v and v->u stay apart
+            control += CHORD_BEND * np.stack([b[:, 1] - a[:, 1], a[:, 0] - b[:, 0]], axis=1)
+        else:
+            skip = np.maximum(np.abs(b[:, 0] - a[:, 0]) - 1.0, 0.0)
+            sign = np.where((edge_index[0] + edge_index[1]) % 2 == 0, 1.0, -1.0)
+            control[:, 1] += ARC_HEIGHT * skip * sign
+        return a, control, b
+
+    def segments(self, edge_index: np.ndarray) -> np.ndarray:
+        """Polylines ``[E, ARC_POINTS, 2]`` of the edges. Layered layout: straight
+        between neighbouring columns, a shallow arc when an edge skips columns,
+        bulging up or down (by the parity of ``source + target``) more the more
+        columns it skips. Circular layout: chords bent to the right of their
+        direction, so that ``u -> v`` and ``v -> u`` are two curves; a self-loop
+        is a small circle outside its node."""
+        edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
+        a, control, b = self._controls(edge_index)
+        t = np.linspace(0.0, 1.0, ARC_POINTS)[None, :, None]
+        out = (1 - t) ** 2 * a[:, None] + 2 * (1 - t) * t * control[:, None] + t ** 2 * b[:, None]
+        loops = np.flatnonzero(edge_index[0] == edge_index[1])
+        if loops.size:
+            centre = self.pos[edge_index[0, loops]]
+            outward = centre - 0.5
+            outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-9)
+            angle = np.linspace(0.0, 2 * np.pi, ARC_POINTS)
+            ring = np.stack([np.cos(angle), np.sin(angle)], axis=1) * LOOP_RADIUS
+            out[loops] = (centre + LOOP_RADIUS * outward)[:, None, :] + ring[None]
+        return out
+
+    def arrowheads(self, edge_index: np.ndarray, widths: np.ndarray) -> np.ndarray:
+        """Triangles ``[E, 3, 2]`` pointing along each edge just before its target
+        (circular layout: the direction is not implied by the layout)."""
+        edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
+        a, control, b = self._controls(edge_index)
+        t = ARROW_AT
+        tip = (1 - t) ** 2 * a + 2 * (1 - t) * t * control + t ** 2 * b
+        tangent = 2 * (1 - t) * (control - a) + 2 * t * (b - control)
+        tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)
+        normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
+        size = ARROW_SIZE * (0.6 + 0.4 * np.asarray(widths) / max(float(np.max(widths, initial=1.0)), 1e-9))
+        base = tip - tangent * size[:, None]
+        tri = np.stack([tip, base + normal * (0.5 * size)[:, None], base - normal * (0.5 * size)[:, None]], axis=1)
+        tri[edge_index[0] == edge_index[1]] = np.nan  # no arrowhead on a self-loop
+        return tri
+
+    def set_dead(self, dead: Iterable[int]) -> None:
+        """Draw the nodes in ``dead`` hollow grey, the others in their role colour."""
+        dead = {int(i) for i in dead}
+        self.dead = dead
+        for code, (ids, sc) in self.roles.items():
+            colour = to_rgba(ROLE_STYLE[code][2])
+            is_dead = np.fromiter((int(i) in dead for i in ids), dtype=bool, count=ids.size)
+            face = np.where(is_dead[:, None], np.array(to_rgba(DEAD_FACE)), np.array(colour))
+            edge = np.where(is_dead[:, None], np.array(to_rgba(DEAD_EDGE)), np.array(colour))
+            sc.set_facecolors(face)
+            sc.set_edgecolors(edge)
+
+    def legend_handles(self, *, counts: bool = True) -> list:
+        """Legend entries: the two weight signs, each role present, dead nodes."""
+        handles = [Line2D([], [], color=POSITIVE, lw=2, label="weight > 0"),
+                   Line2D([], [], color=NEGATIVE, lw=2, label="weight < 0")]
+        size = 7
+        for code, (ids, _) in self.roles.items():
+            name, marker, colour = ROLE_STYLE[code]
+            label = f"{name} ({ids.size:,})" if counts else name
+            handles.append(Line2D([], [], ls="", marker=marker, color=colour, markersize=size, label=label))
+        label = f"dead ({len(self.dead):,})" if counts else "dead (no input→output path)"
+        handles.append(Line2D([], [], ls="", marker="o", markerfacecolor=DEAD_FACE,
+                              markeredgecolor=DEAD_EDGE, markersize=size, label=label))
+        return handles
+
+
+def new_figure(size: Sequence[float], dpi: int) -> Figure:
+    """A figure with an Agg canvas, outside pyplot (nothing global to leak)."""
+    fig = Figure(figsize=tuple(size), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int | None = None,
+                palette: bool = False) -> Path:
+    """Write ``fig`` to ``path`` (.png, .svg or .pdf) atomically; returns the path.
+    ``palette``: a PNG with 256 colours (Pillow's fast octree quantizer, no
+    dithering), typically 3-4 times smaller for thousands of translucent edges."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown output extension {path.suffix!r}: use one of "
+                         f"{', '.join('.' + f for f in FORMATS)}")
+    if palette and fmt != "png":
+        raise ValueError(f"a palette applies to .png files only, not {path.suffix!r}")
+    with atomic_output(path) as tmp:
+        if palette:
+            from PIL import Image
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=dpi or fig.dpi)
+            buf.seek(0)
+            with Image.open(buf) as im:
+                quantized = im.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE,
+                                                       dither=Image.Dither.NONE)
+            quantized.save(tmp, format="PNG", optimize=True)
+        else:
+            fig.savefig(tmp, format=fmt, dpi=dpi or fig.dpi)
+    return path
+
+
+def render_wiring(wiring: Wiring, path: str | os.PathLike | None = None, *, ax=None,
+                  title: str | None = None, metrics: Sequence[Mapping] = (),
+                  size: Sequence[float] = (12.0, 7.0), dpi: int = 100, legend: bool = True,
+                  palette: bool = False) -> Figure:
+    """Draw ``wiring`` (see the module docstring) and return the figure.
+
+    ``ax``: draw there (``size`` and ``dpi`` are then the figure's own); else a
+    new ``size`` (inches) figure. ``title``: the first title line (default
+    ``"wiring"``); the second gives k, density, step and test accuracy (from
+    ``wiring.attrs``, else the ``metrics`` record at the wiring's step).
+    ``path``: also save it there (.png/.svg/.pdf; ``palette``: 256-colour PNG,
+    see :func:`save_figure`).
+    """
+    real = wiring.real_edges()
+    if ax is None:
+        fig = new_figure(size, dpi)
+        ax = fig.add_axes((0.01, 0.09, 0.98, 0.80))
+    else:
+        fig = ax.figure
+    drawing = WiringDrawing(ax, real.level, real.role, real.attrs, n_edges=real.num_edges)
+    drawing.set_edges(real.edge_index, real.weight)
+    drawing.set_dead(dead_of(real))
+    info = wiring_info(wiring, metrics)
+    ax.set_title(f"{title or 'wiring'}\n{stats_line(info)}", fontsize=10)
+    if legend:
+        ax.legend(handles=drawing.legend_handles(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                  ncol=6, frameon=False, fontsize=8, handlelength=1.5, columnspacing=1.2)
+    if path is not None:
+        save_figure(fig, path, dpi=dpi, palette=palette)
+    return fig
+
+
+def _title(source) -> str:
+    attrs = source.wiring.attrs or {}
+    what = " · ".join(str(attrs[key]) for key in ("preset", "mode") if attrs.get(key) is not None)
+    return f"{source.path.name}" + (f"  ({what})" if what else "")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m viz.render",
+                            description="Draw a wiring (a run directory's final wiring, or a GraphML file).")
+    parser.add_argument("source", metavar="RUN_DIR|FILE.graphml", help="run directory or GraphML file")
+    parser.add_argument("-o", "--output", default="wiring.png",
+                        help="output file: .png, .svg or .pdf (default wiring.png)")
+    parser.add_argument("--size", nargs=2, type=positive_float, metavar=("W", "H"), default=(12.0, 7.0),
+                        help="figure size in inches (default 12 7)")
+    parser.add_argument("--dpi", type=positive_int, default=100, help="dots per inch (default 100)")
+    parser.add_argument("--palette", action="store_true",
+                        help="write a 256-colour PNG (3-4x smaller for large wirings; .png only)")
+    args = parser.parse_args(argv)
+    prog = parser.prog
+    try:
+        out, fmt = output_path(args.output, FORMATS)
+        if args.palette and fmt != "png":
+            raise UsageError(f"--palette applies to .png output only, not {out.name}")
+        if args.size[0] * args.dpi > 20000 or args.size[1] * args.dpi > 20000:
+            raise UsageError(f"--size {args.size[0]:g} {args.size[1]:g} at --dpi {args.dpi} is over "
+                             f"20000 pixels a side")
+        source = load_source(args.source)
+    except UsageError as err:
+        die(prog, str(err))
+    import matplotlib
+    matplotlib.use("Agg")
+    try:
+        render_wiring(source.wiring, out, title=_title(source), metrics=source.metrics,
+                      size=args.size, dpi=args.dpi, palette=args.palette)
+    except OSError as err:
+        die(prog, f"cannot write {out}: {err.strerror or err}")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
