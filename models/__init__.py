@@ -6,19 +6,33 @@ are the :class:`wiring.layer.WiredGraph` submodules it contains (found with
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import Callable
 
 from torch import nn
 
+from .dynamic import DynamicClassifier, MissingDependency
 from .tiny import TinyClassifier
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    # The paper's static tiny classifier: 900 nodes, 325,760 candidates.
-    "tiny": TinyClassifier,
-    # A narrow version (66 nodes, 1,712 candidates) for tests and quick demos.
-    "micro": partial(TinyClassifier, levels=(8, 16, 16, 16), outputs=10),
-}
+SETTINGS = ("static", "discrete", "continuous")
+
+
+def tiny_classifier(setting: str = "static", **options) -> nn.Module:
+    """The paper's tiny classifier: static (900 nodes, 325,760 candidates) or dynamic
+    (800 nodes, 639,200 candidates: all ordered pairs)."""
+    if setting == "static":
+        return TinyClassifier(**options)
+    return DynamicClassifier(setting=setting, **options)
+
+
+def micro_classifier(setting: str = "static", **options) -> nn.Module:
+    """A narrow version for tests and quick demos: static 66 nodes / 1,712 candidates,
+    dynamic 56 nodes / 3,080 candidates."""
+    if setting == "static":
+        return TinyClassifier(levels=(8, 16, 16, 16), outputs=10, **options)
+    return DynamicClassifier(setting=setting, nodes=56, inputs=8, outputs=10, **options)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"tiny": tiny_classifier, "micro": micro_classifier}
 
 
 def build_model(name: str, **options) -> nn.Module:
@@ -30,4 +44,6 @@ def build_model(name: str, **options) -> nn.Module:
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+    if options.get("setting", "static") not in SETTINGS:
+        raise ValueError(f"unknown setting {options['setting']!r}; expected one of {', '.join(SETTINGS)}")
     return MODELS[name](**options)

@@ -64,6 +64,21 @@ class Stem(nn.Module):
         return x
 
 
+def centre_pool(states: Tensor, batch: int) -> Tensor:
+    """The head's pooling: ``[nodes, batch*8*8]`` node-major states -> ``[batch, nodes]``,
+    averaging the top-left 2x2 of the centre 3x3 window (the authors' AvgPool2d(2)
+    on that window)."""
+    maps = states.view(states.size(0), batch, GRID, GRID)
+    centre = GRID // 2 - 1
+    window = maps[:, :, centre - 1:centre + 2, centre - 1:centre + 2]
+    return F.avg_pool2d(window.transpose(0, 1), 2).flatten(1)
+
+
+def node_major(maps: Tensor) -> Tensor:
+    """``[B, C, H, W]`` -> node-major ``[C, B*H*W]``."""
+    return maps.transpose(0, 1).reshape(maps.size(1), -1)
+
+
 class TinyClassifier(nn.Module):
     """Stem -> learned static graph on 8x8 maps -> output-node head."""
 
@@ -81,17 +96,11 @@ class TinyClassifier(nn.Module):
         self.outputs = outputs
 
     def forward(self, x: Tensor) -> Tensor:
-        batch = x.size(0)
-        z = self.stem(x)                                            # [B, 32, 8, 8]
-        z = z.transpose(0, 1).reshape(z.size(1), -1)                # node-major [32, B*64]
+        z = node_major(self.stem(x))                                # [32, B*64]
         last = len(self.node_ops)
 
         def node_op(level: int, inputs: Tensor) -> Tensor:
             return inputs if level == last else self.node_ops[level](inputs)
 
         out = self.graph.run_static(self.node_ops[0](z), node_op)[-1]   # [100, B*64]
-        out = out.view(self.outputs, batch, GRID, GRID)
-        centre = GRID // 2 - 1
-        window = out[:, :, centre - 1:centre + 2, centre - 1:centre + 2]
-        pooled = F.avg_pool2d(window.transpose(0, 1), 2).flatten(1)    # [B, 100]
-        return self.fc(pooled)
+        return self.fc(centre_pool(out, x.size(0)))

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from models import MODELS
+from models import MODELS, SETTINGS
 
 from .modes import MODES
 from .presets import PRESETS
@@ -35,6 +35,12 @@ class ConfigError(ValueError):
 class Config:
     # model and wiring
     model: str = "tiny"
+    setting: str = "static"
+    steps: int = 5
+    solver: str = "dopri5"
+    rtol: float = 1e-3
+    atol: float = 1e-3
+    self_loops: bool = False
     graph: str = "random_k"
     graph_file: str | None = None
     edges: int | None = 12000
@@ -73,6 +79,12 @@ class Config:
             return ConfigError(f"--{name.replace('_', '-')}: {why}")
         if self.model not in MODELS:
             raise bad("model", f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
+        if self.setting not in SETTINGS:
+            raise bad("setting", f"unknown setting {self.setting!r}; choose from {', '.join(SETTINGS)}")
+        if self.steps <= 0:
+            raise bad("steps", f"must be positive, got {self.steps}")
+        if self.rtol <= 0 or self.atol <= 0:
+            raise bad("rtol" if self.rtol <= 0 else "atol", "ODE tolerances must be positive")
         if self.graph not in GRAPHS:
             raise bad("graph", f"unknown preset {self.graph!r}; choose from {', '.join(GRAPHS)}")
         if self.graph == "graphml" and not self.graph_file:
@@ -110,6 +122,10 @@ class Config:
 
 _HELP = {
     "model": "network to build", "graph": "initial wiring preset",
+    "setting": "static (feed-forward DAG), discrete (recurrent) or continuous (neural ODE) graph",
+    "steps": "discrete setting: applications of the graph", "solver": "continuous setting: torchdiffeq method",
+    "rtol": "continuous setting: relative tolerance", "atol": "continuous setting: absolute tolerance",
+    "self_loops": "dynamic settings: allow self-loop candidates",
     "graph_file": "GraphML wiring to start from (with --graph graphml)",
     "edges": "k, the number of real edges (default 12000; with --mode complete: all candidates)",
     "mode": "how real edges are chosen and updated", "td_rho": "targeted dropout probability (--mode td)",
@@ -126,7 +142,7 @@ _HELP = {
     "eval_batch_size": "evaluation batch size", "progress": "auto (bar on a terminal, lines otherwise), bar, lines, none",
     "config": "YAML file of settings (command-line flags win)",
 }
-_CHOICES = {"model": tuple(MODELS), "graph": GRAPHS, "mode": tuple(MODES), "data": DATASETS, "schedule": SCHEDULES}
+_CHOICES = {"model": tuple(MODELS), "setting": SETTINGS, "graph": GRAPHS, "mode": tuple(MODES), "data": DATASETS, "schedule": SCHEDULES}
 
 
 def build_parser(prog: str = "python -m wiring.train") -> argparse.ArgumentParser:

@@ -49,9 +49,13 @@ def atomic_text(path: Path, text: str) -> None:
 
 
 def wiring_stats(layer: WiredGraph) -> dict[str, Any]:
-    """Depth and dead nodes of the current real wiring (plain numbers)."""
+    """Depth (None when cyclic), dead nodes and cycle statistics of the real wiring."""
     info = summary(to_networkx(layer.wiring()))
-    return {"depth": info.get("depth"), "dead": info.get("dead")}
+    stats = {"depth": info.get("depth"), "dead": info.get("dead")}
+    if not info.get("acyclic", True):
+        stats.update(cyclic_components=info.get("cyclic_components"),
+                     largest_cycle_component=info.get("largest_component"))
+    return stats
 
 
 class RunRecorder:

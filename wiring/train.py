@@ -46,7 +46,8 @@ class UsageError(ValueError):
 
 def default_run_dir(cfg: Config) -> Path:
     edges = "all" if cfg.edges is None else cfg.edges
-    return Path("runs") / f"{cfg.data}-{cfg.model}-{cfg.graph}-{cfg.mode}-{edges}-s{cfg.seed}"
+    model = cfg.model if cfg.setting == "static" else f"{cfg.model}-{cfg.setting}"
+    return Path("runs") / f"{cfg.data}-{model}-{cfg.graph}-{cfg.mode}-{edges}-s{cfg.seed}"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -109,10 +110,19 @@ def build(cfg: Config, info) -> torch.nn.Module:
         preset_options["wiring"] = read_graphml(cfg.graph_file)
     all_real = cfg.mode == "complete" or cfg.graph == "complete"
     mode_options = {"rho": cfg.td_rho} if cfg.mode == "td" else {}
-    return build_model(cfg.model, in_channels=info.channels, num_classes=info.num_classes,
-                       image_size=info.image_size, edges=None if all_real else cfg.edges, mode=cfg.mode,
-                       preset=cfg.graph, seed=cfg.seed, preset_options=preset_options,
-                       mode_options=mode_options)
+    setting: dict[str, Any] = {}
+    if cfg.setting == "discrete":
+        setting = {"setting": "discrete", "steps": cfg.steps, "self_loops": cfg.self_loops}
+    elif cfg.setting == "continuous":
+        setting = {"setting": "continuous", "solver": cfg.solver, "rtol": cfg.rtol, "atol": cfg.atol,
+                   "self_loops": cfg.self_loops}
+    try:
+        return build_model(cfg.model, in_channels=info.channels, num_classes=info.num_classes,
+                           image_size=info.image_size, edges=None if all_real else cfg.edges, mode=cfg.mode,
+                           preset=cfg.graph, seed=cfg.seed, preset_options=preset_options,
+                           mode_options=mode_options, **setting)
+    except ImportError as err:
+        raise UsageError(str(err)) from None
 
 
 def start_from_run(cfg: Config, model: torch.nn.Module) -> str:
@@ -147,7 +157,10 @@ def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Pat
     real_params = total - edge_params + k
     nodes = sum(w.graph.num_nodes for w in wirings.values())
     lines = [
-        f"wiring {__version__}: {cfg.model} on {cfg.data}",
+        f"wiring {__version__}: {cfg.model} ({cfg.setting}"
+        + (f", {cfg.steps} steps" if cfg.setting == "discrete" else "")
+        + (f", {cfg.solver} rtol {cfg.rtol} atol {cfg.atol}" if cfg.setting == "continuous" else "")
+        + f") on {cfg.data}",
         f"  graph       {'; '.join(w.graph.describe() for w in wirings.values())}",
         f"  nodes       {nodes}   candidates {candidates}",
         f"  edges       k = {k}   density {k / max(candidates, 1):.4%}",

@@ -6,8 +6,9 @@ knows nothing of a particular model: the learned wirings it reports on are the
 :class:`~wiring.layer.WiredGraph` submodules it finds (:func:`find_wirings`).
 
 Per epoch it records loss, train / test accuracy, learning rate, seconds,
-images/s, and for the wirings the edges swapped in since the previous epoch
-(``swapped``). Hooks (objects with any of ``on_step(trainer)``,
+images/s, for the wirings the edges swapped in since the previous epoch
+(``swapped``), and whatever any submodule's optional ``pop_metrics()`` returns
+(the continuous-time model's function evaluations, ``nfe``). Hooks (objects with any of ``on_step(trainer)``,
 ``on_epoch_end(trainer, metrics)``, ``on_fit_end(trainer)``) add snapshots,
 metrics and checkpoints; see :mod:`wiring.recorder`.
 
@@ -158,6 +159,9 @@ class Trainer:
             metrics: dict[str, Any] = {"epoch": self.epoch + 1}
             metrics.update(self.train_epoch())
             train_seconds = time.perf_counter() - start
+            for module in self.model.modules():      # optional per-epoch model metrics (e.g. ODE nfe)
+                if hasattr(module, "pop_metrics"):
+                    metrics.update(module.pop_metrics())
             metrics.update(self.evaluate())
             metrics.update(step=self.step, lr=lr, swapped=self.swapped_since(self._last_masks),
                            seconds=round(time.perf_counter() - start, 3),

@@ -1,0 +1,117 @@
+"""The tiny classifier with a dynamic (cyclic) graph: discrete and continuous time.
+
+Following ``shared/design/DNW.md`` sections 1 and 5 (Table 1's dynamic rows):
+
+* one :func:`~wiring.graph.dynamic_graph` of ``nodes`` channel nodes (default 800:
+  the first 32 are the input nodes, the last 100 the output nodes); candidates are
+  all ordered pairs (self-loops off unless asked for), so wirings may have cycles;
+* state ``Z`` ``[nodes, batch*8*8]``: the input nodes start from the stem (the same
+  stem as :mod:`models.tiny`), every other node at 0;
+* **discrete time**: ``Z <- f(A Z)`` applied ``steps`` times (default 5) with one shared
+  wiring ``A`` (the real edges) and shared node ops ``f`` (InstanceNorm -> ReLU ->
+  depthwise 3x3 per node);
+* **continuous time**: ``dZ/dt = f(A Z)`` integrated over ``t in [0, 1]`` with
+  torchdiffeq's ``odeint`` (default ``dopri5``, ``rtol = atol = 1e-3``), gradients by
+  backpropagation through the solver. torchdiffeq is an optional dependency
+  (``pip install torchdiffeq`` or the ``ode`` extra), imported only here;
+* head: the output nodes' states at the end, pooled as in :mod:`models.tiny`.
+
+The real set is selected once per forward, so every step or function evaluation of
+one forward uses the same wiring; DNW's hallucinated-edge gradients accumulate over
+them. The continuous model counts function evaluations (:meth:`pop_metrics`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from wiring.graph import dynamic_graph
+from wiring.layer import WiredGraph
+from wiring.modes import Selection
+from wiring.nodeops import NormReLUConv
+
+from .tiny import GRID, Stem, centre_pool, node_major
+
+SETTINGS = ("discrete", "continuous")
+
+
+class MissingDependency(ImportError):
+    """An optional package a setting needs is not installed; the message says how to get it."""
+
+
+def _odeint():
+    try:
+        from torchdiffeq import odeint
+    except ImportError:
+        raise MissingDependency("the continuous-time setting needs torchdiffeq: pip install torchdiffeq "
+                                "(or pip install 'wiring[ode]')") from None
+    return odeint
+
+
+class DynamicClassifier(nn.Module):
+    """Stem -> a dynamic graph run for ``steps`` (discrete) or over [0, 1] (continuous) -> head."""
+
+    def __init__(self, *, setting: str = "discrete", in_channels: int = 3, num_classes: int = 10,
+                 image_size: int = 32, edges: int | None = 12000, mode: str = "dnw", preset: str = "random_k",
+                 seed: int = 0, nodes: int = 800, inputs: int = 32, outputs: int = 100, steps: int = 5,
+                 solver: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-3, self_loops: bool = False,
+                 preset_options: dict | None = None, mode_options: dict | None = None) -> None:
+        super().__init__()
+        if setting not in SETTINGS:
+            raise ValueError(f"setting must be one of {', '.join(SETTINGS)}, got {setting!r}")
+        if steps <= 0:
+            raise ValueError(f"steps must be positive, got {steps}")
+        self.setting, self.steps = setting, steps
+        self.solver, self.rtol, self.atol = solver, rtol, atol
+        self._odeint = _odeint() if setting == "continuous" else None
+        self.inputs, self.outputs = inputs, outputs
+        self.stem = Stem(in_channels, image_size, inputs)
+        graph = dynamic_graph(nodes, inputs=inputs, outputs=outputs, self_loops=self_loops)
+        edges = graph.num_candidates if edges is None else edges
+        self.graph = WiredGraph(graph, edges, mode, preset, seed, preset_options, mode_options)
+        self.node_op = NormReLUConv(nodes, GRID, GRID)
+        self.fc = nn.Linear(outputs, num_classes)
+        self._nfe = 0
+        self._forwards = 0
+
+    def dynamics(self, z: Tensor, selection: Selection) -> Tensor:
+        """``f(A z)``: one application of the wiring and the node ops."""
+        return self.node_op(self.graph.aggregate(z, selection))
+
+    def initial_state(self, x: Tensor) -> Tensor:
+        stem = node_major(self.stem(x))
+        rest = stem.new_zeros(self.graph.graph.num_nodes - self.inputs, stem.size(1))
+        return torch.cat([stem, rest])
+
+    def run(self, z: Tensor) -> Tensor:
+        """Evolve a node-major state ``z`` ``[nodes, F]`` to its final value."""
+        selection = self.graph.select()
+        if self.setting == "discrete":
+            for _ in range(self.steps):
+                z = self.dynamics(z, selection)
+            return z
+        nfe = 0
+
+        def derivative(t: Tensor, state: Tensor) -> Tensor:
+            nonlocal nfe
+            nfe += 1
+            return self.dynamics(state, selection)
+
+        times = torch.tensor([0.0, 1.0], dtype=z.dtype, device=z.device)
+        out = self._odeint(derivative, z, times, method=self.solver, rtol=self.rtol, atol=self.atol)[-1]
+        if self.training:
+            self._nfe += nfe
+            self._forwards += 1
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.run(self.initial_state(x))
+        return self.fc(centre_pool(z[-self.outputs:], x.size(0)))
+
+    def pop_metrics(self) -> dict[str, float]:
+        """Function evaluations of the training forwards since the last call (continuous)."""
+        if self.setting != "continuous" or not self._forwards:
+            return {}
+        out = {"nfe": round(self._nfe / self._forwards, 2), "nfe_total": self._nfe}
+        self._nfe = self._forwards = 0
+        return out
