@@ -128,7 +128,7 @@ class Trainer:
             self.optimizer.step()
             self.step += 1
             with torch.no_grad():
-                loss_sum += float(loss) * y.numel()
+                loss_sum += loss.item() * y.numel()
                 correct += int((logits.argmax(1) == y).sum())
                 seen += y.numel()
             self._call("on_step")
