@@ -35,6 +35,7 @@ class ConfigError(ValueError):
 class Config:
     # model and wiring
     model: str = "tiny"
+    width: float | None = None
     setting: str = "static"
     steps: int = 5
     solver: str = "dopri5"
@@ -79,6 +80,8 @@ class Config:
             return ConfigError(f"--{name.replace('_', '-')}: {why}")
         if self.model not in MODELS:
             raise bad("model", f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
+        if self.width is not None and self.width <= 0:
+            raise bad("width", f"must be positive, got {self.width}")
         if self.setting not in SETTINGS:
             raise bad("setting", f"unknown setting {self.setting!r}; choose from {', '.join(SETTINGS)}")
         if self.steps <= 0:
@@ -122,6 +125,7 @@ class Config:
 
 _HELP = {
     "model": "network to build", "graph": "initial wiring preset",
+    "width": "width multiplier, for models that have one (mobilenetv1)",
     "setting": "static (feed-forward DAG), discrete (recurrent) or continuous (neural ODE) graph",
     "steps": "discrete setting: applications of the graph", "solver": "continuous setting: torchdiffeq method",
     "rtol": "continuous setting: relative tolerance", "atol": "continuous setting: absolute tolerance",
@@ -156,7 +160,8 @@ def build_parser(prog: str = "python -m wiring.train") -> argparse.ArgumentParse
         elif f.name == "milestones":
             kwargs.update(type=int, nargs="+", metavar="EPOCH")
         else:
-            kwargs["type"] = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
+            kwargs["type"] = {"int": int, "float": float, "int | None": int,
+                              "float | None": float}.get(str(f.type), str)
             if _CHOICES.get(f.name):
                 kwargs["choices"] = _CHOICES[f.name]
             kwargs["metavar"] = f.name.upper() if "choices" not in kwargs else None

@@ -116,6 +116,8 @@ def build(cfg: Config, info) -> torch.nn.Module:
     elif cfg.setting == "continuous":
         setting = {"setting": "continuous", "solver": cfg.solver, "rtol": cfg.rtol, "atol": cfg.atol,
                    "self_loops": cfg.self_loops}
+    if cfg.width is not None:
+        setting["width"] = cfg.width
     try:
         return build_model(cfg.model, in_channels=info.channels, num_classes=info.num_classes,
                            image_size=info.image_size, edges=None if all_real else cfg.edges, mode=cfg.mode,
@@ -123,6 +125,10 @@ def build(cfg: Config, info) -> torch.nn.Module:
                            mode_options=mode_options, **setting)
     except ImportError as err:
         raise UsageError(str(err)) from None
+    except TypeError as err:
+        if "width" in str(err):
+            raise UsageError(f"--width: model {cfg.model} has no width multiplier") from None
+        raise
 
 
 def start_from_run(cfg: Config, model: torch.nn.Module) -> str:
