@@ -345,3 +345,17 @@ def test_cuda_matches_cpu():
     torch.testing.assert_close(gpu.weight.grad.cpu(), cpu.weight.grad)
     assert torch.equal(gpu.real_mask().cpu(), cpu.real_mask())
     assert gpu.wiring().weight.device.type == "cpu"
+
+
+def test_check_invariants_names_what_is_broken():
+    from wiring.graph import static_graph
+    layer = WiredGraph(static_graph([2, 2, 1]), edges=3, mode="fixed", seed=0)
+    layer.check_invariants()
+    layer.frozen_mask[:] = True                       # a corrupted frozen set: 8 real edges, not 3
+    with pytest.raises(GraphError, match="8 real edges, expected 3"):
+        layer.check_invariants()
+    layer = WiredGraph(static_graph([2, 2, 1]), edges=3, seed=0)
+    with torch.no_grad():
+        layer.weight[0] = float("inf")
+    with pytest.raises(GraphError, match="not finite"):
+        layer.check_invariants()

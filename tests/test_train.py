@@ -197,3 +197,41 @@ def test_cli_user_mistake_in_a_subprocess_has_no_traceback(tmp_path):
                            "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "--edges" in proc.stderr
+
+
+def test_non_finite_weight_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    real_step = torch.optim.SGD.step
+
+    def poisoned_step(self, *args, **kwargs):
+        result = real_step(self, *args, **kwargs)
+        poisoned_step.calls += 1
+        if poisoned_step.calls == 8:                       # in the second epoch (6 steps per epoch)
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].view(-1)[0] = float("nan")
+        return result
+
+    poisoned_step.calls = 0
+    monkeypatch.setattr(torch.optim.SGD, "step", poisoned_step)
+    assert main([*FAST, "--out", str(out), "--epochs", "3", "--edges", "100"]) == 1
+    err = capsys.readouterr().err
+    assert "non-finite at step 8" in err and "Traceback" not in err
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1 and state["step"] == 6
+    assert all(bool(torch.isfinite(v).all()) for v in state["model"].values() if v.is_floating_point())
+
+
+def test_debug_checks_invariants_every_step(monkeypatch):
+    from wiring.layer import WiredGraph
+    calls = []
+    real = WiredGraph.check_invariants
+    monkeypatch.setattr(WiredGraph, "check_invariants", lambda self: calls.append(1) or real(self))
+    from wiring.data import load_dataset
+    train_set, test_set, _ = load_dataset("digits")
+    model = build_model("micro", in_channels=1, num_classes=10, image_size=8, edges=100)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    Trainer(model, opt, train_set, test_set, epochs=1, batch_size=512, debug=True).fit()
+    assert len(calls) == 3 + 1                              # 3 steps, then the epoch check
+    calls.clear()
+    Trainer(model, opt, train_set, test_set, epochs=1, batch_size=512).fit()
+    assert len(calls) == 1

@@ -67,6 +67,8 @@ class Config:
     out: str | None = None
     resume: bool = False
     overwrite: bool = False
+    deterministic: bool = False
+    debug: bool = False
     snapshot_every: int = 10
     eval_batch_size: int = 512
     progress: str = "auto"
@@ -142,7 +144,9 @@ _HELP = {
     "gamma": "multistep factor", "seed": "random seed (wiring, data order, weights)",
     "device": "auto, cpu or cuda[:N]", "out": "run directory (default runs/<data>-<graph>-<mode>-<edges>-s<seed>)",
     "resume": "continue the run in --out from its checkpoint",
-    "overwrite": "replace an existing run directory", "snapshot_every": "save the wiring every N steps",
+    "overwrite": "replace an existing run directory",
+    "deterministic": "use only deterministic algorithms (bit-exact reruns and resumes on one machine)",
+    "debug": "check the wiring invariants after every step, not only every epoch", "snapshot_every": "save the wiring every N steps",
     "eval_batch_size": "evaluation batch size", "progress": "auto (bar on a terminal, lines otherwise), bar, lines, none",
     "config": "YAML file of settings (command-line flags win)",
 }

@@ -87,6 +87,24 @@ class WiredGraph(nn.Module):
         """The real edges at evaluation: exactly k of them (all for ``complete``)."""
         return self.mode.select(self.weight, self.frozen_mask, False).mask.clone()
 
+    @torch.no_grad()
+    def check_invariants(self) -> None:
+        """Raise :class:`GraphError` unless the wiring is sound: finite weights, the
+        evaluation real set has exactly k edges (all for ``complete``), candidate indices
+        in range and, for static graphs, every real edge going to a higher level."""
+        if not bool(torch.isfinite(self.weight).all()):
+            bad = int((~torch.isfinite(self.weight)).sum())
+            raise GraphError(f"{bad} edge weights are not finite")
+        mask = self.real_mask()
+        expected = self.num_candidates if self.mode.name == "complete" else self.k
+        if int(mask.sum()) != expected:
+            raise GraphError(f"{int(mask.sum())} real edges, expected {expected}")
+        ei = self.edge_index[:, mask]
+        if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= self.graph.num_nodes):
+            raise GraphError("a real edge refers to a node out of range")
+        if self.graph.static and bool((self.level[ei[0]] >= self.level[ei[1]]).any()):
+            raise GraphError("a real edge of a static graph does not go to a higher level: the wiring has a cycle")
+
     # ------------------------------------------------------------------ aggregation
     def aggregate(self, x: Tensor, selection: Selection, level: int | None = None) -> Tensor:
         """Inputs ``I_v = sum over real (u, v) of w_uv x[u]``.

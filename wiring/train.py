@@ -31,13 +31,14 @@ from .graph import GraphError
 from .io import read_graphml
 from .ops import topk_mask
 from .recorder import RunRecorder
-from .trainer import Progress, Trainer, find_wirings
+from .trainer import Progress, Trainer, TrainingStopped, find_wirings
 
 # Run-directory entries a fresh run writes; --overwrite removes exactly these.
 RUN_ENTRIES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "best.pt", "history*.pt",
                "initial*.graphml", "wiring*.graphml")
 # Settings that may change when a run is resumed.
-RESUMABLE = {"epochs", "resume", "overwrite", "device", "out", "progress", "eval_batch_size", "config"}
+RESUMABLE = {"epochs", "resume", "overwrite", "device", "out", "progress", "eval_batch_size", "config",
+             "debug", "deterministic"}
 
 
 class UsageError(ValueError):
@@ -192,6 +193,8 @@ def run(cfg: Config) -> dict[str, Any]:
     if saved is not None:
         check_resume_config(cfg, saved.get("config", {}))
 
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.seed)
     train_set, test_set, info = load_dataset(cfg.data, cfg.data_dir, image_size=cfg.image_size, seed=cfg.seed)
     model = build(cfg, info)
@@ -221,7 +224,7 @@ def run(cfg: Config) -> dict[str, Any]:
                            extra_state={"data_info": dataclasses.asdict(info)})
     trainer = Trainer(model, optimizer, train_set, test_set, epochs=cfg.epochs, batch_size=cfg.batch_size,
                       device=device, scheduler=scheduler, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed,
-                      hooks=[recorder], progress=progress)
+                      hooks=[recorder], progress=progress, debug=cfg.debug)
     if saved is not None:
         trainer.load_state_dict(saved)
         print(f"  resumed     at epoch {trainer.epoch}, step {trainer.step}", flush=True)
@@ -245,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataError, GraphError, CheckpointError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except TrainingStopped as err:
+        print(f"error: {err}; the last good checkpoint is kept (continue with --resume after fixing "
+              f"the cause, e.g. a lower --lr)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted: the last epoch's checkpoint is kept; continue with --resume", file=sys.stderr)
         return 130

@@ -14,6 +14,12 @@ metrics and checkpoints; see :mod:`wiring.recorder`.
 
 The data order of epoch ``e`` depends only on ``(seed, e)``, so a run resumed
 from an epoch checkpoint sees the same batches as an uninterrupted one.
+
+Guards: a non-finite loss or parameter stops training at once with
+:class:`TrainingStopped` naming the step (the hooks have not saved anything of
+that epoch, so the last good checkpoint stays); the wirings' invariants (exactly
+k real edges, indices in range, static wirings acyclic, finite weights) are
+checked every epoch, and every step with ``debug=True``.
 """
 from __future__ import annotations
 
@@ -27,7 +33,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from .graph import GraphError
 from .layer import WiredGraph
+
+
+class TrainingStopped(RuntimeError):
+    """Training cannot go on (a non-finite loss or weight, a broken wiring invariant);
+    the message names the step. The last good checkpoint is left as it was."""
 
 
 def find_wirings(model: nn.Module) -> dict[str, WiredGraph]:
@@ -87,12 +99,13 @@ class Trainer:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, train_set: Dataset,
                  test_set: Dataset, *, epochs: int, batch_size: int, device: torch.device | str = "cpu",
                  scheduler: Any = None, eval_batch_size: int = 512, seed: int = 0,
-                 hooks: Sequence[Any] = (), progress: Progress | None = None) -> None:
+                 hooks: Sequence[Any] = (), progress: Progress | None = None, debug: bool = False) -> None:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_set, self.test_set = train_set, test_set
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
         self.device = torch.device(device)
         self.seed = seed
+        self.debug = debug
         self.hooks = list(hooks)
         self.progress = progress or Progress("none")
         self.wirings = find_wirings(model)
@@ -110,6 +123,14 @@ class Trainer:
         now = self.real_masks()
         return sum(int((now[n] & ~previous[n]).sum()) for n in now)
 
+    def check_invariants(self) -> None:
+        """Every wiring's invariants (see :meth:`WiredGraph.check_invariants`)."""
+        for name, layer in self.wirings.items():
+            try:
+                layer.check_invariants()
+            except GraphError as err:
+                raise TrainingStopped(f"wiring {name or 'graph'} at step {self.step}: {err}") from None
+
     # ------------------------------------------------------------------ loops
     def _call(self, event: str, *args) -> list:
         return [getattr(h, event)(self, *args) for h in self.hooks if hasattr(h, event)]
@@ -123,10 +144,18 @@ class Trainer:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             logits = self.model(x)
             loss = F.cross_entropy(logits, y)
+            if not bool(torch.isfinite(loss)):
+                raise TrainingStopped(f"the loss became {loss.item()} at step {self.step + 1} "
+                                      f"(epoch {self.epoch + 1}): training stopped")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.step += 1
+            if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+                raise TrainingStopped(f"a weight became non-finite at step {self.step} "
+                                      f"(epoch {self.epoch + 1}): training stopped")
+            if self.debug:
+                self.check_invariants()
             with torch.no_grad():
                 loss_sum += loss.item() * y.numel()
                 correct += int((logits.argmax(1) == y).sum())
@@ -162,6 +191,7 @@ class Trainer:
             for module in self.model.modules():      # optional per-epoch model metrics (e.g. ODE nfe)
                 if hasattr(module, "pop_metrics"):
                     metrics.update(module.pop_metrics())
+            self.check_invariants()
             metrics.update(self.evaluate())
             metrics.update(step=self.step, lr=lr, swapped=self.swapped_since(self._last_masks),
                            seconds=round(time.perf_counter() - start, 3),
