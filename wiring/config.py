@@ -68,6 +68,7 @@ class Config:
     resume: bool = False
     overwrite: bool = False
     deterministic: bool = False
+    check_wiring_every: int = 0
     debug: bool = False
     snapshot_every: int = 10
     eval_batch_size: int = 512
@@ -109,6 +110,8 @@ class Config:
         for name in ("epochs", "batch_size", "snapshot_every", "eval_batch_size"):
             if getattr(self, name) <= 0:
                 raise bad(name, f"must be positive, got {getattr(self, name)}")
+        if self.check_wiring_every < 0:
+            raise bad("check_wiring_every", f"must be 0 (off) or positive, got {self.check_wiring_every}")
         for name in ("lr", "momentum", "weight_decay"):
             if getattr(self, name) < 0:
                 raise bad(name, f"must be non-negative, got {getattr(self, name)}")
@@ -145,6 +148,7 @@ _HELP = {
     "device": "auto, cpu or cuda[:N]", "out": "run directory (default runs/<data>-<graph>-<mode>-<edges>-s<seed>)",
     "resume": "continue the run in --out from its checkpoint",
     "overwrite": "replace an existing run directory",
+    "check_wiring_every": "distributed runs: assert every N steps that all ranks hold the same real edges (0: never)",
     "deterministic": "use only deterministic algorithms (bit-exact reruns and resumes on one machine)",
     "debug": "check the wiring invariants after every step, not only every epoch", "snapshot_every": "save the wiring every N steps",
     "eval_batch_size": "evaluation batch size", "progress": "auto (bar on a terminal, lines otherwise), bar, lines, none",

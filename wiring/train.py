@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Config, ConfigError, parse_config
 from .data import DataError, check_dataset, load_dataset
@@ -38,7 +38,7 @@ RUN_ENTRIES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "best.pt", "hist
                "initial*.graphml", "wiring*.graphml")
 # Settings that may change when a run is resumed.
 RESUMABLE = {"epochs", "resume", "overwrite", "device", "out", "progress", "eval_batch_size", "config",
-             "debug", "deterministic"}
+             "debug", "deterministic", "check_wiring_every"}
 
 
 class UsageError(ValueError):
@@ -51,12 +51,32 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{cfg.data}-{model}-{cfg.graph}-{cfg.mode}-{edges}-s{cfg.seed}"
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The device for ``--device``; under torchrun each local rank takes its own GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if name == "cuda" and distributed.from_environment().enabled:
+        return torch.device("cuda", local_rank)
     return torch.device(name)
+
+
+def on_main_rank(check, info: distributed.DistInfo):
+    """Run ``check`` on rank 0 only and share its outcome (a result or a user error) with every rank."""
+    if not info.enabled:
+        return check()
+    outcome: list = [None]
+    if info.is_main:
+        try:
+            outcome[0] = ("ok", check())
+        except (UsageError, CheckpointError) as err:
+            outcome[0] = ("error", str(err))
+    torch.distributed.broadcast_object_list(outcome, src=0)
+    kind, value = outcome[0]
+    if kind == "error":
+        raise UsageError(value if info.is_main else "") from None
+    return value
 
 
 def check_run_dir(cfg: Config, run_dir: Path) -> bool:
@@ -185,10 +205,15 @@ def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Pat
 
 def run(cfg: Config) -> dict[str, Any]:
     """Train per ``cfg``; returns the last epoch's metrics and the run directory."""
-    device = resolve_device(cfg.device)
+    info = distributed.from_environment()
+    device = resolve_device(cfg.device, info.local_rank)
     check_dataset(cfg.data, cfg.data_dir)
+    if info.enabled and cfg.batch_size < info.world_size:
+        raise UsageError(f"--batch-size {cfg.batch_size} is the global batch: it must be at least the "
+                         f"world size ({info.world_size})")
+    info = distributed.setup(device)
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    resuming = check_run_dir(cfg, run_dir)
+    resuming = on_main_rank(lambda: check_run_dir(cfg, run_dir), info)
     saved = load_checkpoint(run_dir / "checkpoint.pt") if resuming else None
     if saved is not None:
         check_resume_config(cfg, saved.get("config", {}))
@@ -196,48 +221,57 @@ def run(cfg: Config) -> dict[str, Any]:
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.seed)
-    train_set, test_set, info = load_dataset(cfg.data, cfg.data_dir, image_size=cfg.image_size, seed=cfg.seed)
-    model = build(cfg, info)
+    train_set, test_set, data_info = load_dataset(cfg.data, cfg.data_dir, image_size=cfg.image_size, seed=cfg.seed)
+    model = build(cfg, data_info)
     origin = start_from_run(cfg, model) if cfg.mode in ("fine_tune", "lottery") else None
     cfg.edges = sum(w.k for w in find_wirings(model).values())
     initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if info.enabled:
+        distributed.convert_batchnorm(model, device)
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(cfg, optimizer)
 
-    if not resuming:
+    if not resuming and info.is_main:
         if run_dir.exists() and cfg.overwrite:
             for pattern in RUN_ENTRIES:
                 for p in run_dir.glob(pattern):
                     p.unlink() if p.is_file() else shutil.rmtree(p)
         run_dir.mkdir(parents=True, exist_ok=True)
 
-    progress = Progress(cfg.progress)
-    print(describe(cfg, model, info, train_set, test_set, device, run_dir), flush=True)
+    progress = Progress(cfg.progress if info.is_main else "none")
+    say = print if info.is_main else (lambda *a, **k: None)
+    say(describe(cfg, model, data_info, train_set, test_set, device, run_dir), flush=True)
+    if info.enabled:
+        say(f"  ranks       {info.world_size} ({'nccl' if device.type == 'cuda' else 'gloo'}), global batch "
+            f"{cfg.batch_size} = {cfg.batch_size / info.world_size:g} per rank", flush=True)
     if origin:
-        print(f"  start from  {origin}", flush=True)
+        say(f"  start from  {origin}", flush=True)
     if saved is not None and "initial_model" in saved:
         initial_model = saved["initial_model"]
     recorder = RunRecorder(run_dir, cfg.to_dict(), snapshot_every=cfg.snapshot_every,
                            initial_model=initial_model, resumed=resuming,
-                           extra_state={"data_info": dataclasses.asdict(info)})
+                           extra_state={"data_info": dataclasses.asdict(data_info)})
     trainer = Trainer(model, optimizer, train_set, test_set, epochs=cfg.epochs, batch_size=cfg.batch_size,
                       device=device, scheduler=scheduler, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed,
-                      hooks=[recorder], progress=progress, debug=cfg.debug)
+                      hooks=[recorder] if info.is_main else [], progress=progress, debug=cfg.debug,
+                      check_wiring_every=cfg.check_wiring_every)
     if saved is not None:
         trainer.load_state_dict(saved)
-        print(f"  resumed     at epoch {trainer.epoch}, step {trainer.step}", flush=True)
-    recorder.start(trainer)
+        say(f"  resumed     at epoch {trainer.epoch}, step {trainer.step}", flush=True)
+    if info.is_main:
+        recorder.start(trainer)
     start = time.perf_counter()
     history = trainer.fit()
     last = history[-1] if history else trainer.evaluate()
-    graphml = sorted(run_dir.glob("wiring*.graphml"))
-    print(f"done in {time.perf_counter() - start:.1f}s: test accuracy {last['test_acc']:.4f} "
-          f"(best {max(trainer.best_acc, last['test_acc']):.4f})", flush=True)
-    for p in graphml:
-        print(f"learned wiring: {p}", flush=True)
-    print(f"run directory:  {run_dir}", flush=True)
+    say(f"done in {time.perf_counter() - start:.1f}s: test accuracy {last['test_acc']:.4f} "
+        f"(best {max(trainer.best_acc, last['test_acc']):.4f})", flush=True)
+    for p in sorted(run_dir.glob("wiring*.graphml")) if info.is_main else []:
+        say(f"learned wiring: {p}", flush=True)
+    say(f"run directory:  {run_dir}", flush=True)
+    if info.enabled:
+        torch.distributed.destroy_process_group()
     return {**last, "run_dir": str(run_dir)}
 
 
@@ -246,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = parse_config(argv)
         run(cfg)
     except (ConfigError, DataError, GraphError, CheckpointError, UsageError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        if str(err):                      # other ranks of a distributed run stay silent
+            print(f"error: {err}", file=sys.stderr)
         return 2
     except TrainingStopped as err:
         print(f"error: {err}; the last good checkpoint is kept (continue with --resume after fixing "

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from .distributed import DistInfo, all_reduce_sum, current, same_on_all_ranks, shard, wiring_hash
 from .graph import GraphError
 from .layer import WiredGraph
 
@@ -51,20 +52,33 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def iterate_batches(dataset: Dataset, batch_size: int, *, shuffle: bool,
-                    generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-    """Batches of ``dataset``; in-memory ``TensorDataset`` s are sliced directly."""
+def global_batches(n: int, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
+                   world_size: int = 1, drop_short: bool = False) -> list[Tensor]:
+    """The index sets of every global batch of an epoch. With ``drop_short`` a trailing
+    batch with fewer samples than ranks is dropped (training: every rank needs data)."""
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    batches = list(torch.split(order, batch_size))
+    if drop_short and world_size > 1 and batches and batches[-1].numel() < world_size:
+        batches.pop()
+    return batches
+
+
+def iterate_batches(dataset: Dataset, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
+                    info: DistInfo = DistInfo()) -> Iterator[tuple[Tensor, Tensor, int]]:
+    """``(x, y, global batch size)`` for this rank's shard of every global batch;
+    in-memory ``TensorDataset`` s are sliced directly."""
+    batches = global_batches(len(dataset), batch_size, shuffle=shuffle, generator=generator,
+                             world_size=info.world_size, drop_short=shuffle)
     if isinstance(dataset, TensorDataset):
         x, y = dataset.tensors[0], dataset.tensors[1]
-        n = x.size(0)
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            yield x[idx], y[idx]
+        for idx in batches:
+            local = shard(idx, info)
+            yield x[local], y[local], idx.numel()
         return
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+    loader = DataLoader(dataset, batch_sampler=[shard(idx, info).tolist() for idx in batches],
                         num_workers=min(4, max(0, (torch.get_num_threads() or 1) - 1)))
-    yield from loader
+    for (x, y), idx in zip(loader, batches):
+        yield x, y, idx.numel()
 
 
 class Progress:
@@ -99,13 +113,21 @@ class Trainer:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, train_set: Dataset,
                  test_set: Dataset, *, epochs: int, batch_size: int, device: torch.device | str = "cpu",
                  scheduler: Any = None, eval_batch_size: int = 512, seed: int = 0,
-                 hooks: Sequence[Any] = (), progress: Progress | None = None, debug: bool = False) -> None:
+                 hooks: Sequence[Any] = (), progress: Progress | None = None, debug: bool = False,
+                 check_wiring_every: int = 0) -> None:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_set, self.test_set = train_set, test_set
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
         self.device = torch.device(device)
         self.seed = seed
         self.debug = debug
+        self.check_wiring_every = check_wiring_every
+        self.dist = current()
+        self.net = model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(model, device_ids=ids)
         self.hooks = list(hooks)
         self.progress = progress or Progress("none")
         self.wirings = find_wirings(model)
@@ -140,10 +162,12 @@ class Trainer:
         total = math.ceil(len(self.train_set) / self.batch_size)
         loss_sum, correct, seen = 0.0, 0, 0
         gen = epoch_generator(self.seed, self.epoch)
-        for i, (x, y) in enumerate(iterate_batches(self.train_set, self.batch_size, shuffle=True, generator=gen)):
+        batches = iterate_batches(self.train_set, self.batch_size, shuffle=True, generator=gen, info=self.dist)
+        for i, (x, y, global_size) in enumerate(batches):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            logits = self.model(x)
-            loss = F.cross_entropy(logits, y)
+            logits = self.net(x)
+            # Mean over the global batch: DDP averages the ranks' gradients, hence the world size.
+            loss = F.cross_entropy(logits, y, reduction="sum") * (self.dist.world_size / global_size)
             if not bool(torch.isfinite(loss)):
                 raise TrainingStopped(f"the loss became {loss.item()} at step {self.step + 1} "
                                       f"(epoch {self.epoch + 1}): training stopped")
@@ -157,27 +181,40 @@ class Trainer:
             if self.debug:
                 self.check_invariants()
             with torch.no_grad():
-                loss_sum += loss.item() * y.numel()
+                loss_sum += loss.item() * global_size / self.dist.world_size
                 correct += int((logits.argmax(1) == y).sum())
                 seen += y.numel()
+            if self.check_wiring_every and self.step % self.check_wiring_every == 0:
+                self.check_same_wiring()
             self._call("on_step")
-            self.progress.update(f"epoch {self.epoch + 1}/{self.epochs} loss {loss_sum / seen:.4f} "
-                                 f"acc {correct / seen:.3f}", i + 1, total)
+            self.progress.update(f"epoch {self.epoch + 1}/{self.epochs} loss {loss_sum / max(seen, 1):.4f} "
+                                 f"acc {correct / max(seen, 1):.3f}", i + 1, total)
         if self.scheduler is not None:
             self.scheduler.step()
+        loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], self.device)
         return {"loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)}
+
+    def check_same_wiring(self) -> None:
+        """Stop unless every rank holds the same real edges (a hash all-gathered)."""
+        for name, layer in self.wirings.items():
+            if not same_on_all_ranks(wiring_hash(layer.real_mask()), self.device):
+                raise TrainingStopped(f"the ranks hold different real edges of wiring {name or 'graph'} "
+                                      f"at step {self.step}")
 
     @torch.no_grad()
     def evaluate(self, dataset: Dataset | None = None) -> dict[str, float]:
         self.model.eval()
         dataset = self.test_set if dataset is None else dataset
         loss_sum, correct, seen = 0.0, 0, 0
-        for x, y in iterate_batches(dataset, self.eval_batch_size, shuffle=False):
+        for x, y, _ in iterate_batches(dataset, self.eval_batch_size, shuffle=False, info=self.dist):
+            if y.numel() == 0:            # a short last batch leaves some ranks without samples
+                continue
             x, y = x.to(self.device), y.to(self.device)
             logits = self.model(x)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
             seen += y.numel()
+        loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], self.device)
         return {"test_loss": loss_sum / max(seen, 1), "test_acc": correct / max(seen, 1)}
 
     def fit(self) -> list[dict]:

@@ -1,0 +1,95 @@
+"""Distributed training with torchrun on CPU (gloo over loopback)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from wiring.distributed import DistInfo, GlobalBatchNorm, same_on_all_ranks, shard, wiring_hash
+from wiring.train import main
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["--model", "micro", "--edges", "100", "--epochs", "2", "--batch-size", "256", "--seed", "3",
+        "--progress", "none"]
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="torch.distributed with gloo is not available")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_ranks_equal_one_process_and_write_one_run_directory(tmp_path):
+    single = tmp_path / "single"
+    assert main([*ARGS, "--out", str(single)]) == 0
+    work = tmp_path / "cwd"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), "-m", "wiring.train", *ARGS, "--out", "ddp",
+           "--check-wiring-every", "1"]
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("run directory:") == 1 and "ranks       2 (gloo)" in proc.stdout
+    assert sorted(p.name for p in work.iterdir()) == ["ddp"]          # one run directory, nothing else
+    a = torch.load(single / "checkpoint.pt", weights_only=True)
+    b = torch.load(work / "ddp" / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"]
+    assert torch.equal(a["model"]["graph.frozen_mask"], b["model"]["graph.frozen_mask"])
+    for key, value in a["model"].items():
+        if value.is_floating_point():
+            assert torch.allclose(value, b["model"][key], atol=2e-4, rtol=1e-3), key
+    wa = torch.topk(a["model"]["graph.weight"].abs(), 100).indices.sort().values
+    wb = torch.topk(b["model"]["graph.weight"].abs(), 100).indices.sort().values
+    assert torch.equal(wa, wb), "the learned wiring must be the same"
+
+
+def _worker(rank: int, world: int, init: str, results) -> None:
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    mask = torch.zeros(50, dtype=torch.bool)
+    mask[[1, 5, 9]] = True
+    results[f"same{rank}"] = same_on_all_ranks(wiring_hash(mask), torch.device("cpu"))
+    if rank == 1:
+        mask[9], mask[10] = False, True                   # rank 1 swaps one edge
+    results[f"differ{rank}"] = same_on_all_ranks(wiring_hash(mask), torch.device("cpu"))
+    bn = GlobalBatchNorm(3)
+    x = torch.arange(24, dtype=torch.float32).view(8, 3) * (rank + 1)
+    results[f"bn{rank}"] = bn(x).detach()
+    results[f"mean{rank}"] = bn.running_mean.clone()
+    dist.destroy_process_group()
+
+
+def test_wiring_check_and_global_batch_norm_across_two_processes(tmp_path):
+    results = mp.Manager().dict()
+    mp.spawn(_worker, args=(2, f"file://{tmp_path / 'rendezvous'}", results), nprocs=2, join=True)
+    assert results["same0"] and results["same1"]
+    assert not results["differ0"] and not results["differ1"]
+    full = torch.cat([torch.arange(24, dtype=torch.float32).view(8, 3) * r for r in (1, 2)])
+    expected = torch.nn.functional.batch_norm(full, None, None, training=True)
+    assert torch.allclose(torch.cat([results["bn0"], results["bn1"]]), expected, atol=1e-5)
+    assert torch.allclose(results["mean0"], 0.1 * full.mean(0)) and torch.equal(results["mean0"], results["mean1"])
+
+
+def test_shard_splits_every_global_batch_contiguously():
+    idx = torch.arange(7)
+    parts = [shard(idx, DistInfo(r, 3)).tolist() for r in range(3)]
+    assert parts == [[0, 1, 2], [3, 4], [5, 6]]
+    assert shard(idx, DistInfo()).tolist() == list(range(7))
+
+
+def test_wiring_hash_tells_masks_apart():
+    a = torch.zeros(100, dtype=torch.bool)
+    a[[3, 40, 77]] = True
+    b = a.clone()
+    b[77], b[78] = False, True
+    assert wiring_hash(a) == wiring_hash(a.clone()) != wiring_hash(b)
