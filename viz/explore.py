@@ -1,0 +1,1193 @@
+"""An interactive wiring explorer: one self-contained HTML page per run.
+
+Contract:
+
+* :func:`explorer_html` turns a run directory (its ``history.pt`` snapshots, else
+  its final wiring) or a GraphML file (one frame) into ONE HTML file: the script,
+  the styles and the data are inlined; the page loads nothing (no server, no
+  network, no CDN) and works from ``file://``.
+* The picture is the fixed layout of :mod:`viz.layout`, drawn like
+  :mod:`viz.render` (layered columns with arcs for skip connections; the circular
+  layout with bent chords and arrowheads for dynamic wirings; blue / red by
+  weight sign, opacity and width growing with ``|weight|``; dead nodes hollow
+  grey) on a ``<canvas>``; edges that appeared since the previous frame are
+  bright green, edges that vanished dashed orange (as in :mod:`viz.animate`).
+* Controls: a slider over the snapshots, play / pause, previous / next, speed;
+  keys left / right / space / Home / End. Hover a node or an edge for its id,
+  level, weight and the step it appeared (the first step of its current run of
+  consecutive frames as a real edge). The side panel gives the step, the test
+  accuracy (the last epoch record of ``metrics.jsonl`` whose ``step`` is at most
+  the frame's step), k, density, dead nodes, the churn (edges added / removed
+  since the previous frame) and the level-to-level edge counts of the frame.
+* Data (see :func:`build_payload`): the edges real in at least one frame form
+  the edge table (candidate id, source, target); frame 0 and each later frame are
+  shipped as differences: added / removed edge-table ids and the weights that
+  changed, quantised to int8 (``q * scale / 127``, ``scale`` the largest
+  ``|weight|``). :func:`decode_frames` reads them back (the page does the same in
+  JavaScript); the real edge set of every frame is reproduced exactly and every
+  weight to within half a quantisation step.
+
+CLI::
+
+    python -m viz.explore RUN_DIR|FILE.graphml [-o wiring.html] [--title TEXT]
+
+User mistakes (missing or malformed input, output folder missing) exit with
+status 2 and one line on stderr; the output appears only once complete.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from wiring.graph import GraphError, Wiring
+from wiring.io import RunData, WiringFileError, read_graphml
+
+from .layout import columns, is_dynamic, node_positions
+from .render import (ARC_HEIGHT, ARROW_AT, ARROW_MAX_EDGES, ARROW_SIZE, CHORD_BEND, DEAD_EDGE, DEAD_FACE,
+                     LOOP_RADIUS, NEGATIVE, POSITIVE, REF_PIXELS, ROLE_STYLE, ArgumentParser, UsageError,
+                     atomic_output, die, load_run_dir, output_path, weight_range)
+
+__all__ = ["HTML_FORMATS", "FORMAT_VERSION", "Frames", "frames_of_run", "frames_of_wiring", "load_frames",
+           "quantise", "build_payload", "decode_frames", "explorer_html", "read_payload", "write_explorer",
+           "main"]
+
+HTML_FORMATS = ("html", "htm")
+FORMAT_VERSION = 1
+Q_LEVELS = 127          # weights are shipped as int8 in [-127, 127] times scale / 127
+ADDED = "#00c853"       # viz.animate.ADDED
+REMOVED = "#ff8f00"     # viz.animate.REMOVED
+
+
+# ----------------------------------------------------------------------------- frames
+
+@dataclass
+class Frames:
+    """The snapshots to show, over one edge table.
+
+    ``src``, ``dst``, ``cand`` ``[U]``: the edges real in at least one frame
+    (source, target, candidate id), sorted by candidate id; ``real[i]``: sorted
+    edge-table ids of frame ``i``, ``weight[i]`` their weights (float64);
+    ``steps[i]``: the frame's step (None when unknown); ``num_candidates``: 0 when unknown.
+    """
+
+    level: np.ndarray
+    role: np.ndarray
+    attrs: dict
+    src: np.ndarray
+    dst: np.ndarray
+    cand: np.ndarray
+    real: list[np.ndarray]
+    weight: list[np.ndarray]
+    steps: list[int | None]
+    num_candidates: int
+    metrics: list[dict] = field(default_factory=list)
+    title: str = ""
+    subtitle: str = ""
+
+    def __len__(self) -> int:
+        return len(self.real)
+
+
+def _clean_weights(weight) -> np.ndarray:
+    w = torch.as_tensor(weight).detach().double().cpu().numpy().reshape(-1)
+    return np.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def frames_of_run(run: RunData) -> "Frames":
+    """Frames of a run directory: every ``history.pt`` snapshot, else the final
+    wiring (``wiring.graphml``) as one frame; :class:`UsageError` when it has neither."""
+    history = run.history
+    if history is not None and len(history):
+        indices = [history.real_index(i).numpy() for i in range(len(history))]
+        used = np.unique(np.concatenate(indices)) if indices else np.zeros(0, dtype=np.int64)
+        cand = history.candidates[:, torch.as_tensor(used, dtype=torch.long)].numpy()
+        real = [np.searchsorted(used, index) for index in indices]
+        weight = [_clean_weights(history.frame(i).weight) for i in range(len(history))]
+        frames = Frames(history.level.numpy().copy(), history.role.numpy().copy(), dict(history.attrs),
+                        cand[0].astype(np.int64), cand[1].astype(np.int64), used.astype(np.int64), real, weight,
+                        [int(s) for s in history.steps], history.num_candidates)
+    elif run.final is not None:
+        frames = frames_of_wiring(run.final)
+    else:
+        raise UsageError(f"run directory {run.path} has neither a history.pt with snapshots nor a "
+                         f"wiring.graphml")
+    frames.metrics = _metrics(run.metrics) or frames.metrics
+    frames.title = run.path.resolve().name or str(run.path)
+    frames.subtitle = _subtitle(frames.attrs, run.config)
+    return frames
+
+
+def frames_of_wiring(wiring: Wiring) -> "Frames":
+    """One frame: the real edges of ``wiring`` (all its edges when it has no
+    ``real`` mask); candidate ids are the edges' positions in the wiring."""
+    attrs = dict(wiring.attrs or {})
+    n_edges = wiring.num_edges
+    ids = np.arange(n_edges, dtype=np.int64)
+    if wiring.real is not None:
+        ids = ids[wiring.real.bool().cpu().numpy()]
+    ei = wiring.edge_index.long().cpu().numpy().reshape(2, -1)[:, ids]
+    weight = _clean_weights(wiring.weight)[ids]
+    candidates = attrs.get("candidates")  # unknown (0) unless the file says
+    if wiring.real is not None:
+        candidates = n_edges
+    elif not isinstance(candidates, int) or isinstance(candidates, bool) or candidates < ids.size:
+        candidates = 0
+    step = attrs.get("step")
+    step = int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) \
+        and math.isfinite(step) else None
+    frames = Frames(wiring.level.long().cpu().numpy().copy(), wiring.role.long().cpu().numpy().copy(), attrs,
+                    ei[0].astype(np.int64), ei[1].astype(np.int64), ids, [np.arange(ids.size)], [weight], [step],
+                    int(candidates))
+    acc = _number(attrs.get("test_acc"))
+    if step is not None and acc is not None:  # what the trainer wrote into the wiring: its step's accuracy
+        epoch = attrs.get("epoch")
+        frames.metrics = [{"step": step, "epoch": epoch if isinstance(epoch, int) and not isinstance(epoch, bool)
+                           else None, "test_acc": acc}]
+    return frames
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _metrics(records: Sequence[Mapping]) -> list[dict]:
+    """``{step, epoch, test_acc}`` of each epoch record that has a numeric step."""
+    out = []
+    for record in records:
+        step = _number(record.get("step"))
+        if step is None:
+            continue
+        epoch = record.get("epoch")
+        out.append({"step": int(step), "epoch": epoch if isinstance(epoch, int) and not isinstance(epoch, bool)
+                    else None, "test_acc": _number(record.get("test_acc"))})
+    return out
+
+
+def _subtitle(attrs: Mapping, config: Mapping | None = None) -> str:
+    config = config or {}
+    parts = []
+    for key in ("model", "setting"):
+        if isinstance(config.get(key), str):
+            parts.append(config[key])
+    for key in ("preset", "mode"):
+        value = attrs.get(key, config.get("graph") if key == "preset" else config.get(key))
+        if isinstance(value, str):
+            parts.append(value)
+    if isinstance(config.get("data"), str):
+        parts.append(config["data"])
+    return " · ".join(dict.fromkeys(parts))
+
+
+def load_frames(path: str | Path) -> "Frames":
+    """Frames of a run directory or a GraphML file; :class:`UsageError` for a
+    missing or malformed input. A GraphML file whose cycle rules out a layered
+    reading is read as a dynamic wiring."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path} does not exist (expected a run directory or a .graphml file)")
+    if path.is_dir():
+        return frames_of_run(load_run_dir(path))
+    try:
+        try:
+            wiring = read_graphml(path)
+        except WiringFileError as err:
+            if "cycle" not in str(err):
+                raise
+            wiring = read_graphml(path, static=False)
+    except (WiringFileError, GraphError) as err:
+        raise UsageError(str(err)) from None
+    except OSError as err:
+        raise UsageError(f"{path}: {err.strerror or err}") from None
+    frames = frames_of_wiring(wiring)
+    frames.title = path.name
+    frames.subtitle = _subtitle(frames.attrs)
+    return frames
+
+
+# ----------------------------------------------------------------------------- encoding
+
+def quantise(weight: np.ndarray, scale: float) -> np.ndarray:
+    """``weight`` as int8 ``round(weight / scale * 127)``, clipped to [-127, 127]."""
+    q = np.rint(np.asarray(weight, dtype=np.float64) / scale * Q_LEVELS)
+    return np.clip(q, -Q_LEVELS, Q_LEVELS).astype(np.int8)
+
+
+def _varints(values) -> bytes:
+    """Unsigned LEB128 of each value (non-negative integers)."""
+    v = np.asarray(values, dtype=np.uint64).reshape(-1)
+    if v.size == 0:
+        return b""
+    nbytes = np.ones(v.size, dtype=np.int64)
+    rest = v >> np.uint64(7)
+    while (rest > 0).any():
+        nbytes += rest > 0
+        rest >>= np.uint64(7)
+    out = np.zeros(int(nbytes.sum()), dtype=np.uint8)
+    starts = np.concatenate([[0], np.cumsum(nbytes)[:-1]])
+    rest = v.copy()
+    for j in range(int(nbytes.max())):
+        sel = nbytes > j
+        more = (nbytes[sel] > j + 1).astype(np.uint8) << 7
+        out[starts[sel] + j] = (rest[sel] & np.uint64(0x7F)).astype(np.uint8) | more
+        rest[sel] >>= np.uint64(7)
+    return out.tobytes()
+
+
+def _gaps(sorted_ids: np.ndarray) -> bytes:
+    """Strictly increasing ids as varints of ``id - previous - 1`` (previous -1 at first)."""
+    ids = np.asarray(sorted_ids, dtype=np.int64)
+    return _varints(np.diff(ids, prepend=-1) - 1)
+
+
+def _read_varints(buf: np.ndarray, pos: int, n: int) -> tuple[np.ndarray, int]:
+    """``n`` varints from ``buf[pos:]``; returns (values int64, position after)."""
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), pos
+    chunk = buf[pos:pos + 10 * n]
+    ends = np.flatnonzero(chunk < 0x80)
+    if ends.size < n:
+        raise ValueError("truncated varint data")
+    end = int(ends[n - 1]) + 1
+    chunk = chunk[:end].astype(np.int64)
+    which = np.concatenate([[0], np.cumsum(chunk < 0x80)[:-1]])
+    first = np.concatenate([[0], ends[:n - 1] + 1])
+    shift = 7 * (np.arange(end) - first[which])
+    values = np.zeros(n, dtype=np.int64)
+    np.add.at(values, which, (chunk & 0x7F) << shift)
+    return values, pos + end
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.buf = np.frombuffer(data, dtype=np.uint8)
+        self.pos = 0
+
+    def varint(self) -> int:
+        values, self.pos = _read_varints(self.buf, self.pos, 1)
+        return int(values[0])
+
+    def ids(self, n: int) -> np.ndarray:
+        gaps, self.pos = _read_varints(self.buf, self.pos, n)
+        return np.cumsum(gaps + 1) - 1
+
+    def int8(self, n: int) -> np.ndarray:
+        if self.pos + n > self.buf.size:
+            raise ValueError("truncated int8 data")
+        out = self.buf[self.pos:self.pos + n].view(np.int8).copy()
+        self.pos += n
+        return out
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _node_array(values: np.ndarray) -> tuple[str, int]:
+    """Node ids as little-endian uint16 (uint32 from 65,536 nodes), base64."""
+    width = 2 if values.size == 0 or int(values.max()) < 65536 else 4
+    return _b64(np.asarray(values, dtype="<u2" if width == 2 else "<u4").tobytes()), width
+
+
+def build_payload(frames: Frames) -> dict:
+    """The page's data: a JSON-able dict (see the module docstring).
+
+    ``frames.blob`` (base64) holds, per frame, ``nA, gaps(A), int8 qA[nA], nR,
+    gaps(R), nC, gaps(C), int8 qC[nC]`` (varints; A added, R removed, C weight
+    changed, as sorted edge-table ids), frame ``i`` from byte ``offsets[i]`` to
+    ``offsets[i + 1]``; frame 0 is the difference from an empty wiring.
+    """
+    n = int(frames.level.size)
+    dynamic = is_dynamic(torch.as_tensor(frames.level), frames.attrs)
+    pos = node_positions(torch.as_tensor(frames.level), torch.as_tensor(frames.role), dynamic=dynamic)
+    col = columns(torch.as_tensor(frames.level), torch.as_tensor(frames.role)) if n else np.zeros(0, np.int64)
+    scale = max((float(np.abs(w).max()) for w in frames.weight if w.size), default=0.0)
+    scale = scale if scale > 0 and math.isfinite(scale) else 1.0
+    blob = bytearray()
+    offsets = [0]
+    prev_ids = np.zeros(0, dtype=np.int64)
+    prev_q = np.zeros(frames.src.size, dtype=np.int8)
+    for ids, weight in zip(frames.real, frames.weight):
+        ids = np.asarray(ids, dtype=np.int64)
+        q = quantise(weight, scale)
+        added = np.setdiff1d(ids, prev_ids, assume_unique=True)
+        removed = np.setdiff1d(prev_ids, ids, assume_unique=True)
+        kept_mask = np.isin(ids, prev_ids, assume_unique=True)
+        kept, kept_q = ids[kept_mask], q[kept_mask]
+        changed = kept_q != prev_q[kept]
+        q_added = q[np.isin(ids, added, assume_unique=True)]
+        blob += _varints([added.size]) + _gaps(added) + q_added.tobytes()
+        blob += _varints([removed.size]) + _gaps(removed)
+        blob += _varints([int(changed.sum())]) + _gaps(kept[changed]) + kept_q[changed].tobytes()
+        offsets.append(len(blob))
+        prev_q[ids] = q
+        prev_ids = ids
+    src, width = _node_array(frames.src)
+    dst, _ = _node_array(frames.dst)
+    counts = [int(np.asarray(r).size) for r in frames.real]
+    lo, hi = weight_range(frames.weight)
+    names = {code: name for code, (name, _, _) in ROLE_STYLE.items()}
+    col_labels = []
+    if not dynamic:
+        for c in np.unique(col):
+            ids = np.flatnonzero(col == c)
+            roles = frames.role[ids]
+            name = "outputs" if (roles == 2).all() else "inputs" if (roles == 0).all() else f"level {int(c)}"
+            col_labels.append([int(c), f"{name} ({ids.size:,})"])
+    return {
+        "format": "wiring-explorer", "version": FORMAT_VERSION,
+        "title": frames.title, "subtitle": frames.subtitle,
+        "nodes": {"count": n, "dynamic": bool(dynamic),
+                  "x": [round(float(v), 6) for v in pos[:, 0]], "y": [round(float(v), 6) for v in pos[:, 1]],
+                  "level": [int(v) for v in frames.level], "role": [int(v) for v in frames.role],
+                  "columns": col_labels},
+        "edges": {"count": int(frames.src.size), "width": width, "src": src, "dst": dst,
+                  "cand": _b64(_gaps(frames.cand)), "candidates": int(frames.num_candidates)},
+        "frames": {"count": len(frames), "steps": list(frames.steps), "k": counts,
+                   "offsets": offsets, "blob": _b64(bytes(blob))},
+        "weights": {"scale": scale, "levels": Q_LEVELS, "lo": lo, "hi": hi},
+        "metrics": frames.metrics,
+        "style": {"positive": POSITIVE, "negative": NEGATIVE, "added": ADDED, "removed": REMOVED,
+                  "dead_face": DEAD_FACE, "dead_edge": DEAD_EDGE,
+                  "roles": {str(code): [name, marker, colour] for code, (name, marker, colour) in ROLE_STYLE.items()},
+                  "role_names": {str(k): v for k, v in names.items()},
+                  "arc_height": ARC_HEIGHT, "chord_bend": CHORD_BEND, "loop_radius": LOOP_RADIUS,
+                  "arrow_max_edges": ARROW_MAX_EDGES, "arrow_at": ARROW_AT, "arrow_size": ARROW_SIZE,
+                  "ref_pixels": REF_PIXELS},
+    }
+
+
+def decode_frames(payload: Mapping) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Replay the shipped differences: per frame ``(candidate ids, source/target
+    [2, k], weights)`` of its real edges, sorted by candidate id; weights are the
+    dequantised ``q * scale / 127``. The page's JavaScript does the same."""
+    edges, fr = payload["edges"], payload["frames"]
+    u = int(edges["count"])
+    dtype = "<u2" if edges["width"] == 2 else "<u4"
+    src = np.frombuffer(base64.b64decode(edges["src"]), dtype=dtype).astype(np.int64)
+    dst = np.frombuffer(base64.b64decode(edges["dst"]), dtype=dtype).astype(np.int64)
+    cand = _Reader(base64.b64decode(edges["cand"])).ids(u)
+    blob = base64.b64decode(fr["blob"])
+    offsets = fr["offsets"]
+    real = np.zeros(u, dtype=bool)
+    q = np.zeros(u, dtype=np.int8)
+    scale = float(payload["weights"]["scale"]) / int(payload["weights"]["levels"])
+    out = []
+    for i in range(int(fr["count"])):
+        r = _Reader(blob[offsets[i]:offsets[i + 1]])
+        n_added = r.varint()
+        added = r.ids(n_added)
+        q_added = r.int8(n_added)
+        removed = r.ids(r.varint())
+        n_changed = r.varint()
+        changed = r.ids(n_changed)
+        q_changed = r.int8(n_changed)
+        if r.pos != r.buf.size:
+            raise ValueError(f"frame {i}: {r.buf.size - r.pos} bytes left over")
+        if real[added].any() or not real[removed].all() or not real[changed].all():
+            raise ValueError(f"frame {i}: the differences do not fit the previous frame")
+        real[removed] = False
+        real[added] = True
+        q[added] = q_added
+        q[changed] = q_changed
+        ids = np.flatnonzero(real)
+        out.append((cand[ids], np.stack([src[ids], dst[ids]]), q[ids].astype(np.float64) * scale))
+    return out
+
+
+# ----------------------------------------------------------------------------- page
+
+def _json_for_script(data: Any) -> str:
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def explorer_html(frames: Frames, *, title: str | None = None) -> str:
+    """The complete page for ``frames`` (one self-contained HTML string)."""
+    payload = build_payload(frames)
+    if title is not None:
+        payload["title"] = title
+    page_title = html.escape(f"wiring explorer · {payload['title']}" if payload["title"] else "wiring explorer")
+    return (_TEMPLATE.replace("%%TITLE%%", page_title)
+            .replace("%%CSS%%", _CSS)
+            .replace("%%JS%%", _JS)
+            .replace("%%DATA%%", _json_for_script(payload)))
+
+
+def read_payload(page: str) -> dict:
+    """The data dict embedded in a page written by :func:`explorer_html`."""
+    match = re.search(r'<script type="application/json" id="wiring-data">(.*?)</script>', page, re.S)
+    if match is None:
+        raise ValueError("no wiring-data block in this page")
+    return json.loads(match.group(1))
+
+
+def write_explorer(source: str | Path, out: str | Path, *, title: str | None = None) -> tuple[Path, int, int]:
+    """Write the explorer page of ``source`` (run directory or GraphML file) to
+    ``out`` atomically; returns (path, bytes, frames)."""
+    frames = load_frames(source)
+    page = explorer_html(frames, title=title).encode("utf-8")
+    out = Path(out)
+    with atomic_output(out) as tmp:
+        tmp.write_bytes(page)
+    return out, len(page), len(frames)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m viz.explore",
+                            description="Write an interactive, self-contained HTML explorer of a run's wiring "
+                                        "snapshots (or of one GraphML wiring).")
+    parser.add_argument("source", metavar="RUN_DIR|FILE.graphml", help="run directory or GraphML file")
+    parser.add_argument("-o", "--output", default="wiring.html", help="output .html file (default wiring.html)")
+    parser.add_argument("--title", default=None, help="page title (default: the run directory or file name)")
+    args = parser.parse_args(argv)
+    prog = parser.prog
+    try:
+        out, _ = output_path(args.output, HTML_FORMATS)
+        out, size, count = write_explorer(args.source, out, title=args.title)
+    except UsageError as err:
+        die(prog, str(err))
+    except OSError as err:
+        die(prog, f"cannot write {args.output}: {err.strerror or err}")
+    print(f"wrote {out} ({size / 1e6:.2f} MB, {count} frame{'s' if count != 1 else ''})", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- page template
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>%%TITLE%%</title>
+<script>
+window.__explorerErrors = [];
+window.addEventListener("error", function (e) { window.__explorerErrors.push(String(e.message || e)); });
+window.addEventListener("unhandledrejection", function (e) { window.__explorerErrors.push(String(e.reason)); });
+</script>
+<style>
+%%CSS%%
+</style>
+</head>
+<body>
+<div id="app">
+  <div id="main">
+    <div id="stage">
+      <canvas id="edges"></canvas>
+      <canvas id="overlay"></canvas>
+      <div id="tip" hidden></div>
+    </div>
+    <div id="controls">
+      <button id="first" title="first frame (Home)"><svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><path d="M3 3h2v10H3zM13 3v10L6 8z"/></svg></button>
+      <button id="prev" title="previous frame (&#x2190;)"><svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><path d="M12 3v10L5 8z"/></svg></button>
+      <button id="play" title="play / pause (space)"><svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><path d="M4 2v12l10-6z"/></svg></button>
+      <button id="next" title="next frame (&#x2192;)"><svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><path d="M4 3v10l7-5z"/></svg></button>
+      <button id="last" title="last frame (End)"><svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><path d="M11 3h2v10h-2zM3 3v10l7-5z"/></svg></button>
+      <input id="slider" type="range" min="0" max="0" value="0" step="1" aria-label="frame">
+      <span id="frame-label"></span>
+      <label title="frames per second">fps <select id="fps">
+        <option>1</option><option>2</option><option selected>4</option><option>8</option><option>16</option>
+      </select></label>
+      <label><input id="loop" type="checkbox" checked> loop</label>
+      <label><input id="changes" type="checkbox" checked> changes</label>
+    </div>
+  </div>
+  <aside id="panel">
+    <h1 id="title"></h1>
+    <div id="subtitle"></div>
+    <table id="stats"></table>
+    <div class="section">edges per level (source &#x2192; target)</div>
+    <div id="levels"></div>
+    <div id="chart-box"><div class="section">test accuracy &amp; churn per frame</div>
+    <canvas id="chart"></canvas></div>
+    <div id="legend"></div>
+    <div id="hover-info">hover a node or an edge</div>
+  </aside>
+</div>
+<script type="application/json" id="wiring-data">%%DATA%%</script>
+<script>
+%%JS%%
+</script>
+</body>
+</html>
+"""
+
+_CSS = r"""
+* { box-sizing: border-box; }
+html, body { margin: 0; height: 100%; background: #fff; color: #222;
+  font: 13px/1.35 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
+#app { display: flex; height: 100vh; min-height: 360px; }
+#main { flex: 1; display: flex; flex-direction: column; min-width: 300px; }
+#stage { flex: 1; position: relative; min-height: 200px; }
+#stage canvas { position: absolute; left: 0; top: 0; width: 100%; height: 100%; }
+#overlay { cursor: crosshair; }
+#controls { display: flex; align-items: center; gap: 6px; padding: 6px 10px; border-top: 1px solid #e3e3e3;
+  background: #fafafa; }
+#controls button { min-width: 30px; height: 26px; border: 1px solid #ccc; border-radius: 4px;
+  background: #fff; cursor: pointer; display: inline-flex; align-items: center; justify-content: center; padding: 0 7px; }
+#controls button svg { fill: #333; }
+#controls button:disabled, #controls input:disabled, #controls select:disabled { opacity: .4; cursor: default; }
+#slider { flex: 1; min-width: 80px; }
+#frame-label { min-width: 150px; font-variant-numeric: tabular-nums; color: #333; }
+#controls label { white-space: nowrap; color: #444; }
+#panel { width: 330px; flex: none; overflow-y: auto; padding: 12px 14px; border-left: 1px solid #e3e3e3;
+  background: #fcfcfc; }
+#panel h1 { font-size: 16px; margin: 0 0 2px; word-break: break-all; }
+#subtitle { color: #666; margin-bottom: 8px; }
+#stats { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
+#stats td { padding: 2px 0; vertical-align: top; }
+#stats td:first-child { color: #666; width: 88px; }
+.section { margin: 12px 0 4px; font-weight: 600; color: #444; }
+#levels table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 12px; }
+#levels td, #levels th { padding: 1px 5px; text-align: right; border: 1px solid #eee; }
+#levels th { background: #f2f2f2; font-weight: 600; color: #555; }
+#levels td.zero { color: #ccc; }
+#chart { width: 100%; height: 96px; display: block; cursor: pointer; }
+#legend { margin-top: 10px; display: grid; grid-template-columns: 1fr 1fr; gap: 2px 8px; color: #444; font-size: 12px; }
+#legend span.sw { display: inline-block; width: 18px; height: 0; border-top: 3px solid; vertical-align: middle;
+  margin-right: 5px; }
+#legend span.mk { display: inline-block; width: 9px; height: 9px; vertical-align: middle; margin: 0 9px 0 4px; }
+#hover-info { margin-top: 12px; padding: 8px; min-height: 96px; border: 1px solid #e6e6e6; border-radius: 4px;
+  background: #fff; color: #555; white-space: pre-line; font-variant-numeric: tabular-nums; }
+#tip { position: absolute; pointer-events: none; background: rgba(255,255,255,.95); border: 1px solid #bbb;
+  border-radius: 4px; padding: 5px 7px; font-size: 12px; white-space: pre; box-shadow: 0 1px 4px rgba(0,0,0,.15);
+  font-variant-numeric: tabular-nums; z-index: 2; }
+.pos { color: #1f5fbf; } .neg { color: #d62728; } .add { color: #00a040; } .rem { color: #e07b00; }
+"""
+
+_JS = r"""
+"use strict";
+(function () {
+  const D = JSON.parse(document.getElementById("wiring-data").textContent);
+  const ST = D.style;
+  const $ = (id) => document.getElementById(id);
+
+  // ---------------------------------------------------------------- decoding
+  function bytes(b64) {
+    const bin = atob(b64), out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out;
+  }
+  class Reader {
+    constructor(buf) { this.b = buf; this.p = 0; }
+    varint() {
+      let v = 0, mul = 1, b;
+      do { b = this.b[this.p++]; v += (b & 127) * mul; mul *= 128; } while (b & 128);
+      return v;
+    }
+    ids(n) {
+      const out = new Int32Array(n); let prev = -1;
+      for (let i = 0; i < n; i++) { prev += this.varint() + 1; out[i] = prev; }
+      return out;
+    }
+    int8(n) {
+      const out = new Int8Array(n);
+      for (let i = 0; i < n; i++) { const b = this.b[this.p++]; out[i] = b > 127 ? b - 256 : b; }
+      return out;
+    }
+  }
+  function nodeArray(b64, width) {
+    const raw = bytes(b64), dv = new DataView(raw.buffer), n = raw.length / width, out = new Int32Array(n);
+    for (let i = 0; i < n; i++) out[i] = width === 2 ? dv.getUint16(2 * i, true) : dv.getUint32(4 * i, true);
+    return out;
+  }
+
+  const N = D.nodes.count, U = D.edges.count, S = D.frames.count;
+  const dynamic = D.nodes.dynamic;
+  const NX = Float64Array.from(D.nodes.x), NY = Float64Array.from(D.nodes.y);
+  const level = Int32Array.from(D.nodes.level), role = Int32Array.from(D.nodes.role);
+  const SRC = nodeArray(D.edges.src, D.edges.width), DST = nodeArray(D.edges.dst, D.edges.width);
+  const CAND = new Reader(bytes(D.edges.cand)).ids(U);
+  const steps = D.frames.steps;
+  const QS = D.weights.scale / D.weights.levels;
+
+  const blob = bytes(D.frames.blob), offsets = D.frames.offsets;
+  const diffs = [];
+  for (let f = 0; f < S; f++) {
+    const r = new Reader(blob.subarray(offsets[f], offsets[f + 1]));
+    const nA = r.varint(), A = r.ids(nA), qA = r.int8(nA);
+    const R = r.ids(r.varint());
+    const nC = r.varint(), C = r.ids(nC), qC = r.int8(nC);
+    diffs.push({ A, qA, R, C, qC });
+  }
+
+  // ---------------------------------------------------------------- state: replay with checkpoints
+  const real = new Uint8Array(U), q = new Int8Array(U), since = new Int32Array(U);
+  function apply(f) {
+    const d = diffs[f];
+    for (let i = 0; i < d.R.length; i++) real[d.R[i]] = 0;
+    for (let i = 0; i < d.A.length; i++) { const e = d.A[i]; real[e] = 1; q[e] = d.qA[i]; since[e] = f; }
+    for (let i = 0; i < d.C.length; i++) q[d.C[i]] = d.qC[i];
+  }
+  const K = 16, checkpoints = [];
+  for (let f = 0; f < S; f++) {
+    apply(f);
+    if (f % K === 0) checkpoints.push({ real: real.slice(), q: q.slice(), since: since.slice() });
+  }
+  let cur = S - 1;  // the state above is that of the last frame
+  function seek(f) {
+    if (f === cur) return;
+    if (f === cur + 1) { apply(f); cur = f; return; }
+    const c = checkpoints[Math.floor(f / K)];
+    real.set(c.real); q.set(c.q); since.set(c.since);
+    for (let g = Math.floor(f / K) * K + 1; g <= f; g++) apply(g);
+    cur = f;
+  }
+  let realList = new Int32Array(0);
+  function collectReal() {
+    let k = 0;
+    for (let e = 0; e < U; e++) k += real[e];
+    const out = new Int32Array(k); let j = 0;
+    for (let e = 0; e < U; e++) if (real[e]) out[j++] = e;
+    realList = out;
+  }
+
+  // ---------------------------------------------------------------- per-frame statistics
+  function deadNodes() {
+    const outdeg = new Int32Array(N + 1), indeg = new Int32Array(N + 1);
+    for (const e of realList) { outdeg[SRC[e] + 1]++; indeg[DST[e] + 1]++; }
+    for (let i = 0; i < N; i++) { outdeg[i + 1] += outdeg[i]; indeg[i + 1] += indeg[i]; }
+    const succ = new Int32Array(realList.length), pred = new Int32Array(realList.length);
+    const fo = outdeg.slice(), fi = indeg.slice();
+    for (const e of realList) { succ[fo[SRC[e]]++] = DST[e]; pred[fi[DST[e]]++] = SRC[e]; }
+    function reach(start, ptr, adj) {
+      const seen = new Uint8Array(N), stack = [];
+      for (let i = 0; i < N; i++) if (role[i] === start) { seen[i] = 1; stack.push(i); }
+      while (stack.length) {
+        const v = stack.pop();
+        for (let j = ptr[v]; j < ptr[v + 1]; j++) { const w = adj[j]; if (!seen[w]) { seen[w] = 1; stack.push(w); } }
+      }
+      return seen;
+    }
+    const fromIn = reach(0, outdeg, succ), toOut = reach(2, indeg, pred);
+    const dead = new Uint8Array(N); let count = 0;
+    for (let i = 0; i < N; i++) if (!(fromIn[i] && toOut[i])) { dead[i] = 1; count++; }
+    return { dead, count, indeg, outdeg };
+  }
+  let frameInfo = null;
+  function metricsAt(step) {
+    if (step === null || step === undefined) return null;
+    let best = null;
+    for (const m of D.metrics) if (m.step <= step) best = m;
+    return best;
+  }
+
+  // ---------------------------------------------------------------- geometry
+  const stage = $("stage"), cEdges = $("edges"), cOver = $("overlay");
+  const ctx = cEdges.getContext("2d"), octx = cOver.getContext("2d");
+  let W = 0, H = 0, dpr = 1, view = null;
+  const geo = new Float32Array(6 * U);  // screen (ax, ay, cx, cy, bx, by) per edge
+  let nodeSX = new Float32Array(N), nodeSY = new Float32Array(N);
+  let grid = null;
+  const cols = [];
+  for (const c of D.nodes.columns) cols.push(c[0]);
+  const cmin = cols.reduce((a, b) => Math.min(a, b), cols.length ? Infinity : 0);
+  const cmax = cols.reduce((a, b) => Math.max(a, b), cols.length ? -Infinity : 1);
+
+  function layoutView() {
+    const pad = 14;
+    if (dynamic) {
+      const s = Math.min(W - 2 * pad, H - 2 * pad) / 1.2;
+      const ox = (W - 1.2 * s) / 2 + 0.1 * s, oy = (H - 1.2 * s) / 2 + 0.1 * s;
+      return { sx: (x) => ox + x * s, sy: (y) => oy + (1 - y) * s, unit: s };
+    }
+    const x0 = cmin - 0.25, x1 = cmax + 0.25;
+    const top = 1 + ST.arc_height * Math.max(cmax - cmin - 1, 0) / 2;
+    const labelY = 1 + 0.5 * (top - 1) + 0.03;
+    const y0 = -(top - 1) - 0.02, y1 = labelY + 0.06;
+    const kx = (W - 2 * pad) / (x1 - x0), ky = (H - 2 * pad) / (y1 - y0);
+    return { sx: (x) => pad + (x - x0) * kx, sy: (y) => pad + (y1 - y) * ky, unit: Math.min(kx, ky), labelY };
+  }
+  function computeGeometry() {
+    view = layoutView();
+    for (let i = 0; i < N; i++) { nodeSX[i] = view.sx(NX[i]); nodeSY[i] = view.sy(NY[i]); }
+    for (let e = 0; e < U; e++) {
+      const a = SRC[e], b = DST[e];
+      const ax = NX[a], ay = NY[a], bx = NX[b], by = NY[b];
+      let cx = (ax + bx) / 2, cy = (ay + by) / 2;
+      if (dynamic) { cx += ST.chord_bend * (by - ay); cy += ST.chord_bend * (ax - bx); }
+      else {
+        const skip = Math.max(Math.abs(bx - ax) - 1, 0), sign = (a + b) % 2 === 0 ? 1 : -1;
+        cy += ST.arc_height * skip * sign;
+      }
+      geo.set([view.sx(ax), view.sy(ay), view.sx(cx), view.sy(cy), view.sx(bx), view.sy(by)], 6 * e);
+    }
+    grid = null;
+  }
+  function loopCircle(e) {  // [cx, cy, r] on screen
+    const n = SRC[e];
+    let ox = NX[n] - 0.5, oy = NY[n] - 0.5; const len = Math.max(Math.hypot(ox, oy), 1e-9);
+    ox /= len; oy /= len;
+    const r = ST.loop_radius;
+    return [view.sx(NX[n] + r * ox), view.sy(NY[n] + r * oy), r * view.unit];
+  }
+  function tracePath(c, e) {
+    const g = 6 * e;
+    if (SRC[e] === DST[e]) {
+      const [x, y, r] = loopCircle(e);
+      c.moveTo(x + r, y); c.arc(x, y, r, 0, 2 * Math.PI);
+    } else {
+      c.moveTo(geo[g], geo[g + 1]); c.quadraticCurveTo(geo[g + 2], geo[g + 3], geo[g + 4], geo[g + 5]);
+    }
+  }
+  function curvePoints(e, n) {
+    const pts = [];
+    if (SRC[e] === DST[e]) {
+      const [x, y, r] = loopCircle(e);
+      for (let i = 0; i <= n; i++) { const t = 2 * Math.PI * i / n; pts.push([x + r * Math.cos(t), y + r * Math.sin(t)]); }
+      return pts;
+    }
+    const g = 6 * e;
+    for (let i = 0; i <= n; i++) {
+      const t = i / n, u = 1 - t;
+      pts.push([u * u * geo[g] + 2 * u * t * geo[g + 2] + t * t * geo[g + 4],
+                u * u * geo[g + 1] + 2 * u * t * geo[g + 3] + t * t * geo[g + 5]]);
+    }
+    return pts;
+  }
+
+  // ---------------------------------------------------------------- drawing
+  const PT = 96 / 72;  // CSS pixels per point
+  const NB = 12;       // opacity / width buckets per sign
+  function hexRgb(hex) { const v = parseInt(hex.slice(1), 16); return [(v >> 16) & 255, (v >> 8) & 255, v & 255]; }
+  function rgba(hex, a) { const [r, g, b] = hexRgb(hex); return `rgba(${r},${g},${b},${a.toFixed(3)})`; }
+  function edgeParams(n) {
+    n = Math.max(n, 1); const s = Math.sqrt(n), clip = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
+    const wMax = clip(60 / s, 0.5, 3.5);
+    return [clip(2 / s, 0.012, 0.35), clip(20 / s, 0.13, 0.95), 0.3 * wMax, wMax];
+  }
+  function crowding(n) { return Math.max(n, 1) * ST.ref_pixels / Math.max(W * H, 1); }
+  const kMax = D.frames.k.reduce((a, b) => Math.max(a, b), 1);
+  let params = edgeParams(kMax);
+  function strength(e) {
+    const lo = D.weights.lo, hi = D.weights.hi, w = Math.abs(q[e] * QS);
+    return hi - lo > 1e-12 * Math.max(Math.abs(hi), 1) ? Math.min(Math.max((w - lo) / (hi - lo), 0), 1) : 1;
+  }
+  let showChanges = true;
+  function drawEdges() {
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, W, H);
+    ctx.lineCap = "round";
+    params = edgeParams(crowding(kMax));
+    const [aMin, aMax, wMin, wMax] = params;
+    // column labels
+    if (!dynamic) {
+      ctx.fillStyle = "#333"; ctx.font = "12px system-ui, sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "bottom";
+      for (const [c, label] of D.nodes.columns) ctx.fillText(label, view.sx(c), view.sy(view.labelY) + 2);
+    }
+    // edges in 2 x NB buckets, weakest first
+    const bucket = new Int32Array(2 * NB + 1), bOf = new Int32Array(realList.length);
+    for (let i = 0; i < realList.length; i++) {
+      const e = realList[i], s = strength(e);
+      const b = Math.min(NB - 1, Math.floor(s * NB)) * 2 + (q[e] < 0 ? 1 : 0);
+      bOf[i] = b; bucket[b + 1]++;
+    }
+    for (let b = 0; b < 2 * NB; b++) bucket[b + 1] += bucket[b];
+    const order = new Int32Array(realList.length), fill = bucket.slice();
+    for (let i = 0; i < realList.length; i++) order[fill[bOf[i]]++] = realList[i];
+    const arrows = dynamic && realList.length <= ST.arrow_max_edges;
+    for (let b = 0; b < 2 * NB; b++) {
+      if (bucket[b] === bucket[b + 1]) continue;
+      const s = (Math.floor(b / 2) + 0.5) / NB, colour = b % 2 ? ST.negative : ST.positive;
+      ctx.strokeStyle = rgba(colour, aMin + (aMax - aMin) * s);
+      ctx.lineWidth = (wMin + (wMax - wMin) * s) * PT;
+      ctx.beginPath();
+      for (let j = bucket[b]; j < bucket[b + 1]; j++) tracePath(ctx, order[j]);
+      ctx.stroke();
+      if (arrows) {
+        ctx.fillStyle = rgba(colour, aMin + (aMax - aMin) * s);
+        ctx.beginPath();
+        for (let j = bucket[b]; j < bucket[b + 1]; j++) arrowHead(ctx, order[j], 0.6 + 0.4 * (wMin + (wMax - wMin) * s) / wMax);
+        ctx.fill();
+      }
+    }
+    if (showChanges && cur > 0) {
+      const d = diffs[cur];
+      const wRem = Math.min(Math.max(0.8, 0.9 * wMax), 1.6), wAdd = Math.min(Math.max(0.9, 1.3 * wMax), 2.2);
+      ctx.setLineDash([3 * PT * wRem, 2 * PT * wRem]);
+      ctx.strokeStyle = rgba(ST.removed, 0.55); ctx.lineWidth = wRem * PT;
+      ctx.beginPath(); for (const e of d.R) tracePath(ctx, e); ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.strokeStyle = rgba(ST.added, 0.85); ctx.lineWidth = wAdd * PT;
+      ctx.beginPath(); for (const e of d.A) tracePath(ctx, e); ctx.stroke();
+    }
+    drawNodes(ctx);
+  }
+  function arrowHead(c, e, rel) {
+    if (SRC[e] === DST[e]) return;
+    const g = 6 * e, t = ST.arrow_at, u = 1 - t;
+    const tx = u * u * geo[g] + 2 * u * t * geo[g + 2] + t * t * geo[g + 4];
+    const ty = u * u * geo[g + 1] + 2 * u * t * geo[g + 3] + t * t * geo[g + 5];
+    let dx = 2 * u * (geo[g + 2] - geo[g]) + 2 * t * (geo[g + 4] - geo[g + 2]);
+    let dy = 2 * u * (geo[g + 3] - geo[g + 1]) + 2 * t * (geo[g + 5] - geo[g + 3]);
+    const len = Math.max(Math.hypot(dx, dy), 1e-9); dx /= len; dy /= len;
+    const size = ST.arrow_size * view.unit * rel, bx = tx - dx * size, by = ty - dy * size;
+    c.moveTo(tx, ty); c.lineTo(bx - dy * size / 2, by + dx * size / 2); c.lineTo(bx + dy * size / 2, by - dx * size / 2);
+    c.closePath();
+  }
+  const markerSide = Math.sqrt(Math.min(Math.max(4000 / Math.max(N, 1), 5), 260)) * PT;
+  function nodeShape(c, i, grow) {
+    const x = nodeSX[i], y = nodeSY[i], h = markerSide / 2 + (grow || 0);
+    const marker = ST.roles[role[i]] ? ST.roles[role[i]][1] : "o";
+    if (marker === "s") c.rect(x - h, y - h, 2 * h, 2 * h);
+    else if (marker === "D") { const d = h * 1.25; c.moveTo(x, y - d); c.lineTo(x + d, y); c.lineTo(x, y + d); c.lineTo(x - d, y); c.closePath(); }
+    else { c.moveTo(x + h, y); c.arc(x, y, h, 0, 2 * Math.PI); }
+  }
+  function drawNodes(c) {
+    const dead = frameInfo.dead;
+    c.lineWidth = N <= 40 ? 1.2 * PT : 0.5 * PT;
+    for (const code of Object.keys(ST.roles)) {
+      const colour = ST.roles[code][2];
+      for (const isDead of [0, 1]) {
+        c.beginPath(); let any = false;
+        for (let i = 0; i < N; i++) if (role[i] === +code && dead[i] === isDead) { nodeShape(c, i); any = true; }
+        if (!any) continue;
+        c.fillStyle = isDead ? ST.dead_face : colour; c.strokeStyle = isDead ? ST.dead_edge : colour;
+        c.fill(); c.stroke();
+      }
+    }
+    if (N <= 40) {
+      c.fillStyle = "#222"; c.font = "11px system-ui, sans-serif"; c.textAlign = "left"; c.textBaseline = "bottom";
+      for (let i = 0; i < N; i++) c.fillText(String(i), nodeSX[i] + 6, nodeSY[i] - 4);
+    }
+  }
+
+  // ---------------------------------------------------------------- hit testing
+  const CELL = 12;
+  function buildGrid() {
+    const gw = Math.ceil(W / CELL) + 1, gh = Math.ceil(H / CELL) + 1;
+    const lists = new Map();
+    const stamp = new Int32Array(gw * gh).fill(-1);
+    for (let e = 0; e < U; e++) {
+      const pts = curvePoints(e, 12);
+      for (let i = 0; i + 1 < pts.length; i++) {
+        const [x0, y0] = pts[i], [x1, y1] = pts[i + 1];
+        const n = Math.max(1, Math.ceil(Math.hypot(x1 - x0, y1 - y0) / (CELL / 2)));
+        for (let j = 0; j <= n; j++) {
+          const x = x0 + (x1 - x0) * j / n, y = y0 + (y1 - y0) * j / n;
+          const gx = Math.floor(x / CELL), gy = Math.floor(y / CELL);
+          if (gx < 0 || gy < 0 || gx >= gw || gy >= gh) continue;
+          const cell = gy * gw + gx;
+          if (stamp[cell] === e) continue;
+          stamp[cell] = e;
+          let l = lists.get(cell); if (!l) { l = []; lists.set(cell, l); } l.push(e);
+        }
+      }
+    }
+    grid = { gw, gh, lists };
+  }
+  function segDist(px, py, x0, y0, x1, y1) {
+    const dx = x1 - x0, dy = y1 - y0, l2 = dx * dx + dy * dy;
+    const t = l2 > 0 ? Math.min(Math.max(((px - x0) * dx + (py - y0) * dy) / l2, 0), 1) : 0;
+    return Math.hypot(px - x0 - t * dx, py - y0 - t * dy);
+  }
+  const MAX_CANDIDATES = 4000;
+  function pick(px, py) {
+    // nodes by distance
+    let best = -1, bestD = Math.max(markerSide / 2 + 3, 6);
+    for (let i = 0; i < N; i++) {
+      const d = Math.hypot(nodeSX[i] - px, nodeSY[i] - py);
+      if (d <= bestD) { bestD = d; best = i; }
+    }
+    if (best >= 0) return { kind: "node", id: best };
+    // edges: the grid cells around the cursor, at most MAX_CANDIDATES edges
+    if (!grid) buildGrid();
+    const removed = showChanges && cur > 0 ? new Set(diffs[cur].R) : null;
+    const gx = Math.floor(px / CELL), gy = Math.floor(py / CELL), seen = new Set();
+    let edge = -1, edgeD = 6, looked = 0;
+    for (let dy = -1; dy <= 1 && looked < MAX_CANDIDATES; dy++) for (let dx = -1; dx <= 1 && looked < MAX_CANDIDATES; dx++) {
+      const x = gx + dx, y = gy + dy;
+      if (x < 0 || y < 0 || x >= grid.gw || y >= grid.gh) continue;
+      const l = grid.lists.get(y * grid.gw + x); if (!l) continue;
+      for (const e of l) {
+        if (seen.has(e) || !(real[e] || (removed && removed.has(e)))) continue;
+        seen.add(e);
+        if (++looked > MAX_CANDIDATES) break;
+        const pts = curvePoints(e, 16);
+        for (let i = 0; i + 1 < pts.length; i++) {
+          const d = segDist(px, py, pts[i][0], pts[i][1], pts[i + 1][0], pts[i + 1][1]);
+          if (d < edgeD || (d === edgeD && real[e] && !real[edge])) { edgeD = d; edge = e; }
+        }
+      }
+    }
+    return edge >= 0 ? { kind: "edge", id: edge } : null;
+  }
+
+  // ---------------------------------------------------------------- hover
+  let hovered = null;
+  const fmtStep = (s) => (s === null || s === undefined ? "n/a" : s.toLocaleString("en-US"));
+  function levelName(i) {
+    const r = ST.role_names[role[i]] || "node";
+    return `level ${level[i]} (${r})`;
+  }
+  function describe(h) {
+    if (!h) return "";
+    if (h.kind === "node") {
+      const i = h.id, info = frameInfo;
+      const inD = info.indeg[i + 1] - info.indeg[i], outD = info.outdeg[i + 1] - info.outdeg[i];
+      return `node ${i}\n${levelName(i)}\nin ${inD} · out ${outD} real edges\n` +
+             (info.dead[i] ? "dead: on no input→output path" : "live");
+    }
+    const e = h.id, w = q[e] * QS, sign = w >= 0 ? "+" : "−";
+    const first = since[e];
+    let when;
+    if (!real[e]) when = `removed in this frame (was real since step ${fmtStep(steps[first])})`;
+    else if (S === 1) when = steps[0] === null ? "appeared: n/a (single frame)" : `real at step ${fmtStep(steps[0])} (single frame)`;
+    else if (first === 0) when = `real since step ${fmtStep(steps[0])} (the first snapshot)`;
+    else when = `appeared at step ${fmtStep(steps[first])} (frame ${first + 1})` + (first === cur ? " ← new" : "");
+    return `edge ${CAND[e].toLocaleString("en-US")}: node ${SRC[e]} → node ${DST[e]}\n` +
+           `level ${level[SRC[e]]} → level ${level[DST[e]]}\n` +
+           `weight ${sign}${Math.abs(w).toPrecision(3)} (±${(QS / 2).toPrecision(2)})\n${when}`;
+  }
+  function drawOverlay() {
+    octx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    octx.clearRect(0, 0, W, H);
+    if (!hovered) return;
+    octx.lineCap = "round";
+    if (hovered.kind === "edge") {
+      const e = hovered.id;
+      octx.strokeStyle = "rgba(255,255,255,0.9)"; octx.lineWidth = 6;
+      octx.beginPath(); tracePath(octx, e); octx.stroke();
+      octx.strokeStyle = q[e] < 0 ? ST.negative : ST.positive; octx.lineWidth = 3;
+      if (!real[e]) octx.setLineDash([6, 4]);
+      octx.beginPath(); tracePath(octx, e); octx.stroke(); octx.setLineDash([]);
+      for (const n of [SRC[e], DST[e]]) { octx.beginPath(); nodeShape(octx, n, 3); octx.strokeStyle = "#111"; octx.lineWidth = 1.5; octx.stroke(); }
+    } else {
+      const i = hovered.id;
+      octx.lineWidth = 1.6;
+      for (const e of realList) if (SRC[e] === i || DST[e] === i) {
+        octx.strokeStyle = SRC[e] === i ? "rgba(20,20,20,0.75)" : "rgba(120,120,120,0.75)";
+        octx.beginPath(); tracePath(octx, e); octx.stroke();
+      }
+      octx.beginPath(); nodeShape(octx, i, 4); octx.strokeStyle = "#111"; octx.lineWidth = 2; octx.stroke();
+    }
+  }
+  const tip = $("tip"), hoverInfo = $("hover-info");
+  function setHover(h, px, py) {
+    hovered = h;
+    const text = describe(h);
+    if (h) {
+      tip.textContent = text; tip.hidden = false;
+      const r = tip.getBoundingClientRect();
+      tip.style.left = Math.min(px + 14, W - r.width - 4) + "px";
+      tip.style.top = (py + 16 + r.height > H ? py - r.height - 10 : py + 16) + "px";
+      hoverInfo.textContent = text;
+    } else tip.hidden = true;
+    drawOverlay();
+  }
+  cOver.addEventListener("mousemove", (ev) => {
+    if (!frameInfo) return;  // not drawn yet
+    const r = cOver.getBoundingClientRect(), px = ev.clientX - r.left, py = ev.clientY - r.top;
+    setHover(pick(px, py), px, py);
+  });
+  cOver.addEventListener("mouseleave", () => setHover(null, 0, 0));
+
+  // ---------------------------------------------------------------- side panel
+  const nf = (v) => v.toLocaleString("en-US");
+  $("title").textContent = D.title || "wiring";
+  $("subtitle").textContent = [D.subtitle, dynamic ? "dynamic wiring (circular layout)" : "layered layout",
+    `${nf(N)} nodes`, D.edges.candidates > 0 ? `${nf(D.edges.candidates)} candidates` : ""].filter(Boolean).join(" · ");
+  function levelTable() {
+    const lv = [...new Set(level)].sort((a, b) => a - b), index = new Map(lv.map((v, i) => [v, i]));
+    const L = lv.length, counts = new Int32Array(L * L);
+    for (const e of realList) counts[index.get(level[SRC[e]]) * L + index.get(level[DST[e]])]++;
+    let used = lv.map((_, i) => { let s = 0; for (let j = 0; j < L; j++) s += counts[i * L + j] + counts[j * L + i]; return s > 0; });
+    let html = "<table><tr><th>from\\to</th>" + lv.map((v, j) => used[j] ? `<th>${v}</th>` : "").join("") + "</tr>";
+    for (let i = 0; i < L; i++) {
+      if (!used[i]) continue;
+      html += `<tr><th>${lv[i]}</th>`;
+      for (let j = 0; j < L; j++) if (used[j]) {
+        const c = counts[i * L + j];
+        html += c ? `<td>${nf(c)}</td>` : '<td class="zero">·</td>';
+      }
+      html += "</tr>";
+    }
+    if (dynamic) {  // one level: also by role
+      const names = ["input", "hidden", "output"], rc = new Int32Array(9);
+      for (const e of realList) rc[role[SRC[e]] * 3 + role[DST[e]]]++;
+      html += "</table><div class=\"section\">edges per role (source → target)</div><table><tr><th>from\\to</th>" +
+        names.map((n) => `<th>${n}</th>`).join("") + "</tr>";
+      for (let i = 0; i < 3; i++) html += `<tr><th>${names[i]}</th>` + [0, 1, 2].map((j) => rc[i * 3 + j] ? `<td>${nf(rc[i * 3 + j])}</td>` : '<td class="zero">·</td>').join("") + "</tr>";
+    }
+    return html + "</table>";
+  }
+  function updatePanel() {
+    const step = steps[cur], m = metricsAt(step), k = realList.length, d = diffs[cur];
+    const rows = [
+      ["frame", S > 1 ? `${cur + 1} / ${S}` : "1 / 1 (single frame)"],
+      ["step", fmtStep(step)],
+      ["epoch", m && m.epoch !== null ? String(m.epoch) : "n/a"],
+      ["test acc", m && m.test_acc !== null ? (100 * m.test_acc).toFixed(1) + "%" : (step === null ? "n/a" : "n/a (no epoch yet)")],
+      ["edges (k)", `${nf(k)} · density ` + (D.edges.candidates > 0 ? `${(100 * k / D.edges.candidates).toPrecision(3)}%` : "n/a")],
+      ["churn", cur === 0 ? "first frame" : `<span class="add">+${nf(d.A.length)} added</span> / <span class="rem">−${nf(d.R.length)} removed</span>`],
+      ["dead nodes", nf(frameInfo.count)],
+    ];
+    $("stats").innerHTML = rows.map(([a, b]) => `<tr><td>${a}</td><td>${b}</td></tr>`).join("");
+    $("levels").innerHTML = levelTable();
+    $("frame-label").textContent = `frame ${cur + 1}/${S} · step ${fmtStep(step)}`;
+    $("slider").value = String(cur);
+    drawChart();
+  }
+
+  // chart: churn bars per frame and the test accuracy of each epoch, x = frame
+  const chart = $("chart"), cctx = chart.getContext("2d");
+  const churn = diffs.map((d, f) => (f === 0 ? 0 : d.A.length + d.R.length));
+  const churnMax = churn.reduce((a, b) => Math.max(a, b), 1);
+  const accPerFrame = steps.map((s) => { const m = metricsAt(s); return m && m.test_acc !== null ? m.test_acc : null; });
+  function drawChart() {
+    if (S <= 1) return;
+    const r = chart.getBoundingClientRect(), w = Math.max(r.width, 10), h = Math.max(r.height, 10);
+    if (chart.width !== Math.round(w * dpr)) { chart.width = Math.round(w * dpr); chart.height = Math.round(h * dpr); }
+    cctx.setTransform(dpr, 0, 0, dpr, 0, 0); cctx.clearRect(0, 0, w, h);
+    const x = (f) => 4 + (S > 1 ? f / (S - 1) : 0.5) * (w - 8), base = h - 12;
+    cctx.fillStyle = "#f4f4f4"; cctx.fillRect(0, 0, w, base);
+    cctx.strokeStyle = "#e2e2e2"; cctx.lineWidth = 1; cctx.beginPath();
+    for (const a of [0.5, 1]) { const y = Math.round(base - a * (base - 6)) + 0.5; cctx.moveTo(0, y); cctx.lineTo(w, y); }
+    cctx.stroke();
+    cctx.fillStyle = "#8aa6d6"; cctx.font = "9px system-ui, sans-serif"; cctx.textAlign = "left"; cctx.textBaseline = "middle";
+    cctx.fillText("100%", 3, 6 + 6); cctx.fillText("50%", 3, base - 0.5 * (base - 6) + 6);
+    const bw = Math.min(Math.max(1, (w - 8) / Math.max(S, 1) * 0.7), 12);
+    for (let f = 1; f < S; f++) {
+      const bh = churn[f] / churnMax * (base - 6);
+      cctx.fillStyle = f === cur ? ST.added : "rgba(255,143,0,0.55)";
+      cctx.fillRect(x(f) - bw / 2, base - bh, bw, bh);
+    }
+    cctx.strokeStyle = "#1f5fbf"; cctx.lineWidth = 1.6; cctx.beginPath();
+    let started = false;
+    for (let f = 0; f < S; f++) {
+      const a = accPerFrame[f]; if (a === null) { started = false; continue; }
+      const y = base - a * (base - 6);
+      if (started) cctx.lineTo(x(f), y); else { cctx.moveTo(x(f), y); started = true; }
+    }
+    cctx.stroke();
+    cctx.strokeStyle = "#222"; cctx.lineWidth = 1; cctx.beginPath(); cctx.moveTo(x(cur), 0); cctx.lineTo(x(cur), base); cctx.stroke();
+    cctx.fillStyle = "#666"; cctx.font = "10px system-ui, sans-serif"; cctx.textBaseline = "bottom";
+    cctx.textAlign = "left"; cctx.fillText(`step ${fmtStep(steps[0])}`, 2, h);
+    cctx.textAlign = "right"; cctx.fillText(`step ${fmtStep(steps[S - 1])}`, w - 2, h);
+    cctx.textAlign = "center"; cctx.fillStyle = "#1f5fbf"; cctx.fillText("— test acc", w * 0.42, h);
+    cctx.fillStyle = "#e07b00"; cctx.fillText("▮ churn", w * 0.64, h);
+  }
+  function chartSeek(ev) {
+    const r = chart.getBoundingClientRect();
+    if (S > 1) goTo(Math.round((ev.clientX - r.left - 4) / Math.max(r.width - 8, 1) * (S - 1)));
+  }
+  chart.addEventListener("mousedown", (ev) => { chartSeek(ev); });
+  chart.addEventListener("mousemove", (ev) => { if (ev.buttons & 1) chartSeek(ev); });
+
+  // legend
+  const leg = [[`<span class="sw" style="border-color:${ST.positive}"></span>weight &gt; 0`],
+               [`<span class="sw" style="border-color:${ST.negative}"></span>weight &lt; 0`],
+               [`<span class="sw" style="border-color:${ST.added}"></span>added`],
+               [`<span class="sw" style="border-color:${ST.removed};border-top-style:dashed"></span>removed`]];
+  for (const code of Object.keys(ST.roles)) {
+    const [name, marker, colour] = ST.roles[code];
+    if (![...role].some((r) => r === +code)) continue;
+    const shape = marker === "s" ? "" : marker === "D" ? "transform:rotate(45deg) scale(.85);" : "border-radius:50%;";
+    leg.push([`<span class="mk" style="background:${colour};${shape}"></span>${name}`]);
+  }
+  leg.push([`<span class="mk" style="background:#fff;border:1px solid ${ST.dead_edge};border-radius:50%"></span>dead`]);
+  $("legend").innerHTML = leg.map((x) => `<div>${x[0]}</div>`).join("");
+
+  // ---------------------------------------------------------------- frames and controls
+  let drawn = 0, pending = false, needGeometry = true;
+  let renderMs = 0;
+  function render() {
+    pending = false;
+    const t0 = performance.now();
+    const r = stage.getBoundingClientRect();
+    const w = Math.max(Math.round(r.width), 50), h = Math.max(Math.round(r.height), 50), ratio = window.devicePixelRatio || 1;
+    if (w !== W || h !== H || ratio !== dpr) {
+      W = w; H = h; dpr = ratio;
+      for (const c of [cEdges, cOver]) { c.width = Math.round(W * dpr); c.height = Math.round(H * dpr); }
+      needGeometry = true;
+    }
+    if (needGeometry) { computeGeometry(); needGeometry = false; }
+    collectReal();
+    frameInfo = deadNodes();
+    drawEdges();
+    updatePanel();
+    if (hovered) { hoverInfo.textContent = describe(hovered); tip.textContent = describe(hovered); }
+    drawOverlay();
+    if (drawn === 0) setTimeout(() => { if (!grid) buildGrid(); }, 30);  // hover ready before the first move
+    drawn++;
+    renderMs = performance.now() - t0;
+    document.body.dataset.frame = String(cur);
+  }
+  function schedule() { if (!pending) { pending = true; requestAnimationFrame(render); } }
+  function goTo(f) {
+    f = Math.max(0, Math.min(S - 1, f | 0));
+    seek(f);
+    schedule();
+  }
+  const slider = $("slider");
+  slider.max = String(Math.max(S - 1, 0));
+  slider.addEventListener("input", () => goTo(+slider.value));
+  let playing = false, lastTick = 0;
+  function tick(t) {
+    if (!playing) return;
+    const fps = +$("fps").value;
+    if (t - lastTick >= 1000 / fps) {
+      lastTick = t;
+      if (cur + 1 < S) goTo(cur + 1);
+      else if ($("loop").checked) goTo(0);
+      else { setPlaying(false); return; }
+    }
+    requestAnimationFrame(tick);
+  }
+  function setPlaying(on) {
+    playing = on && S > 1;
+    $("play").querySelector("path").setAttribute("d", playing ? "M4 2h3v12H4zM9 2h3v12H9z" : "M4 2v12l10-6z");
+    if (playing) { if (cur === S - 1) goTo(0); lastTick = performance.now(); requestAnimationFrame(tick); }
+  }
+  $("play").addEventListener("click", () => setPlaying(!playing));
+  $("prev").addEventListener("click", () => goTo(cur - 1));
+  $("next").addEventListener("click", () => goTo(cur + 1));
+  $("first").addEventListener("click", () => goTo(0));
+  $("last").addEventListener("click", () => goTo(S - 1));
+  $("changes").addEventListener("change", () => { showChanges = $("changes").checked; schedule(); });
+  document.addEventListener("keydown", (ev) => {
+    const tag = ev.target && ev.target.tagName;
+    if (tag === "SELECT" || tag === "BUTTON" || (tag === "INPUT" && ev.target !== slider)) return;  // native keys
+    const keys = { ArrowLeft: () => goTo(cur - 1), ArrowRight: () => goTo(cur + 1), Home: () => goTo(0),
+                   End: () => goTo(S - 1), " ": () => setPlaying(!playing) };
+    if (ev.target === slider && ev.key !== " ") return;  // the slider handles its own arrows
+    if (keys[ev.key]) { keys[ev.key](); ev.preventDefault(); }
+  });
+  if (S <= 1) {
+    for (const id of ["slider", "play", "prev", "next", "first", "last", "fps", "loop", "changes"]) $(id).disabled = true;
+    $("chart-box").hidden = true;
+  }
+  window.addEventListener("resize", schedule);
+
+  // hooks for tests and scripting
+  window.explorer = {
+    get frame() { return cur; }, get frames() { return S; }, get drawn() { return drawn; },
+    get playing() { return playing; }, get renderMs() { return renderMs; },
+    goTo, play: () => setPlaying(true), pause: () => setPlaying(false),
+    realCandidates: () => Array.from(realList, (e) => CAND[e]),
+    weights: () => Array.from(realList, (e) => q[e] * QS),
+    changes: () => ({ added: cur > 0 ? Array.from(diffs[cur].A, (e) => CAND[e]) : [],
+                      removed: cur > 0 ? Array.from(diffs[cur].R, (e) => CAND[e]) : [] }),
+    nodeScreen: (i) => [nodeSX[i], nodeSY[i]],
+    edgeScreen: (cand) => { const e = CAND.indexOf(cand); if (e < 0) return null; const p = curvePoints(e, 2)[1]; return p; },
+    pick, hovered: () => (hovered ? { kind: hovered.kind, id: hovered.kind === "edge" ? CAND[hovered.id] : hovered.id } : null),
+  };
+  goTo(0);
+})();
+"""
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
