@@ -359,3 +359,20 @@ def test_check_invariants_names_what_is_broken():
         layer.weight[0] = float("inf")
     with pytest.raises(GraphError, match="not finite"):
         layer.check_invariants()
+
+
+def test_candidate_grad_every_n_gives_hallucinated_gradients_on_every_nth_step_only():
+    from wiring.graph import static_graph
+    layer = WiredGraph(static_graph([3, 4, 2]), edges=5, seed=0)
+    layer.candidate_grad_every = 3
+    x = torch.randn(3, 8)
+    hallucinated = ~layer.real_mask()
+    seen = []
+    for _ in range(6):
+        layer.weight.grad = None
+        layer.run_static(x, lambda level, inputs: torch.tanh(inputs))[-1].square().sum().backward()
+        seen.append(bool(layer.weight.grad[hallucinated].abs().sum() > 0))
+        assert torch.count_nonzero(layer.weight.grad[~hallucinated]) > 0      # real edges: every step
+    assert seen == [True, False, False, True, False, False]
+    layer.eval()
+    assert layer.select().grad_all                                          # evaluation is untouched

@@ -47,6 +47,7 @@ class Config:
     edges: int | None = 12000
     mode: str = "dnw"
     td_rho: float = 0.95
+    candidate_grad_every: int = 1
     from_run: str | None = None
     # data
     data: str = "digits"
@@ -110,6 +111,8 @@ class Config:
         for name in ("epochs", "batch_size", "snapshot_every", "eval_batch_size"):
             if getattr(self, name) <= 0:
                 raise bad(name, f"must be positive, got {getattr(self, name)}")
+        if self.candidate_grad_every < 1:
+            raise bad("candidate_grad_every", f"must be at least 1, got {self.candidate_grad_every}")
         if self.check_wiring_every < 0:
             raise bad("check_wiring_every", f"must be 0 (off) or positive, got {self.check_wiring_every}")
         for name in ("lr", "momentum", "weight_decay"):

@@ -56,6 +56,10 @@ class WiredGraph(nn.Module):
         self._node_ptr = graph.level_ptr
         self._cand_ptr = graph.candidate_level_ptr if graph.static else [0, graph.num_candidates]
         self._level_block = {b_level: b for b_level, b in self._blocks_by_level()}
+        #: hallucinated-edge gradients only every N training forwards (1 = exact DNW);
+        #: real edges get theirs every step. An opt-in speed knob.
+        self.candidate_grad_every = 1
+        self._training_forwards = 0
 
     def _blocks_by_level(self):
         for block in self.graph.blocks:
@@ -79,8 +83,16 @@ class WiredGraph(nn.Module):
         self.frozen_mask.copy_(mask)
 
     def select(self) -> Selection:
-        """The real edges for this forward (call once per forward)."""
-        return self.mode.select(self.weight, self.frozen_mask, self.training)
+        """The real edges for this forward (call once per forward).
+
+        With ``candidate_grad_every = N > 1`` a mode that gives every candidate a
+        gradient does so only on every N-th training forward."""
+        selection = self.mode.select(self.weight, self.frozen_mask, self.training)
+        if self.training and torch.is_grad_enabled():
+            self._training_forwards += 1
+            if selection.grad_all and (self._training_forwards - 1) % self.candidate_grad_every:
+                selection = Selection(selection.mask, False)
+        return selection
 
     @torch.no_grad()
     def real_mask(self) -> Tensor:

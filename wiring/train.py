@@ -223,6 +223,8 @@ def run(cfg: Config) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     train_set, test_set, data_info = load_dataset(cfg.data, cfg.data_dir, image_size=cfg.image_size, seed=cfg.seed)
     model = build(cfg, data_info)
+    for layer in find_wirings(model).values():
+        layer.candidate_grad_every = cfg.candidate_grad_every
     origin = start_from_run(cfg, model) if cfg.mode in ("fine_tune", "lottery") else None
     cfg.edges = sum(w.k for w in find_wirings(model).values())
     initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
