@@ -47,3 +47,9 @@ def build_model(name: str, **options) -> nn.Module:
     if options.get("setting", "static") not in SETTINGS:
         raise ValueError(f"unknown setting {options['setting']!r}; expected one of {', '.join(SETTINGS)}")
     return MODELS[name](**options)
+
+
+# ResNet-50 (torchvision's architecture) with DNW over its weights: models/resnet.py.
+from .resnet import resnet50, resnet50_first_dense  # noqa: E402
+
+MODELS.update(resnet50=resnet50, resnet50_first_dense=resnet50_first_dense)
