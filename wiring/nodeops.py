@@ -49,8 +49,9 @@ class NormReLUConv(nn.Module):
         n, hw = self.num_nodes, self.height * self.width
         batch = x.size(1) // hw
         if self.norm == "instance":
-            x = F.group_norm(x.reshape(n * batch, 1, hw), 1).view(n, -1)
-            x = torch.addcmul(self.norm_bias[:, None], x, self.norm_weight[:, None])
+            # one "channel" per (node, sample); the node's affine repeated over its samples
+            x = F.instance_norm(x.reshape(1, n * batch, hw), weight=self.norm_weight.repeat_interleave(batch),
+                                bias=self.norm_bias.repeat_interleave(batch)).view(n, -1)
         else:
             x = self.bn(x.reshape(1, n, batch * hw)).view(n, -1)
         x = F.relu(x)
