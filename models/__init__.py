@@ -11,6 +11,7 @@ from typing import Callable
 from torch import nn
 
 from .dynamic import DynamicClassifier, MissingDependency
+from .mobilenet import MobileNetV1, MobileNetV1DNW
 from .tiny import TinyClassifier
 
 SETTINGS = ("static", "discrete", "continuous")
@@ -32,7 +33,25 @@ def micro_classifier(setting: str = "static", **options) -> nn.Module:
     return DynamicClassifier(setting=setting, nodes=56, inputs=8, outputs=10, **options)
 
 
+def mobilenetv1(width: float = 1.0, **options) -> nn.Module:
+    """Dense MobileNetV1 x ``width`` (no learned wiring): the baseline."""
+    return MobileNetV1(width=width, **options)
+
+
+def mobilenetv1_dnw(width: float = 1.0, **options) -> nn.Module:
+    """MobileNetV1-DNW: each stage's pointwise convolutions are one learned graph with
+    k = the dense pointwise weights of MobileNetV1 x ``width`` (see :mod:`models.mobilenet`)."""
+    return MobileNetV1DNW(width=width, **options)
+
+
+def mobilenetv1_dnw_small(width: float = 1.0, **options) -> nn.Module:
+    """MobileNetV1-DNW-small: the classifier is a learned graph too."""
+    return MobileNetV1DNW(width=width, small=True, **options)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {"tiny": tiny_classifier, "micro": micro_classifier}
+MODELS.update(mobilenetv1=mobilenetv1, mobilenetv1_dnw=mobilenetv1_dnw,
+              mobilenetv1_dnw_small=mobilenetv1_dnw_small)
 
 
 def build_model(name: str, **options) -> nn.Module:

@@ -1,0 +1,142 @@
+"""wiring.profile: MACs and parameters of the inference network (real edges, live nodes)."""
+from __future__ import annotations
+
+import json
+
+import networkx as nx
+import pytest
+import torch
+
+from models import build_model
+from models.mobilenet import MobileNetV1DNW
+from wiring.graph import dynamic_graph
+from wiring.io import to_networkx
+from wiring.layer import WiredGraph
+from wiring.profile import live_nodes, main, profile_model
+from wiring.topology import dead_nodes
+
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors on a shared 2-core machine: one thread is several times faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+# Hand-made network: stem 1 -> 2 channels on 8x8; stage 1 levels [2, 3] (one block, stride 1,
+# k = 2*3 = 6 = every candidate); stage 2 levels [3, 2, 2] (two blocks, stride 2 -> 4x4,
+# k = 3*2 + 2*2 = 10 of 16 candidates); dense classifier 2 -> 2.
+HAND_STAGES = ((2, 3, 1, 1), (3, 2, 2, 2))
+# stage-2 real edges (node ids: level 0 = 0,1,2; level 1 = 3,4; level 2 = outputs 5,6):
+# node 4 feeds nothing and node 2 feeds only node 4, so both are dead.
+HAND_REAL = [(0, 3), (1, 3), (2, 4), (0, 4), (1, 4), (0, 5), (1, 5), (3, 5), (0, 6), (3, 6)]
+
+
+def hand_model(small: bool = False) -> MobileNetV1DNW:
+    torch.manual_seed(0)
+    m = MobileNetV1DNW(width=1.0, stages=HAND_STAGES, in_channels=1, num_classes=2, image_size=8, small=small)
+    layer = m.stages[1].graph
+    ei = layer.edge_index.t().tolist()
+    weight = torch.full((layer.num_candidates,), 0.01)
+    for u, v in HAND_REAL:
+        weight[ei.index([u, v])] = 1.0 if (u + v) % 2 else -1.0
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    assert layer.k == 10 and int(layer.real_mask().sum()) == 10
+    return m
+
+
+def test_hand_made_dead_nodes_exact_counts():
+    m = hand_model()
+    masks = m.live_masks()
+    assert masks[1].tolist() == [True, True, False, True, False, True, True]
+    assert masks[0].tolist() == [True, True, True, True, False]      # stage-1 output 4 = stage-2 input 2
+    cost = profile_model(m)
+    # stem 1*9*2*64; stage 1: 2 op nodes * 9 * 64 + 4 edges * 64; stage 2: 3 op nodes * 9 * 16
+    # + 7 live edges * 16; classifier 2 * 2
+    assert cost["macs"] == 1152 + (1152 + 256) + (432 + 112) + 4 == 3108
+    # stem 18; ops (9 conv + 2 BN) per live op node; edges; final BN 2*2; fc 2*2 + 2
+    assert cost["params"] == 18 + (22 + 4) + (33 + 7) + 4 + 6 == 94
+    assert [p["macs"] for p in cost["parts"]] == [1152, 1408, 544, 4]
+    # the same dead set as wiring.topology on the stage's wiring (every node here is reached)
+    assert dead_nodes(to_networkx(m.stages[1].graph.wiring())) == {2, 4}
+
+
+def test_hand_made_small_variant_counts_its_classifier_graph():
+    m = hand_model(small=True)
+    cost = profile_model(m)
+    # the classifier graph [2, 2] with k = 2 * 2: all four edges real, a bias per class
+    assert cost["macs"] == 3108 and cost["params"] == 94
+
+
+def test_live_nodes_matches_networkx_reverse_reachability():
+    torch.manual_seed(0)
+    layer = WiredGraph(dynamic_graph(12, inputs=3, outputs=3), edges=14, seed=1)
+    live = live_nodes(layer)
+    G = to_networkx(layer.wiring())
+    outputs = [n for n, r in G.nodes(data="role") if r == "output"]
+    expected = set(outputs).union(*(nx.ancestors(G, o) for o in outputs))
+    assert set(live.nonzero().flatten().tolist()) == expected
+
+
+@pytest.mark.parametrize("width, macs, params", [(0.25, 41e6, 0.47e6), (0.5, 149e6, 1.3e6)])
+def test_dense_mobilenet_standard_figures(width, macs, params):
+    m = build_model("mobilenetv1", width=width, num_classes=1000, image_size=224)
+    cost = profile_model(m, image_size=224)
+    assert cost["macs"] == pytest.approx(macs, rel=0.03)
+    assert cost["params"] == pytest.approx(params, rel=0.03)
+    assert cost["params"] == sum(p.numel() for p in m.parameters())
+
+
+def test_untrained_dnw_counts_every_real_edge_when_all_live():
+    m = build_model("mobilenetv1_dnw", width=0.0625, node_width=0.0625, num_classes=10, image_size=8,
+                    edges=None)                                  # every candidate real: all live
+    cost = profile_model(m)
+    assert [p["edges"] for p in cost["parts"][1:-1]] == [f"{s.graph.k}/{s.graph.k}" for s in m.stages]
+    assert cost["params"] == sum(p.numel() for p in m.parameters())
+    # MACs: stem + per stage (9 per op node + 1 per edge) per output position + classifier
+    expected = 3 * 9 * 2 * 64 + 10 * 64
+    for s in m.stages:
+        g = s.graph.graph
+        expected += (9 * g.level_ptr[-2] + g.num_candidates) * s.out_size[0] * s.out_size[1]
+    assert cost["macs"] == expected
+
+
+def test_generic_models_count_real_edges_only():
+    m = build_model("micro", num_classes=10, image_size=8, edges=100)
+    cost = profile_model(m, in_channels=3, image_size=8)
+    total = sum(p.numel() for p in m.parameters())
+    assert cost["params"] == total - m.graph.num_candidates + 100
+    assert cost["macs"] > 0 and not cost["dead_nodes_removed"]
+
+
+def test_cli_json_parses(capsys):
+    assert main(["--model", "mobilenetv1", "--width", "0.25", "--image-size", "224", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == {"macs", "params"}
+    assert data["params"] == 470_072 and data["macs"] == pytest.approx(41e6, rel=0.03)
+
+
+def test_cli_text_report(capsys):
+    assert main(["--model", "mobilenetv1_dnw_small", "--width", "0.0625", "--node-width", "0.0625",
+                 "--image-size", "8", "--classes", "10", "--edges", "999"]) == 0
+    out = capsys.readouterr().out
+    assert "MACs" in out and "stage 4" in out and "classifier graph" in out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--model", "resnet"], "unknown model"),
+    (["--model", "mobilenetv1", "--width", "0"], "width"),
+    (["--model", "mobilenetv1", "--width", "-1"], "width"),
+    (["--model", "mobilenetv1_dnw", "--width", "0.01"], "width"),
+    (["--model", "tiny", "--width", "0.5"], "no width multiplier"),
+    (["--model", "mobilenetv1", "--node-width", "0.5"], "node-width"),
+    (["--run", "/nonexistent/run"], "no run directory"),
+])
+def test_cli_user_mistakes_exit_2_with_one_line(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and err.startswith("error: ")

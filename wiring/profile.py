@@ -1,0 +1,255 @@
+"""``python -m wiring.profile``: honest inference cost, MACs and parameters.
+
+Counts what an inference network needs, not what training holds:
+
+* only **real edges** (the evaluation-time real set: top-k, or all for ``complete``),
+  one multiply-accumulate per edge and output position, one parameter per edge;
+* only **live nodes**: a node is dead when it has no path along real edges to an
+  output (the tensor equivalent of :func:`wiring.topology.dead_nodes` restricted to
+  that side: see :func:`live_nodes`); dead nodes, their ops and their in-edges are
+  dropped, and in MobileNetV1-DNW a stage output that is dead as the next stage's
+  input is dead too (so is the stem channel feeding it);
+* MACs of convolutions, graph edges and linear layers (a k x k depthwise
+  convolution costs k*k per output position); BatchNorm, ReLU and pooling count no
+  MACs (BN folds into a neighbouring linear op at inference), as in the MobileNet
+  paper's figures;
+* parameters: every remaining weight and bias, BatchNorm's affine pair included.
+
+Nodes that no input reaches but that reach an output are kept: they compute
+input-independent maps (BN's shift through ReLU and a zero-padded convolution) that
+still reach the outputs, so removing them would change the network.
+
+MobileNetV1 x0.25 at 224 with 1000 classes: 41,030,272 MACs (41M) and 470,072
+parameters (0.47M); x0.5: 149,497,088 MACs (149M) and 1,331,592 parameters (1.3M).
+MobileNetV1-DNW x0.225 with its initial random wiring (the paper's RG x0.225, 55.7M):
+55.1M MACs.
+
+Models with a ``cost()`` method (MobileNetV1-DNW) count themselves exactly; any
+other model is measured by a batch-1 forward with hooks on convolutions, linear
+layers, node ops and graph aggregations (real edges only, no dead-node removal:
+``dead_nodes_removed`` is then False).
+
+Usage::
+
+    python -m wiring.profile --model mobilenetv1 --width 0.25 --image-size 224 [--classes 1000] [--json]
+    python -m wiring.profile --model mobilenetv1_dnw --width 0.225 [--node-width 1] [--edges K is ignored]
+    python -m wiring.profile --run RUN_DIR [--best] [--json]
+
+``--json`` prints ``{"macs": ..., "params": ...}``. User mistakes exit 2 with one line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .graph import OUTPUT, GraphError
+from .layer import WiredGraph
+from .nodeops import NormReLUConv
+
+
+def live_nodes(layer: WiredGraph, outputs: Tensor | None = None) -> Tensor:
+    """Bool ``[num_nodes]``: the nodes with a path along ``layer``'s evaluation-time
+    real edges to a node of ``outputs`` (default: the output-role nodes; outputs
+    reach themselves).
+
+    >>> from wiring.graph import static_graph
+    >>> layer = WiredGraph(static_graph([2, 2, 1]), edges=8)
+    >>> live_nodes(layer).tolist()
+    [True, True, True, True, True]
+    """
+    graph = layer.graph
+    live = (graph.role == OUTPUT) if outputs is None else outputs.to(torch.bool).cpu().clone()
+    if live.shape != (graph.num_nodes,):
+        raise GraphError(f"outputs must be a bool mask of {graph.num_nodes} nodes")
+    real = layer.real_mask().cpu()
+    src, dst = layer.edge_index.cpu()[:, real]
+    if graph.static:
+        target_level = graph.level[dst]
+        for level in range(graph.num_levels - 1, 0, -1):      # sources lie on lower levels
+            pick = (target_level == level) & live[dst]
+            live[src[pick]] = True
+        return live
+    while True:                                               # dynamic: fixed point
+        grown = live.clone()
+        grown[src[live[dst]]] = True
+        if torch.equal(grown, live):
+            return live
+        live = grown
+
+
+def _generic_cost(model: nn.Module, in_channels: int, image_size: int) -> dict[str, Any]:
+    """Batch-1 forward with hooks: convolutions, linear layers, node ops, real-edge
+    aggregations. Parameters: all, with each graph's candidates replaced by its real edges."""
+    macs = 0
+
+    def conv_hook(module, inputs, out):
+        nonlocal macs
+        k = module.kernel_size[0] * module.kernel_size[1]
+        macs += out.numel() * (module.in_channels // module.groups) * k
+
+    def linear_hook(module, inputs, out):
+        nonlocal macs
+        macs += out.numel() * module.in_features
+
+    def node_hook(module, inputs, out):
+        nonlocal macs
+        macs += out.numel() * module.conv_weight.size(-1) * module.conv_weight.size(-2)
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+        elif isinstance(m, NormReLUConv):
+            handles.append(m.register_forward_hook(node_hook))
+    wirings = [m for m in model.modules() if isinstance(m, WiredGraph)]
+
+    def counting(layer: WiredGraph):
+        original = layer.aggregate
+
+        def aggregate(x, selection, level=None):
+            nonlocal macs
+            if level is None:
+                used = int(selection.mask.sum())
+            else:
+                used = int(selection.mask[layer._cand_ptr[level]:layer._cand_ptr[level + 1]].sum())
+            macs += used * x.size(1)
+            return original(x, selection, level)
+        return aggregate
+
+    for layer in wirings:
+        layer.aggregate = counting(layer)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_channels, image_size, image_size))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+        for layer in wirings:
+            del layer.aggregate
+    params = sum(p.numel() for p in model.parameters())
+    params -= sum(layer.num_candidates - int(layer.real_mask().sum()) for layer in wirings)
+    return {"macs": int(macs), "params": int(params), "parts": [], "dead_nodes_removed": not wirings}
+
+
+def profile_model(model: nn.Module, *, in_channels: int = 3, image_size: int = 224) -> dict[str, Any]:
+    """``{"macs", "params", "parts", "dead_nodes_removed"}`` of ``model`` at inference."""
+    if hasattr(model, "cost"):
+        return model.cost()
+    return _generic_cost(model, in_channels, image_size)
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,} ({n / 1e6:.2f}M)"
+
+
+def _report(title: str, cost: dict[str, Any]) -> str:
+    lines = [title, f"  MACs        {_fmt(cost['macs'])}", f"  parameters  {_fmt(cost['params'])}"]
+    for p in cost["parts"]:
+        extra = "".join(f"  {k} {p[k]}" for k in ("nodes", "edges") if k in p)
+        lines.append(f"    {p['part']:<17} MACs {p['macs']:>13,}  params {p['params']:>10,}{extra}")
+    if not cost["dead_nodes_removed"]:
+        lines.append("  (real edges only; this model's dead nodes are not removed)")
+    return "\n".join(lines)
+
+
+def _from_run(run_dir: Path, best: bool) -> tuple[nn.Module, Any, str]:
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .config import config_from_dict
+    from .train import build
+
+    if not run_dir.is_dir():
+        raise CheckpointError(f"no run directory {run_dir}")
+    ckpt = load_checkpoint(run_dir / ("best.pt" if best else "checkpoint.pt"))
+    if "data_info" not in ckpt or "config" not in ckpt:
+        raise CheckpointError("the checkpoint lacks its config or data_info: was it written by wiring.train?")
+    cfg = config_from_dict(ckpt["config"])
+    cfg.graph = "random_k" if cfg.graph == "graphml" else cfg.graph
+    info = SimpleNamespace(**ckpt["data_info"])
+    model = build(cfg, info)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"the checkpoint does not fit its model ({str(err).splitlines()[0]})") from None
+    return model, info, f"{run_dir} ({cfg.model}, {info.channels}x{info.image_size}x{info.image_size}, " \
+                        f"{info.num_classes} classes)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from models import MODELS, build_model
+
+    parser = argparse.ArgumentParser(prog="python -m wiring.profile", description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help=f"a registered model ({', '.join(MODELS)})")
+    source.add_argument("--run", type=Path, metavar="RUN_DIR", help="a run directory written by wiring.train")
+    parser.add_argument("--best", action="store_true", help="with --run: best.pt instead of checkpoint.pt")
+    parser.add_argument("--width", type=float, help="width multiplier")
+    parser.add_argument("--node-width", type=float,
+                        help="MobileNetV1-DNW: channel multiplier of the graphs' nodes (default max(1, width))")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--in-channels", type=int, default=3)
+    parser.add_argument("--edges", type=int, help="real edges (tiny, micro; the MobileNetV1-DNW models ignore it: "
+                                                  "their budget per graph comes from --width)")
+    parser.add_argument("--mode", default="dnw")
+    parser.add_argument("--graph", default="random_k", help="initial wiring preset")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help='print {"macs": ..., "params": ...}')
+    args = parser.parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    try:
+        if args.run is not None:
+            model, info, title = _from_run(args.run, args.best)
+            in_channels, image_size = info.channels, info.image_size
+        else:
+            if args.model not in MODELS:
+                raise GraphError(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
+            if args.image_size < 8 or args.classes < 1 or args.in_channels < 1:
+                raise GraphError("--image-size must be at least 8, --classes and --in-channels at least 1")
+            options: dict[str, Any] = dict(in_channels=args.in_channels, num_classes=args.classes,
+                                           image_size=args.image_size, mode=args.mode, preset=args.graph,
+                                           seed=args.seed)
+            if args.edges is not None or args.model in ("tiny", "micro"):
+                options["edges"] = args.edges if args.edges is not None else 12000
+            if args.mode == "complete" or args.graph == "complete":
+                options["edges"] = None                           # every candidate real, as wiring.train
+            if args.width is not None:
+                options["width"] = args.width
+            if args.node_width is not None:
+                if not args.model.startswith("mobilenetv1_dnw"):
+                    raise GraphError(f"--node-width: model {args.model} has no graph nodes to scale")
+                options["node_width"] = args.node_width
+            try:
+                model = build_model(args.model, **options)
+            except TypeError as err:
+                if "width" in str(err):
+                    raise GraphError(f"--width: model {args.model} has no width multiplier") from None
+                raise
+            in_channels, image_size = args.in_channels, args.image_size
+            width = f" x{args.width:g}" if args.width is not None else ""
+            title = f"{args.model}{width} at {image_size}x{image_size}, {args.classes} classes"
+        cost = profile_model(model, in_channels=in_channels, image_size=image_size)
+    except (GraphError, CheckpointError, ConfigError, ValueError) as err:
+        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"macs": cost["macs"], "params": cost["params"]}))
+    else:
+        print(_report(title, cost))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
