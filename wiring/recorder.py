@@ -11,7 +11,9 @@
   the model's initial state (for lottery rewinds); tensors and plain types only;
 * ``initial.graphml`` and, at the end, ``wiring.graphml``: the real wiring;
 * ``history.pt``: a :class:`~wiring.io.WiringHistory` of the real edges every
-  ``snapshot_every`` steps (plus step 0 and the last step).
+  ``snapshot_every`` steps (plus step 0 and the last step);
+* ``sparse.pt`` for models made sparse with :func:`wiring.sparsify.sparsify`: only
+  the real weights and their indices (:func:`wiring.sparsify.load_sparse` reads it).
 
 A model with several wirings gets one GraphML and history per wiring, suffixed
 with the wiring's module name (``wiring-stage1.graphml``...).
@@ -31,7 +33,9 @@ from . import __version__
 from .checkpoint import save_checkpoint
 from .io import WiringHistory, to_networkx, write_graphml
 from .layer import WiredGraph
+from .sparsify import export_sparse, sparse_layers
 from .topology import summary
+from .trainer import edge_budget
 
 
 def wiring_file_stem(name: str, stem: str, count: int) -> str:
@@ -107,10 +111,10 @@ class RunRecorder:
     def on_epoch_end(self, trainer, metrics: dict[str, Any]) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         layers = list(trainer.wirings.values())
+        k, candidates = edge_budget(trainer.model)
+        if candidates:
+            extra.update(edges=k, candidates=candidates, density=round(k / candidates, 6))
         if layers:
-            extra["edges"] = sum(layer.k for layer in layers)
-            extra["candidates"] = sum(layer.num_candidates for layer in layers)
-            extra["density"] = round(extra["edges"] / extra["candidates"], 6)
             stats = [wiring_stats(layer) for layer in layers]
             if len(stats) == 1:
                 extra.update(stats[0])
@@ -133,6 +137,8 @@ class RunRecorder:
         return extra
 
     def on_fit_end(self, trainer) -> None:
+        if sparse_layers(trainer.model):
+            export_sparse(trainer.model, self.run_dir / "sparse.pt")
         count = len(trainer.wirings)
         last = trainer.history[-1] if trainer.history else {}
         for name, layer in trainer.wirings.items():

@@ -31,7 +31,7 @@ from .graph import GraphError
 from .io import read_graphml
 from .ops import topk_mask
 from .recorder import RunRecorder
-from .trainer import Progress, Trainer, TrainingStopped, find_wirings
+from .trainer import Progress, Trainer, TrainingStopped, edge_budget, find_wirings
 
 # Run-directory entries a fresh run writes; --overwrite removes exactly these.
 RUN_ENTRIES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "best.pt", "history*.pt",
@@ -178,17 +178,16 @@ def start_from_run(cfg: Config, model: torch.nn.Module) -> str:
 def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Path) -> str:
     wirings = find_wirings(model)
     total = sum(p.numel() for p in model.parameters())
-    candidates = sum(w.num_candidates for w in wirings.values())
-    k = sum(w.k for w in wirings.values())
-    edge_params = sum(w.weight.numel() for w in wirings.values())
-    real_params = total - edge_params + k
+    k, candidates = edge_budget(model)
+    real_params = total - candidates + k          # every candidate weight is a parameter
     nodes = sum(w.graph.num_nodes for w in wirings.values())
+    graphs = "; ".join(w.graph.describe() for w in wirings.values()) or "no channel graph (sparse weights)"
     lines = [
         f"wiring {__version__}: {cfg.model} ({cfg.setting}"
         + (f", {cfg.steps} steps" if cfg.setting == "discrete" else "")
         + (f", {cfg.solver} rtol {cfg.rtol} atol {cfg.atol}" if cfg.setting == "continuous" else "")
         + f") on {cfg.data}",
-        f"  graph       {'; '.join(w.graph.describe() for w in wirings.values())}",
+        f"  graph       {graphs}",
         f"  nodes       {nodes}   candidates {candidates}",
         f"  edges       k = {k}   density {k / max(candidates, 1):.4%}",
         f"  preset      {cfg.graph}{' (' + cfg.graph_file + ')' if cfg.graph_file else ''}   mode {cfg.mode}",
@@ -226,7 +225,7 @@ def run(cfg: Config) -> dict[str, Any]:
     for layer in find_wirings(model).values():
         layer.candidate_grad_every = cfg.candidate_grad_every
     origin = start_from_run(cfg, model) if cfg.mode in ("fine_tune", "lottery") else None
-    cfg.edges = sum(w.k for w in find_wirings(model).values())
+    cfg.edges = edge_budget(model)[0] or None
     initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if info.enabled:
         distributed.convert_batchnorm(model, device)

@@ -48,6 +48,27 @@ def find_wirings(model: nn.Module) -> dict[str, WiredGraph]:
     return {name: m for name, m in model.named_modules() if isinstance(m, WiredGraph)}
 
 
+def real_sets(model: nn.Module) -> dict[str, Tensor]:
+    """Every learned real set of ``model``: its wirings' real edges and, for models made
+    sparse with :func:`wiring.sparsify.sparsify`, each layer's real weights."""
+    from .sparsify import real_masks
+    out = {name: w.real_mask() for name, w in find_wirings(model).items()}
+    out.update({f"sparse:{name}": mask for name, mask in real_masks(model).items()})
+    return out
+
+
+def edge_budget(model: nn.Module) -> tuple[int, int]:
+    """``(k, candidates)`` over the model's wirings and sparsified layers."""
+    from .sparsify import budget_of
+    wirings = find_wirings(model).values()
+    k = sum(w.k for w in wirings)
+    candidates = sum(w.num_candidates for w in wirings)
+    budget = budget_of(model)
+    if budget is not None:
+        k, candidates = k + budget.k, candidates + budget.total
+    return k, candidates
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
@@ -139,19 +160,25 @@ class Trainer:
 
     # ------------------------------------------------------------------ wiring
     def real_masks(self) -> dict[str, Tensor]:
-        return {name: w.real_mask() for name, w in self.wirings.items()}
+        return real_sets(self.model)
 
     def swapped_since(self, previous: dict[str, Tensor]) -> int:
         now = self.real_masks()
         return sum(int((now[n] & ~previous[n]).sum()) for n in now)
 
     def check_invariants(self) -> None:
-        """Every wiring's invariants (see :meth:`WiredGraph.check_invariants`)."""
+        """Every wiring's invariants (see :meth:`WiredGraph.check_invariants`) and, for
+        sparsified layers, :func:`wiring.sparsify.check_sparse`."""
+        from .sparsify import check_sparse
         for name, layer in self.wirings.items():
             try:
                 layer.check_invariants()
             except GraphError as err:
                 raise TrainingStopped(f"wiring {name or 'graph'} at step {self.step}: {err}") from None
+        try:
+            check_sparse(self.model)
+        except ValueError as err:
+            raise TrainingStopped(f"sparse layers at step {self.step}: {err}") from None
 
     # ------------------------------------------------------------------ loops
     def _call(self, event: str, *args) -> list:
@@ -196,8 +223,8 @@ class Trainer:
 
     def check_same_wiring(self) -> None:
         """Stop unless every rank holds the same real edges (a hash all-gathered)."""
-        for name, layer in self.wirings.items():
-            if not same_on_all_ranks(wiring_hash(layer.real_mask()), self.device):
+        for name, mask in self.real_masks().items():
+            if not same_on_all_ranks(wiring_hash(mask.flatten()), self.device):
                 raise TrainingStopped(f"the ranks hold different real edges of wiring {name or 'graph'} "
                                       f"at step {self.step}")
 
