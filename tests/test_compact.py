@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 import models
 from models import build_model
-from wiring.compact import compact_model, load_compact, main, maybe_compact, save_compact
+from wiring.compact import compact_model, load_compact, main, save_compact
+from wiring.export import main as export_main
 from wiring.profile import main as profile_main
 from wiring.profile import profile_model
 
@@ -219,8 +220,7 @@ def test_cli_compacts_a_run(run_dir, capsys):
 
 
 def test_export_style_flag_and_profile_of_the_run(run_dir, capsys):
-    assert maybe_compact([str(run_dir)]) is None
-    assert maybe_compact([str(run_dir), "--compact", "--repeats", "1"]) == 0
+    assert export_main([str(run_dir), "--compact"]) == 0
     assert (run_dir / "compact.pt").is_file()
     capsys.readouterr()
     assert profile_main(["--run", str(run_dir), "--json"]) == 0

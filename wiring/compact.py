@@ -22,9 +22,8 @@ equals :func:`wiring.profile.profile_model`'s ``params``.
 CLI: ``python -m wiring.compact RUN_DIR [-o model.pt] [--best | --checkpoint FILE]
 [--batch N] [--repeats R]`` reads the run's checkpoint, rebuilds its model, compacts
 it, checks the two agree on a random batch, times both (alternating, median) and
-writes ``RUN_DIR/compact.pt`` (or ``-o``). ``python -m wiring.export RUN_DIR --compact``
-does the same when export's ``main`` forwards to :func:`maybe_compact`. User mistakes
-exit 2 with one line.
+writes ``RUN_DIR/compact.pt`` (or ``-o``); ``python -m wiring.export RUN_DIR --compact``
+does the same. User mistakes exit 2 with one line.
 """
 from __future__ import annotations
 
@@ -342,15 +341,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: the compact model does not match the training model", file=sys.stderr)
         return 1
     return 0
-
-
-def maybe_compact(argv: Sequence[str] | None = None) -> int | None:
-    """For ``wiring.export``: run this CLI when ``--compact`` is among the arguments
-    (the others pass through), else return None."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "--compact" not in args:
-        return None
-    return main([a for a in args if a != "--compact"])
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ config, and writes each learned wiring as
   with ``torch.load(weights_only=True)``; ``torch_geometric.data.Data(**d)`` rebuilds it;
 * ``edgelist``: ``source target weight`` lines under a ``#`` header.
 
-All formats are readable without this library. Exits 2 with one line on a user mistake.
+All formats are readable without this library. ``--compact`` writes a standalone
+inference model instead (:mod:`wiring.compact`). Exits 2 with one line on a user mistake.
 """
 from __future__ import annotations
 
@@ -95,7 +96,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--best", action="store_true", help="use best.pt instead of checkpoint.pt")
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint file to read instead")
     parser.add_argument("-o", "--out", type=Path, help="output file (default: in RUN_DIR)")
+    parser.add_argument("--compact", action="store_true",
+                        help="a standalone inference model instead (dead nodes removed, real edges as sparse "
+                             "operators); see python -m wiring.compact --help")
     args = parser.parse_args(argv)
+    if args.compact:
+        from .compact import main as compact_main
+        forward = [str(args.run_dir)] + (["--best"] if args.best else []) + \
+            (["--checkpoint", str(args.checkpoint)] if args.checkpoint else []) + \
+            (["-o", str(args.out)] if args.out else [])
+        return compact_main(forward)
     try:
         if args.out is not None and not args.out.parent.is_dir():
             raise CheckpointError(f"-o {args.out}: folder {args.out.parent} does not exist")
