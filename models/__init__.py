@@ -14,6 +14,8 @@ from .dynamic import DynamicClassifier, MissingDependency
 from .mobilenet import MobileNetV1, MobileNetV1DNW
 from .tiny import TinyClassifier
 
+__all__ = ["MODELS", "SETTINGS", "build_model", "MissingDependency"]
+
 SETTINGS = ("static", "discrete", "continuous")
 
 

@@ -6,7 +6,7 @@ import json
 import torch
 import torch.nn.functional as F
 
-from wiring.bench import DenseReference, main, make_models
+from wiring.bench import main, make_models
 
 
 def test_dense_reference_equals_the_engine_in_outputs_and_edge_gradients():

@@ -18,16 +18,9 @@ from wiring.export import main as export_main
 from wiring.profile import main as profile_main
 from wiring.profile import profile_model
 
-pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors on a shared 2-core machine: one thread is several times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(width=0.03125, node_width=0.0625, num_classes=10, image_size=8)

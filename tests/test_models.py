@@ -12,7 +12,6 @@ from models.tiny import GRID, Stem, TinyClassifier, stem_strides
 from wiring.graph import static_graph
 from wiring.layer import WiredGraph
 
-pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 
 _cached_graph = functools.lru_cache(maxsize=4)(lambda sizes: static_graph(list(sizes)))
 

@@ -14,7 +14,7 @@ import torch
 import wiring.graph
 import wiring.ops
 from wiring import ops
-from wiring.graph import Block, GraphError, dynamic_graph, from_edge_index, static_graph
+from wiring.graph import GraphError, dynamic_graph, from_edge_index, static_graph
 from wiring.ops import (
     DENSE_FORWARD_FILL,
     DENSE_GRAD_FILL,
@@ -29,7 +29,6 @@ from wiring.ops import (
 DT = torch.float64
 RTOL = 1e-6
 
-pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 import viz.plots as plots
 from viz.plots import PANELS, level_matrix, plot_run
-from wiring.graph import Wiring, static_graph
+from wiring.graph import static_graph
 from wiring.io import WiringHistory, load_run, to_networkx, write_graphml
 from wiring.topology import level_edges
 

@@ -15,16 +15,9 @@ from wiring.layer import WiredGraph
 from wiring.profile import live_nodes, main, profile_model
 from wiring.topology import dead_nodes
 
-pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors on a shared 2-core machine: one thread is several times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 # Hand-made network: stem 1 -> 2 channels on 8x8; stage 1 levels [2, 3] (one block, stride 1,
 # k = 2*3 = 6 = every candidate); stage 2 levels [3, 2, 2] (two blocks, stride 2 -> 4x4,

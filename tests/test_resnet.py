@@ -20,12 +20,7 @@ CONV_WEIGHTS = 23_454_912          # the 53 convolutions of ResNet-50
 STEM = 64 * 3 * 7 * 7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

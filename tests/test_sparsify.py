@@ -20,13 +20,7 @@ from wiring.sparsify import (DNWConv2d, DNWLinear, budget_of, channel_graph, che
 from wiring.topology import dead_nodes
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread avoids OpenMP contention on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class SmallCNN(nn.Module):

@@ -14,7 +14,7 @@ import yaml
 from models import build_model
 from wiring.io import WiringHistory, read_graphml
 from wiring.train import main
-from wiring.trainer import Trainer, find_wirings
+from wiring.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model", "micro", "--data", "digits", "--batch-size", "256", "--progress", "none"]

@@ -43,7 +43,7 @@ from matplotlib.lines import Line2D
 
 from wiring.io import RunData, WiringHistory
 
-from .render import (ArgumentParser, UsageError, WiringDrawing, _edge_params, atomic_output, dead_of, die,
+from .render import (ArgumentParser, UsageError, WiringDrawing, _edge_params, atomic_path, dead_of, die,
                      load_run_dir, new_figure, output_path, positive_float, positive_int, weight_range,
                      wiring_info)
 
@@ -217,7 +217,7 @@ def animate_run(run: RunData, path: str | os.PathLike, *, fps: float = 4.0, max_
     writer = _writer(fmt, fps)
     figure = EvolutionFigure(history, run.metrics, frames=frames,
                              title=run.path.name if title is None else title, size=size, dpi=dpi)
-    with atomic_output(path) as tmp:
+    with atomic_path(path) as tmp:
         with writer.saving(figure.fig, str(tmp), dpi):
             for position in range(len(frames)):
                 figure.show(position)

@@ -55,7 +55,7 @@ from wiring.io import RunData, WiringFileError, read_graphml
 from .layout import columns, is_dynamic, node_positions
 from .render import (ARC_HEIGHT, ARROW_AT, ARROW_MAX_EDGES, ARROW_SIZE, CHORD_BEND, DEAD_EDGE, DEAD_FACE,
                      LOOP_RADIUS, NEGATIVE, POSITIVE, REF_PIXELS, ROLE_STYLE, ArgumentParser, UsageError,
-                     atomic_output, die, load_run_dir, output_path, weight_range)
+                     atomic_path, die, load_run_dir, output_path, weight_range)
 
 __all__ = ["HTML_FORMATS", "FORMAT_VERSION", "Frames", "frames_of_run", "frames_of_wiring", "load_frames",
            "quantise", "build_payload", "decode_frames", "explorer_html", "read_payload", "write_explorer",
@@ -439,7 +439,7 @@ def write_explorer(source: str | Path, out: str | Path, *, title: str | None = N
     frames = load_frames(source)
     page = explorer_html(frames, title=title).encode("utf-8")
     out = Path(out)
-    with atomic_output(out) as tmp:
+    with atomic_path(out) as tmp:
         tmp.write_bytes(page)
     return out, len(page), len(frames)
 

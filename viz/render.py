@@ -33,7 +33,7 @@ Shared by the viz CLIs (``viz.animate`` and ``viz.plots`` import them from here)
   ``step`` is at most a step), :func:`wiring_info` and :func:`stats_line`;
 * command-line plumbing: :class:`UsageError` (a user mistake), an
   :class:`ArgumentParser` whose errors are one line and exit 2, :func:`die`,
-  :func:`output_path` (checked extension and folder) and :func:`atomic_output`
+  :func:`output_path` (checked extension and folder) and :func:`wiring.io.atomic_path`
   (write to a temporary file next to the target, rename when complete).
 """
 from __future__ import annotations
@@ -43,11 +43,9 @@ import io
 import math
 import os
 import sys
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, NoReturn, Sequence
+from typing import Any, Iterable, Mapping, NoReturn, Sequence
 
 import numpy as np
 import torch
@@ -58,7 +56,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from wiring.graph import GraphError, Wiring
-from wiring.io import RunData, WiringFileError, load_run, read_graphml, to_networkx
+from wiring.io import RunData, WiringFileError, atomic_path, load_run, read_graphml, to_networkx
 from wiring.topology import dead_nodes
 
 from .layout import is_dynamic, node_positions
@@ -71,7 +69,7 @@ __all__ = [
     "Source", "load_source", "load_run_dir", "final_wiring", "initial_wiring", "metrics_at", "wiring_info",
     "stats_line",
     # command line
-    "UsageError", "ArgumentParser", "die", "output_path", "atomic_output", "positive_int", "positive_float",
+    "UsageError", "ArgumentParser", "die", "output_path", "atomic_path", "positive_int", "positive_float",
 ]
 
 
@@ -131,23 +129,6 @@ def output_path(path: str | os.PathLike, allowed: Sequence[str]) -> tuple[Path, 
     if path.is_dir():
         raise UsageError(f"output {path} is a directory")
     return path, fmt
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` with the same extension; on
-    success rename it to ``path``, on any error remove it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # ----------------------------------------------------------------------------- sources
@@ -535,7 +516,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int | None = None,
                          f"{', '.join('.' + f for f in FORMATS)}")
     if palette and fmt != "png":
         raise ValueError(f"a palette applies to .png files only, not {path.suffix!r}")
-    with atomic_output(path) as tmp:
+    with atomic_path(path) as tmp:
         if palette:
             from PIL import Image
             buf = io.BytesIO()

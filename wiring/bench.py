@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.tiny import GRID, TinyClassifier, centre_pool
+from models.tiny import TinyClassifier, centre_pool
 from wiring.ops import topk_mask
 
 

@@ -10,11 +10,12 @@ pickled objects of ours.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .io import atomic_write
 
 FORMAT_VERSION = 1
 
@@ -27,17 +28,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, *, tag: bool
     """Write ``state`` to ``path`` atomically (temp file + fsync + rename).
 
     ``tag`` adds ``format_version``; pass False for plain tensor exports."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **state} if tag else state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save({"format_version": FORMAT_VERSION, **state} if tag else state, f),
+                 binary=True)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -258,25 +258,14 @@ def compact_model(model: nn.Module) -> CompactMobileNet:
 
 def load_run_model(run_dir: Path, checkpoint: Path | None = None, best: bool = False) -> nn.Module:
     """The trained model of a run directory (as ``wiring.export`` rebuilds it), in eval mode."""
-    from types import SimpleNamespace
 
     from .checkpoint import CheckpointError, load_checkpoint
-    from .config import config_from_dict
-    from .train import build
+    from .train import model_from_checkpoint
 
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory {run_dir}")
     ckpt = load_checkpoint(checkpoint or run_dir / ("best.pt" if best else "checkpoint.pt"))
-    if "data_info" not in ckpt or "config" not in ckpt:
-        raise CheckpointError("the checkpoint lacks its config or data_info: was it written by wiring.train?")
-    cfg = config_from_dict(ckpt["config"])
-    cfg.graph = "random_k" if cfg.graph == "graphml" else cfg.graph   # weights come from the checkpoint
-    model = build(cfg, SimpleNamespace(**ckpt["data_info"]))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
-        raise CheckpointError(f"the checkpoint does not fit its model ({str(err).splitlines()[0]})") from None
-    return model.eval()
+    return model_from_checkpoint(ckpt).eval()
 
 
 @torch.no_grad()

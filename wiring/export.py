@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Sequence
 
-import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import ConfigError, config_from_dict
+from .config import ConfigError
 from .graph import GraphError, Wiring
 from .io import write_edgelist, write_graphml
 from .recorder import wiring_file_stem
@@ -37,17 +35,9 @@ FORMATS = {"graphml": ".graphml", "pyg": ".pt", "edgelist": ".txt"}
 
 def load_wirings(checkpoint: dict, all_candidates: bool = False) -> dict[str, Wiring]:
     """The wirings of a training checkpoint, by module name."""
-    from .train import build
+    from .train import model_from_checkpoint
 
-    if "data_info" not in checkpoint or "config" not in checkpoint:
-        raise CheckpointError("the checkpoint lacks its config or data_info: was it written by wiring.train?")
-    cfg = config_from_dict(checkpoint["config"])
-    cfg.graph = "random_k" if cfg.graph == "graphml" else cfg.graph   # weights come from the checkpoint
-    model = build(cfg, SimpleNamespace(**checkpoint["data_info"]))
-    try:
-        model.load_state_dict(checkpoint["model"])
-    except RuntimeError as err:
-        raise CheckpointError(f"the checkpoint does not fit its model ({str(err).splitlines()[0]})") from None
+    model = model_from_checkpoint(checkpoint)
     step = int(checkpoint.get("step", 0))
     return {name: layer.wiring(all_candidates, step=step) for name, layer in find_wirings(model).items()}
 

@@ -37,6 +37,7 @@ import os
 import re
 import uuid
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -50,7 +51,7 @@ from .graph import HIDDEN, INPUT, OUTPUT, ROLE_NAMES, GraphError, Wiring, _gener
 __all__ = [
     "WiringFileError", "to_networkx", "from_networkx", "node_order", "to_pyg", "from_pyg",
     "write_graphml", "read_graphml", "write_edgelist", "WiringHistory", "load_metrics",
-    "RunData", "load_run", "RUN_FILES",
+    "RunData", "load_run", "RUN_FILES", "atomic_path", "atomic_write", "GraphError",
 ]
 
 PathLike = str | os.PathLike
@@ -89,16 +90,28 @@ def _plain_attrs(attrs: dict | None, *, strict: bool) -> dict:
     return out
 
 
-def _atomic_write(path: PathLike, write: Callable[[Any], None], *, binary: bool) -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it."""
+@contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (same extension, so writers that infer the
+    format from it still work); when the block succeeds, fsync it and rename it over
+    ``path``; on any error remove it. A kill at any moment leaves the old file or the new one.
+
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "a.txt"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> target.read_text()
+    'done'
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -106,6 +119,13 @@ def _atomic_write(path: PathLike, write: Callable[[Any], None], *, binary: bool)
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write(path: PathLike, write: Callable[[Any], None], *, binary: bool) -> None:
+    """Call ``write(file)`` on a new file that replaces ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "xb" if binary else "x", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
 
 
 def _existing_file(path: PathLike, what: str) -> Path:
@@ -420,7 +440,7 @@ def write_graphml(w: Wiring, path: PathLike) -> None:
     {'k': 2}
     """
     G = _graphml_graph(w)
-    _atomic_write(path, lambda f: nx.write_graphml(G, f), binary=True)
+    atomic_write(path, lambda f: nx.write_graphml(G, f), binary=True)
 
 
 def read_graphml(path: PathLike, *, static: bool | None = None, max_bytes: int = 200_000_000,
@@ -499,7 +519,7 @@ def write_edgelist(w: Wiring, path: PathLike) -> None:
         else:
             f.writelines(f"{u} {v} {x:.9g} {int(r)}\n" for u, v, x, r in zip(src, dst, weight, real))
 
-    _atomic_write(path, write, binary=False)
+    atomic_write(path, write, binary=False)
 
 
 # ----------------------------------------------------------------------------- history
@@ -654,7 +674,7 @@ class WiringHistory:
     def save(self, path: PathLike) -> None:
         """Write the history atomically as a ``weights_only``-loadable ``.pt``."""
         state = self.state()
-        _atomic_write(path, lambda f: torch.save(state, f), binary=True)
+        atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
     @classmethod
     def load(cls, path: PathLike) -> "WiringHistory":

@@ -31,7 +31,7 @@ import yaml
 
 from . import __version__
 from .checkpoint import save_checkpoint
-from .io import WiringHistory, to_networkx, write_graphml
+from .io import WiringHistory, atomic_write, to_networkx, write_graphml
 from .layer import WiredGraph
 from .sparsify import export_sparse, sparse_layers
 from .topology import summary
@@ -41,15 +41,6 @@ from .trainer import edge_budget
 def wiring_file_stem(name: str, stem: str, count: int) -> str:
     """``stem`` for a model's only wiring, ``stem-<module name>`` otherwise."""
     return stem if count == 1 or not name else f"{stem}-{name.replace('.', '-')}"
-
-
-def atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def wiring_stats(layer: WiredGraph) -> dict[str, Any]:
@@ -81,7 +72,8 @@ class RunRecorder:
     def start(self, trainer) -> None:
         """Write the config and the initial wiring; load or start the histories."""
         self.best_acc = trainer.best_acc
-        atomic_text(self.run_dir / "config.yaml", yaml.safe_dump(self.config, sort_keys=False))
+        text = yaml.safe_dump(self.config, sort_keys=False)
+        atomic_write(self.run_dir / "config.yaml", lambda f: f.write(text), binary=False)
         count = len(trainer.wirings)
         for name, layer in trainer.wirings.items():
             hist_path = self.path(name, "history", ".pt", count)

@@ -19,13 +19,14 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import torch
 
 from . import __version__, distributed
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import Config, ConfigError, parse_config
+from .config import Config, ConfigError, config_from_dict, parse_config
 from .data import DataError, check_dataset, load_dataset
 from .graph import GraphError
 from .io import read_graphml
@@ -150,6 +151,20 @@ def build(cfg: Config, info) -> torch.nn.Module:
         if "width" in str(err):
             raise UsageError(f"--width: model {cfg.model} has no width multiplier") from None
         raise
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild the model a ``wiring.train`` checkpoint was saved from, with its weights."""
+    if "data_info" not in checkpoint or "config" not in checkpoint:
+        raise CheckpointError("the checkpoint lacks its config or data_info: was it written by wiring.train?")
+    cfg = config_from_dict(checkpoint["config"])
+    cfg.graph = "random_k" if cfg.graph == "graphml" else cfg.graph   # weights come from the checkpoint
+    model = build(cfg, SimpleNamespace(**checkpoint["data_info"]))
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"the checkpoint does not fit its model ({str(err).splitlines()[0]})") from None
+    return model
 
 
 def start_from_run(cfg: Config, model: torch.nn.Module) -> str:
