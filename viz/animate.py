@@ -43,9 +43,9 @@ from matplotlib.lines import Line2D
 
 from wiring.io import RunData, WiringHistory
 
-from .render import (ArgumentParser, UsageError, WiringDrawing, _edge_params, atomic_path, dead_of, die,
-                     load_run_dir, new_figure, output_path, positive_float, positive_int, weight_range,
-                     wiring_info)
+from .render import (ArgumentParser, UsageError, WiringDrawing, _edge_params, add_figure_options, atomic_path,
+                     check_pixels, dead_of, die, load_run_dir, new_figure, output_path, positive_float,
+                     positive_int, weight_range, wiring_info)
 
 __all__ = ["ANIMATION_FORMATS", "ADDED", "REMOVED", "select_frames", "EvolutionFigure", "ffmpeg_binary",
            "animate_run", "main"]
@@ -250,17 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fps", type=positive_float, default=4.0, help="frames per second (default 4)")
     parser.add_argument("--max-frames", type=positive_int, default=200,
                         help="at most this many frames, spread evenly, first and last kept (default 200)")
-    parser.add_argument("--size", nargs=2, type=positive_float, metavar=("W", "H"), default=(8.0, 4.8),
-                        help="figure size in inches (default 8 4.8)")
-    parser.add_argument("--dpi", type=positive_int, default=80, help="dots per inch (default 80)")
+    add_figure_options(parser, (8.0, 4.8), 80)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
         out, fmt = output_path(args.output, ANIMATION_FORMATS)
-        if args.size[0] * args.dpi > 8000 or args.size[1] * args.dpi > 8000:
-            raise UsageError(f"--size {args.size[0]:g} {args.size[1]:g} at --dpi {args.dpi} is over "
-                             f"8000 pixels a side")
+        check_pixels(args.size, args.dpi, 8000)
         if fmt == "mp4" and ffmpeg_binary() is None:
             raise UsageError("no ffmpeg binary for .mp4: pip install imageio-ffmpeg (or install ffmpeg), "
                              "or write a .gif")

@@ -24,7 +24,6 @@ User mistakes exit with status 2 and one line on stderr.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -36,8 +35,8 @@ from wiring.graph import Wiring
 from wiring.io import RunData, to_networkx
 from wiring.topology import level_edges
 
-from .render import (FORMATS, ArgumentParser, UsageError, die, final_wiring, initial_wiring, load_run_dir,
-                     new_figure, output_path, positive_float, positive_int, save_figure, wiring_info)
+from .render import (FORMATS, ArgumentParser, UsageError, add_figure_options, check_pixels, die, final_wiring,
+                     initial_wiring, load_run_dir, new_figure, output_path, save_figure, wiring_info, write_figure)
 
 __all__ = ["PANELS", "level_matrix", "in_degrees", "skip_fraction", "plot_run", "main"]
 
@@ -205,30 +204,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory")
     parser.add_argument("-o", "--output", default="plots.png", help="output file: .png, .svg or .pdf "
                                                                     "(default plots.png)")
-    parser.add_argument("--size", nargs=2, type=positive_float, metavar=("W", "H"), default=(14.0, 8.0),
-                        help="figure size in inches (default 14 8)")
-    parser.add_argument("--dpi", type=positive_int, default=100, help="dots per inch (default 100)")
+    add_figure_options(parser, (14.0, 8.0), 100)
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
         out, _ = output_path(args.output, FORMATS)
-        if args.size[0] * args.dpi > 20000 or args.size[1] * args.dpi > 20000:
-            raise UsageError(f"--size {args.size[0]:g} {args.size[1]:g} at --dpi {args.dpi} is over "
-                             f"20000 pixels a side")
+        check_pixels(args.size, args.dpi, 20000)
         if not os.path.isdir(args.run_dir):
             what = "is not a directory" if os.path.exists(args.run_dir) else "does not exist"
             raise UsageError(f"run directory {args.run_dir} {what}")
         run = load_run_dir(args.run_dir)
     except UsageError as err:
         die(prog, str(err))
-    import matplotlib
-    matplotlib.use("Agg")
-    try:
-        plot_run(run, out, size=args.size, dpi=args.dpi)
-    except OSError as err:
-        die(prog, f"cannot write {out}: {err.strerror or err}")
-    print(f"wrote {out}", file=sys.stderr)
-    return 0
+    return write_figure(prog, out, lambda: plot_run(run, out, size=args.size, dpi=args.dpi))
 
 
 if __name__ == "__main__":

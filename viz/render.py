@@ -69,7 +69,7 @@ __all__ = [
     "Source", "load_source", "load_run_dir", "final_wiring", "initial_wiring", "metrics_at", "wiring_info",
     "stats_line",
     # command line
-    "UsageError", "ArgumentParser", "die", "output_path", "atomic_path", "positive_int", "positive_float",
+    "UsageError", "ArgumentParser", "die", "output_path", "add_figure_options", "check_pixels", "write_figure", "atomic_path", "positive_int", "positive_float",
 ]
 
 
@@ -129,6 +129,31 @@ def output_path(path: str | os.PathLike, allowed: Sequence[str]) -> tuple[Path, 
     if path.is_dir():
         raise UsageError(f"output {path} is a directory")
     return path, fmt
+
+
+def add_figure_options(parser: argparse.ArgumentParser, size: tuple[float, float], dpi: int) -> None:
+    """``--size W H`` (inches) and ``--dpi N`` with the given defaults."""
+    parser.add_argument("--size", nargs=2, type=positive_float, metavar=("W", "H"), default=size,
+                        help=f"figure size in inches (default {size[0]:g} {size[1]:g})")
+    parser.add_argument("--dpi", type=positive_int, default=dpi, help=f"dots per inch (default {dpi})")
+
+
+def check_pixels(size: Sequence[float], dpi: int, limit: int) -> None:
+    """A :class:`UsageError` when ``size`` at ``dpi`` is over ``limit`` pixels a side."""
+    if size[0] * dpi > limit or size[1] * dpi > limit:
+        raise UsageError(f"--size {size[0]:g} {size[1]:g} at --dpi {dpi} is over {limit} pixels a side")
+
+
+def write_figure(prog: str, out: Path, write) -> int:
+    """Call ``write()`` with matplotlib's Agg backend; an OS error exits 2 naming ``out``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    try:
+        write()
+    except OSError as err:
+        die(prog, f"cannot write {out}: {err.strerror or err}")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
 
 
 # ----------------------------------------------------------------------------- sources
@@ -575,9 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("source", metavar="RUN_DIR|FILE.graphml", help="run directory or GraphML file")
     parser.add_argument("-o", "--output", default="wiring.png",
                         help="output file: .png, .svg or .pdf (default wiring.png)")
-    parser.add_argument("--size", nargs=2, type=positive_float, metavar=("W", "H"), default=(12.0, 7.0),
-                        help="figure size in inches (default 12 7)")
-    parser.add_argument("--dpi", type=positive_int, default=100, help="dots per inch (default 100)")
+    add_figure_options(parser, (12.0, 7.0), 100)
     parser.add_argument("--palette", action="store_true",
                         help="write a 256-colour PNG (3-4x smaller for large wirings; .png only)")
     args = parser.parse_args(argv)
@@ -586,21 +609,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         out, fmt = output_path(args.output, FORMATS)
         if args.palette and fmt != "png":
             raise UsageError(f"--palette applies to .png output only, not {out.name}")
-        if args.size[0] * args.dpi > 20000 or args.size[1] * args.dpi > 20000:
-            raise UsageError(f"--size {args.size[0]:g} {args.size[1]:g} at --dpi {args.dpi} is over "
-                             f"20000 pixels a side")
+        check_pixels(args.size, args.dpi, 20000)
         source = load_source(args.source)
     except UsageError as err:
         die(prog, str(err))
-    import matplotlib
-    matplotlib.use("Agg")
-    try:
-        render_wiring(source.wiring, out, title=_title(source), metrics=source.metrics,
-                      size=args.size, dpi=args.dpi, palette=args.palette)
-    except OSError as err:
-        die(prog, f"cannot write {out}: {err.strerror or err}")
-    print(f"wrote {out}", file=sys.stderr)
-    return 0
+    return write_figure(prog, out, lambda: render_wiring(source.wiring, out, title=_title(source),
+                                                         metrics=source.metrics, size=args.size, dpi=args.dpi,
+                                                         palette=args.palette))
 
 
 if __name__ == "__main__":
