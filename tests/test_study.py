@@ -1,0 +1,215 @@
+"""wiring.study: a grid of runs, sources before fine_tune / lottery, resumable, CSV and report."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import wiring.study as study_mod
+from wiring.study import load_study, main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "name": "tiny",
+    "base": {"data": "digits", "model": "micro", "epochs": 1, "batch-size": 512},
+    "grid": {"setting": ["static"], "mode": ["dnw", "fixed", "complete", "fine_tune", "lottery"],
+             "edges": [100, 200], "seed": [0]},
+    "paper": [{"label": "Table 1", "title": "DNW Table 1, CIFAR-10",
+               "values": {"static": {"fixed": "76.1 +- 0.5", "dnw": "80.9 +- 0.6"}}}],
+}
+ORDER = ["static-dnw-100-s0", "static-dnw-200-s0", "static-fixed-100-s0", "static-fixed-200-s0",
+         "static-complete-all-s0", "static-fine_tune-100-s0", "static-fine_tune-200-s0",
+         "static-lottery-100-s0", "static-lottery-200-s0"]
+
+
+def write(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+class Counting:
+    """A stand-in for wiring.train.run that counts the cells it trains."""
+
+    def __init__(self, real):
+        self.real, self.calls = real, []
+
+    def __call__(self, cfg):
+        self.calls.append((Path(cfg.out).name, cfg.resume))
+        return self.real(cfg)
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory, one_thread):
+    root = tmp_path_factory.mktemp("study")
+    config = write(root / "tiny.yaml", TINY)
+    out, report = root / "out", root / "docs" / "results.md"
+    args = [str(config), "--out", str(out), "--report", str(report)]
+    counting = Counting(study_mod.run)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(study_mod, "run", counting)
+        code = main(args)
+    return {"root": root, "config": config, "out": out, "report": report, "args": args, "code": code,
+            "calls": counting.calls}
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_study_runs_every_cell_sources_first_with_from(done, capsys):
+    assert done["code"] == 0
+    out = done["out"]
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == 9
+    assert [f"{r['setting']}-{r['mode']}-{r['edges']}-s{r['seed']}" for r in rows] == ORDER
+    assert list(rows[0]) == ["setting", "mode", "edges", "seed", "test_acc", "best_acc", "epochs", "seconds",
+                             "swapped_total", "status"]
+    for row in rows:
+        assert row["status"] == "done" and row["epochs"] == "1"
+        assert 0 <= float(row["test_acc"]) <= float(row["best_acc"]) <= 1
+        assert float(row["seconds"]) > 0 and int(row["swapped_total"]) >= 0
+    for mode in ("fine_tune", "lottery"):
+        for edges in (100, 200):
+            saved = yaml.safe_load((out / f"static-{mode}-{edges}-s0" / "config.yaml").read_text())
+            assert saved["from_run"] == str(out / "static-complete-all-s0")
+            assert saved["mode"] == mode and saved["edges"] == edges
+    complete = yaml.safe_load((out / "static-complete-all-s0" / "config.yaml").read_text())
+    assert complete["edges"] == 1712          # every candidate of the micro graph
+    assert done["calls"] == [(name, False) for name in ORDER]     # sources before their dependents
+
+
+def test_the_report_has_the_budget_table_paper_comparison_and_plots(done):
+    text = done["report"].read_text()
+    assert text.startswith("# Study `tiny`")
+    assert f"python -m wiring.study {done['config']} --out {done['out']} --report {done['report']}" in text
+    assert "`digits`" in text and "1 epoch, batch 512" in text
+    assert "| setting | mode | edges | density | seeds | test acc (%) | best acc (%) | paper: Table 1 |" in text
+    table = [line for line in text.splitlines() if line.startswith("| static |")]
+    assert len(table) == 9                    # (setting, mode, edges) groups: complete once
+    assert any("| dnw | 100 |" in line and "80.9 +- 0.6" in line for line in table)
+    assert any("| complete | all (1712) |" in line for line in table)
+    assert "- **static**: at 100 edges DNW > random graph" in text and "at 200 edges" in text
+    assert "Paper (Table 1: 80.9 vs 76.1, +4.8)" in text
+    for name in ("results_edges.png", "results_curves.png"):
+        assert (done["report"].parent / name).stat().st_size > 1000
+        assert f"]({name})" in text
+
+
+def test_rerun_skips_finished_cells_and_report_only_rebuilds_the_same(done, monkeypatch, capsys):
+    counting = Counting(study_mod.run)
+    monkeypatch.setattr(study_mod, "run", counting)
+    csv_before, report_before = (done["out"] / "results.csv").read_text(), done["report"].read_text()
+    assert main(done["args"]) == 0
+    assert counting.calls == []
+    assert capsys.readouterr().out.count("finished, skipped") == 9
+    assert (done["out"] / "results.csv").read_text() == csv_before
+    (done["out"] / "results.csv").unlink()
+    done["report"].unlink()
+    assert main([*done["args"], "--report-only"]) == 0
+    assert counting.calls == []
+    assert (done["out"] / "results.csv").read_text() == csv_before
+    assert done["report"].read_text() == report_before
+
+
+def test_unfinished_cells_resume_from_their_checkpoint(done, monkeypatch):
+    counting = Counting(study_mod.run)
+    monkeypatch.setattr(study_mod, "run", counting)
+    out = done["out"]
+    for name in ("static-complete-all-s0", "static-fixed-100-s0"):
+        (out / name / "wiring.graphml").unlink()
+    assert main(done["args"]) == 0
+    assert counting.calls == [("static-fixed-100-s0", True), ("static-complete-all-s0", True)]
+    for name in ("static-complete-all-s0", "static-fixed-100-s0"):
+        assert (out / name / "wiring.graphml").is_file()
+        assert len((out / name / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_cells_are_independent_of_the_study(done, tmp_path):
+    """A study cell gives the same result as the same run on its own."""
+    from wiring.train import main as train_main
+    alone = tmp_path / "alone"
+    assert train_main(["--model", "micro", "--data", "digits", "--epochs", "1", "--batch-size", "512",
+                       "--edges", "200", "--mode", "dnw", "--seed", "0", "--progress", "none",
+                       "--out", str(alone)]) == 0
+    ours = json.loads((done["out"] / "static-dnw-200-s0" / "metrics.jsonl").read_text().splitlines()[0])
+    theirs = json.loads((alone / "metrics.jsonl").read_text().splitlines()[0])
+    assert (ours["loss"], ours["test_acc"], ours["swapped"]) == (theirs["loss"], theirs["test_acc"], theirs["swapped"])
+
+
+def test_dry_run_lists_the_cells_in_order_with_from(tmp_path, capsys):
+    config = write(tmp_path / "tiny.yaml", TINY)
+    assert main([str(config), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("study tiny: 9 cells")
+    names = [line.split()[1] for line in lines[1:]]
+    assert names == ORDER
+    assert lines[6].endswith(f"--from {tmp_path / 'out' / 'static-complete-all-s0'}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_complete_fine_tune_starts_from_dnw_and_a_failed_cell_does_not_stop_the_study(tmp_path, capsys):
+    data = {"name": "f", "base": {"data": "digits", "model": "micro", "epochs": 1, "batch-size": 512},
+            "grid": {"mode": ["dnw", "fine_tune"], "edges": [5000, 100], "seed": [3]}}
+    config = write(tmp_path / "f.yaml", data)
+    study = load_study(config)
+    assert [(c.name, c.source) for c in study.cells()] == [
+        ("static-dnw-5000-s3", None), ("static-dnw-100-s3", None),
+        ("static-fine_tune-5000-s3", "static-dnw-5000-s3"), ("static-fine_tune-100-s3", "static-dnw-100-s3")]
+    out, report = tmp_path / "out", tmp_path / "r.md"
+    assert main([str(config), "--out", str(out), "--report", str(report)]) == 1    # 5000 > 1712 candidates
+    err = capsys.readouterr().err
+    assert "2 of 4 cells failed" in err
+    rows = {f"{r['mode']}-{r['edges']}": r["status"] for r in read_csv(out / "results.csv")}
+    assert rows == {"dnw-5000": "failed", "dnw-100": "done", "fine_tune-5000": "failed", "fine_tune-100": "done"}
+    saved = yaml.safe_load((out / "static-fine_tune-100-s3" / "config.yaml").read_text())
+    assert saved["from_run"] == str(out / "static-dnw-100-s3")
+    text = report.read_text()
+    assert "start from the trained **`dnw`** cell" in text
+    assert "`static-dnw-5000-s3`: failed:" in text and "its source static-dnw-5000-s3 failed" in text
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["grid"].update(mode=["dnw", "magic"]), "grid.mode: unknown mode 'magic'"),
+    (lambda d: d.update(grid={}), "'grid' is empty"),
+    (lambda d: d["grid"].update(edges=[]), "grid.edges is empty"),
+    (lambda d: d.pop("grid"), "missing 'grid'"),
+    (lambda d: d["base"].update(mode="dnw"), "base: 'mode' is set for each cell"),
+    (lambda d: d["base"].update(epochz=3), "base: unknown training setting 'epochz'"),
+    (lambda d: d["base"].update(epochs=0), "base: --epochs: must be positive"),
+    (lambda d: d["grid"].update(mode=["fine_tune"]), "add complete to the modes"),
+])
+def test_a_bad_config_exits_2_with_one_line(tmp_path, capsys, change, message):
+    data = json.loads(json.dumps(TINY))
+    change(data)
+    config = write(tmp_path / "bad.yaml", data)
+    assert main([str(config), "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_config_and_bad_jobs_exit_2(tmp_path, capsys):
+    assert main([str(tmp_path / "nope.yaml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    config = write(tmp_path / "ok.yaml", TINY)
+    assert main([str(config), "--jobs", "0"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name, cells", [("study_quick.yaml", 16), ("study_default.yaml", 144),
+                                         ("study_cifar10.yaml", 144)])
+def test_the_shipped_configs_parse(name, cells):
+    study = load_study(ROOT / "configs" / name)
+    order = [c.name for c in study.cells()]
+    assert len(order) == cells
+    for cell in study.cells():
+        if cell.source:
+            assert order.index(cell.source) < order.index(cell.name)
