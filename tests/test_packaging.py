@@ -5,6 +5,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import torch
 import yaml
 
 from wiring.config import parse_config
@@ -39,15 +40,43 @@ def test_ci_runs_the_readme_test_command():
     assert "./setup.sh && .venv/bin/python -m wiring.train --graph random_k --edges 12000" in readme
 
 
-def test_shipped_configs_parse():
+def test_shipped_training_configs_parse():
     for path in sorted((ROOT / "configs").glob("*.yaml")):
+        if "grid" in (yaml.safe_load(path.read_text()) or {}):
+            continue                                      # a study of many runs (wiring.study)
         cfg = parse_config(["--config", str(path)])
         assert cfg.edges and cfg.epochs > 0, path
 
 
-def test_readme_library_example_runs():
+def readme_python_blocks() -> list[str]:
     readme = (ROOT / "README.md").read_text()
-    block = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    return [part.split("```", 1)[0] for part in readme.split("```python\n")[1:]]
+
+
+def test_every_readme_python_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                       # examples may write files
+    blocks = readme_python_blocks()
+    assert len(blocks) >= 2
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+
+
+def test_readme_sparse_example_results(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    block = next(b for b in readme_python_blocks() if "sparsify" in b)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    from wiring.sparsify import num_real
+    assert scope["real"] == 1382 and (tmp_path / "sparse.pt").is_file()
+    model = scope["model"]
+    assert num_real(model) == 0                                   # densified in place: plain modules
+    assert all(type(m) in (torch.nn.Conv2d, torch.nn.Linear) for m in model if hasattr(m, "weight"))
+    nonzero = sum(int(torch.count_nonzero(m.weight)) for m in list(model)[2:5:2])
+    assert nonzero == 1382
+
+
+def test_readme_library_example_results():
+    block = next(b for b in readme_python_blocks() if "WiredGraph" in b)
     scope: dict = {}
     exec(compile(block, "README.md", "exec"), scope)
     wired = scope["wired"]
