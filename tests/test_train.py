@@ -235,3 +235,9 @@ def test_debug_checks_invariants_every_step(monkeypatch):
     calls.clear()
     Trainer(model, opt, train_set, test_set, epochs=1, batch_size=512).fit()
     assert len(calls) == 1
+
+
+def test_complete_mode_run_resumes_with_its_original_command(tmp_path):
+    out = train(tmp_path, "--epochs", "1", "--mode", "complete")
+    assert main([*FAST, "--out", str(out), "--epochs", "2", "--mode", "complete", "--resume"]) == 0
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 2

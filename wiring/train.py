@@ -103,7 +103,10 @@ def _writable(folder: Path) -> bool:
 
 def check_resume_config(cfg: Config, saved: dict[str, Any]) -> None:
     now = cfg.to_dict()
-    differing = sorted(k for k in now if k not in RESUMABLE and k in saved and saved[k] != now[k])
+    ignored = set(RESUMABLE)
+    if cfg.mode == "complete" or cfg.graph == "complete":
+        ignored.add("edges")             # saved as the number of candidates, whatever was asked
+    differing = sorted(k for k in now if k not in ignored and k in saved and saved[k] != now[k])
     if differing:
         details = ", ".join(f"{k}: saved {saved[k]!r} vs now {now[k]!r}" for k in differing)
         raise UsageError(f"--resume: the run was started with different settings ({details})")
