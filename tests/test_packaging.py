@@ -40,12 +40,33 @@ def test_ci_runs_the_readme_test_command():
     assert "./setup.sh && .venv/bin/python -m wiring.train --graph random_k --edges 12000" in readme
 
 
-def test_shipped_training_configs_parse():
-    for path in sorted((ROOT / "configs").glob("*.yaml")):
-        if "grid" in (yaml.safe_load(path.read_text()) or {}):
-            continue                                      # a study of many runs (wiring.study)
+DATA_SHAPES = {"imagenet": (3, 1000, 224), "cifar10": (3, 10, 32)}
+
+
+def test_every_paper_config_parses_and_builds():
+    from types import SimpleNamespace
+
+    from wiring.train import build
+    paths = sorted((ROOT / "configs" / "paper").glob("*.yaml"))
+    assert len(paths) >= 20
+    built: dict[tuple, int] = {}
+    for path in paths:
         cfg = parse_config(["--config", str(path)])
-        assert cfg.edges and cfg.epochs > 0, path
+        assert cfg.epochs > 0 and cfg.data in DATA_SHAPES, path
+        channels, classes, size = DATA_SHAPES[cfg.data]
+        key = (cfg.model, cfg.width, cfg.setting, cfg.mode == "complete", cfg.data)
+        if key in built:                                  # same network, other mode or schedule
+            continue
+        model = build(cfg, SimpleNamespace(channels=channels, num_classes=classes, image_size=size))
+        built[key] = sum(p.numel() for p in model.parameters())
+        del model
+    assert len(built) >= 10
+
+
+def test_study_configs_are_not_training_configs():
+    from wiring.study import load_study
+    for path in sorted((ROOT / "configs").glob("study_*.yaml")):
+        assert load_study(path).cells(), path
 
 
 def readme_python_blocks() -> list[str]:
