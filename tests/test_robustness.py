@@ -217,8 +217,6 @@ def test_resumed_after_sigkill_at_an_epoch_boundary_equals_uninterrupted(tmp_pat
     assert_complete(part, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="metrics.jsonl is appended before checkpoint.pt is saved and not truncated "
-                                       "on --resume: a kill in between records that epoch twice")
 def test_a_kill_after_the_metrics_line_does_not_duplicate_it_on_resume(tmp_path, monkeypatch):
     import wiring.recorder
 
@@ -283,8 +281,6 @@ def test_bad_values_are_one_line(tmp_path, capsys, args, word):
     assert_one_clean_line(capsys.readouterr().err, word)
 
 
-@pytest.mark.xfail(strict=True, reason="argparse type/choice errors print the whole usage (about 30 lines) "
-                                       "before the error line, not one line as train.py promises")
 @pytest.mark.parametrize("args, word", ARGPARSE_MISTAKES[:2])
 def test_bad_types_and_choices_are_one_line(tmp_path, capsys, args, word):
     assert run_main(main, [*ARGS, "--epochs", 1, "--out", tmp_path / "never", *args]) == 2
@@ -361,9 +357,6 @@ def test_malformed_graphml_is_rejected_with_exit_2_and_nothing_written(tmp_path,
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["wiring.graphml"]
 
 
-@pytest.mark.xfail(strict=True, reason="read_graphml and the graphml preset accept NaN / infinite weights (and "
-                                       "1e300, infinite in float32): training starts, writes a run directory and "
-                                       "stops with exit 1 at step 1 instead of a clean exit 2")
 @pytest.mark.parametrize("weight", ["NaN", "INF"])
 def test_non_finite_graphml_weight_is_rejected_before_training(tmp_path, capsys, weight):
     path = tmp_path / "wiring.graphml"
@@ -487,9 +480,6 @@ def test_a_foreign_checkpoint_dict_through_export_exits_2(tmp_path, capsys, good
     assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt"]
 
 
-@pytest.mark.xfail(strict=True, reason="train --resume passes a weights_only-loadable dict with a 'model' key "
-                                       "straight to Trainer.load_state_dict: RuntimeError / TypeError / KeyError "
-                                       "escape main() as a traceback (exit 1) instead of a CheckpointError")
 @pytest.mark.parametrize("kind", ["foreign-model", "model-none", "wrong-shapes", "no-optimizer"])
 def test_a_foreign_checkpoint_dict_through_resume_exits_2(tmp_path, capsys, good_checkpoint, kind):
     run_dir = tmp_path / "run"

@@ -160,9 +160,17 @@ _HELP = {
 _CHOICES = {"model": tuple(MODELS), "setting": SETTINGS, "graph": GRAPHS, "mode": tuple(MODES), "data": DATASETS, "schedule": SCHEDULES}
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose mistakes raise :class:`ConfigError` (one line, exit 2 in the CLI)
+    instead of printing the usage block and exiting."""
+
+    def error(self, message: str):
+        raise ConfigError(" ".join(message.split()))
+
+
 def build_parser(prog: str = "python -m wiring.train") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Train a network while learning its wiring (DNW).",
-                                     argument_default=argparse.SUPPRESS)
+    parser = OneLineParser(prog=prog, description="Train a network while learning its wiring (DNW).",
+                           argument_default=argparse.SUPPRESS)
     for f in fields(Config):
         flag = "--from" if f.name == "from_run" else "--" + f.name.replace("_", "-")
         kwargs: dict[str, Any] = {"dest": f.name, "help": _HELP.get(f.name)}

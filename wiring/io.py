@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import io as _io
 import json
+import math
 import numbers
 import os
 import re
@@ -149,6 +150,8 @@ def _check_wiring(w: Wiring) -> None:
         raise GraphError(f"real must have shape [{ei.size(1)}], got {list(w.real.shape)}")
     if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= n):
         raise GraphError(f"edge_index refers to a node outside 0..{n - 1}")
+    if w.weight.numel() and not bool(torch.isfinite(w.weight).all()):
+        raise GraphError(f"{int((~torch.isfinite(w.weight)).sum())} edge weights are not finite")
 
 
 def _infer_roles(edge_index: Tensor, num_nodes: int) -> Tensor:
@@ -188,7 +191,7 @@ def to_networkx(w: Wiring) -> nx.DiGraph:
     G.add_nodes_from((i, {"level": int(lvl), "role": ROLE_NAMES[int(r)]})
                      for i, (lvl, r) in enumerate(zip(w.level.tolist(), w.role.tolist())))
     src, dst = w.edge_index.tolist()
-    weight = w.weight.detach().float().tolist()
+    weight = w.weight.detach().double().tolist()
     if w.real is None:
         G.add_edges_from((u, v, {"weight": x}) for u, v, x in zip(src, dst, weight))
     else:
@@ -294,6 +297,8 @@ def from_networkx(G: nx.DiGraph, *, static: bool | None = None) -> Wiring:
         x = _get(data, "weight", edge_default, 1.0)
         if isinstance(x, bool) or not isinstance(x, numbers.Real):
             raise GraphError(f"edge {u!r} -> {v!r} has non-numeric weight {x!r}")
+        if not math.isfinite(float(x)):
+            raise GraphError(f"edge {u!r} -> {v!r} has a non-finite weight {x!r}")
         r = _get(data, "real", edge_default)
         if r is not None:
             r = _bool_value(f"edge {u!r} -> {v!r} has real={r!r}", r)
@@ -345,7 +350,7 @@ def from_networkx(G: nx.DiGraph, *, static: bool | None = None) -> Wiring:
             role[i] = _role_value(node, r)
     order = _sort_edges(edge_index, max(n, 1))
     return Wiring(edge_index[:, order].contiguous(),
-                  torch.tensor(weight, dtype=torch.float32).reshape(-1)[order],
+                  torch.tensor(weight, dtype=torch.float64).reshape(-1)[order],
                   level, role,
                   torch.tensor([bool(r) for r in real], dtype=torch.bool).reshape(-1)[order]
                   if any(has_real) else None,
@@ -506,7 +511,7 @@ def write_edgelist(w: Wiring, path: PathLike) -> None:
     """
     _check_wiring(w)
     src, dst = w.edge_index.tolist()
-    weight = w.weight.detach().float().tolist()
+    weight = w.weight.detach().double().tolist()
     real = None if w.real is None else w.real.bool().tolist()
 
     def write(f) -> None:

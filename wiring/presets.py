@@ -207,6 +207,8 @@ def from_wiring(graph: NeuralGraph, k: int, seed: int = 0, wiring: Wiring | None
         raise GraphError(f"edge {u} -> {v} of the wiring file is not a candidate edge of this graph "
                          f"({missing.numel()} such edges)")
     saved = real.weight.to(torch.float32)
+    if not bool(torch.isfinite(saved).all()):
+        raise GraphError("the wiring file has weights that are not finite in float32")
     order = saved.abs().argsort(descending=True)[:k]
     pos, saved = pos[order], saved[order]
     floor = max(float(saved.abs().min()), 1e-6) if saved.numel() else init_std(graph)

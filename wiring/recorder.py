@@ -31,7 +31,7 @@ import yaml
 
 from . import __version__
 from .checkpoint import save_checkpoint
-from .io import WiringHistory, atomic_write, to_networkx, write_graphml
+from .io import WiringHistory, atomic_write, load_metrics, to_networkx, write_graphml
 from .layer import WiredGraph
 from .sparsify import export_sparse, sparse_layers
 from .topology import summary
@@ -70,8 +70,17 @@ class RunRecorder:
         return self.run_dir / f"{wiring_file_stem(name, stem, count)}{suffix}"
 
     def start(self, trainer) -> None:
-        """Write the config and the initial wiring; load or start the histories."""
+        """Write the config and the initial wiring; load or start the histories. A resumed
+        run first drops what a kill left behind: temporary files of interrupted writes and
+        metrics lines of epochs after the checkpoint."""
         self.best_acc = trainer.best_acc
+        for leftover in self.run_dir.glob(".*.tmp*"):
+            leftover.unlink(missing_ok=True)
+        metrics = self.run_dir / "metrics.jsonl"
+        if self.resumed and metrics.is_file():
+            kept = [r for r in load_metrics(metrics) if r.get("epoch", 0) <= trainer.epoch]
+            text = "".join(json.dumps(r) + "\n" for r in kept)
+            atomic_write(metrics, lambda f: f.write(text), binary=False)
         text = yaml.safe_dump(self.config, sort_keys=False)
         atomic_write(self.run_dir / "config.yaml", lambda f: f.write(text), binary=False)
         count = len(trainer.wirings)

@@ -31,7 +31,13 @@ layers only (skipped layers stay dense and are not counted). ``scope="global"``:
 top-k over the ``|w|`` of all sparsified layers together, so layers compete for the
 budget; ``scope="layer"``: every layer keeps the same fraction, ``k`` apportioned by
 largest remainder so the layers' counts add up to exactly ``edges`` (this is what the
-authors' released sparse ResNet-50 code does: one prune rate per layer).
+authors' released sparse ResNet-50 code does: one fraction per layer), the default.
+
+A pitfall of ``"global"``: initial weights are scaled by each layer's fan-in, so one top-k
+over all layers favours the narrow ones, and at low density a wide layer can start with no
+real weight at all. Its output is then constant, nothing before it gets a gradient, and
+DNW cannot bring edges back (seen on a small CNN at 2%: stuck at chance; see
+``docs/sparse_cnn.md``). Per-layer budgets never empty a layer.
 
 The layers of one :func:`sparsify` call share a :class:`SparseBudget`. A global top-k
 needs every layer's weights, and each layer's forward needs the result, so the budget
@@ -288,14 +294,14 @@ def _check_budget(total: int, density: float | None, edges: int | None) -> int:
 
 
 def sparsify(model: nn.Module, *, density: float | None = None, edges: int | None = None,
-             scope: str = "global", skip: Iterable[Skip] = (), mode: str = "dnw",
+             scope: str = "layer", skip: Iterable[Skip] = (), mode: str = "dnw",
              keep_first_last_dense: bool = False) -> nn.Module:
     """Make the ``nn.Conv2d`` / ``nn.Linear`` layers of ``model`` DNW layers, in place.
 
     ``edges``: the number of real weights over all sparsified layers (or ``density``,
-    a fraction of them: ``k = round(density * total)``). ``scope``: ``"global"`` (one
-    top-k over all layers) or ``"layer"`` (each layer keeps the same fraction, the
-    counts adding up to exactly ``k``). ``skip``: module names (exact, a dotted prefix
+    a fraction of them: ``k = round(density * total)``). ``scope``: ``"layer"`` (the
+    default: each layer keeps the same fraction, the counts adding up to exactly ``k``)
+    or ``"global"`` (one top-k over all layers; see the pitfall in the module docstring). ``skip``: module names (exact, a dotted prefix
     such as ``"layer1"``, or a glob such as ``"*.downsample.*"``) or predicates
     ``(name, module) -> bool`` whose layers stay dense; a name that matches nothing is
     an error. ``keep_first_last_dense``: also leave the first convolution (the first

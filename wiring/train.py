@@ -101,6 +101,15 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
 
 
+def check_resumable(saved: dict[str, Any], run_dir: Path) -> None:
+    """A training checkpoint has the state a resume needs; anything else is refused."""
+    needed = {"model": dict, "optimizer": dict, "epoch": int, "step": int, "config": dict}
+    for key, kind in needed.items():
+        if not isinstance(saved.get(key), kind):
+            raise CheckpointError(f"{run_dir / 'checkpoint.pt'} is not a wiring.train checkpoint "
+                                  f"({key!r} missing or not a {kind.__name__})")
+
+
 def check_resume_config(cfg: Config, saved: dict[str, Any]) -> None:
     now = cfg.to_dict()
     ignored = set(RESUMABLE)
@@ -233,6 +242,7 @@ def run(cfg: Config) -> dict[str, Any]:
     resuming = on_main_rank(lambda: check_run_dir(cfg, run_dir), info)
     saved = load_checkpoint(run_dir / "checkpoint.pt") if resuming else None
     if saved is not None:
+        check_resumable(saved, run_dir)
         check_resume_config(cfg, saved.get("config", {}))
 
     if cfg.deterministic:
@@ -277,7 +287,11 @@ def run(cfg: Config) -> dict[str, Any]:
                       hooks=[recorder] if info.is_main else [], progress=progress, debug=cfg.debug,
                       check_wiring_every=cfg.check_wiring_every)
     if saved is not None:
-        trainer.load_state_dict(saved)
+        try:
+            trainer.load_state_dict(saved)
+        except (RuntimeError, KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{run_dir / 'checkpoint.pt'} does not fit this run's model "
+                                  f"({(str(err).splitlines() or [type(err).__name__])[0]})") from None
         say(f"  resumed     at epoch {trainer.epoch}, step {trainer.step}", flush=True)
     if info.is_main:
         recorder.start(trainer)
