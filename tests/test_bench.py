@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +39,8 @@ def test_cli_json(capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["outputs_agree"] is True and r["edges"] == 800
     assert r["engine_img_s"] > 0 and r["reference_img_s"] > 0
-    assert abs(r["ratio"] - r["reference_step_ms"] / r["engine_step_ms"]) < 0.01
+    # the ratio comes from unrounded medians, the step times are rounded to 0.1 ms
+    assert r["ratio"] == pytest.approx(r["reference_step_ms"] / r["engine_step_ms"], rel=0.05)
 
 
 def test_cli_rejects_bad_budget(capsys):

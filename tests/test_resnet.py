@@ -107,7 +107,7 @@ def test_factory_has_no_width():
     ("resnet50_sparse90_first_dense.yaml", "resnet50_first_dense", 0.1, True),
 ])
 def test_configs(dense, name, model, density, first_dense):
-    cfg = parse_config(["--config", str(ROOT / "configs" / name)])
+    cfg = parse_config(["--config", str(ROOT / "configs" / "paper" / name)])
     assert cfg.model == model and cfg.data == "imagenet" and cfg.mode == "dnw" and cfg.graph == "random_k"
     assert cfg.edges == sparse_budget(dense, density, first_dense=first_dense)
     assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.schedule) == (100, 256, 0.256, 0.875, "cosine")

@@ -85,7 +85,7 @@ def test_layer_scope_shares_are_proportional():
 
 
 def test_global_scope_is_one_topk_over_all_layers():
-    model = sparsify(small(), edges=300)
+    model = sparsify(small(), edges=300, scope="global")
     mags = torch.cat([m.weight.detach().abs().flatten() for m in sparse_layers(model).values()])
     threshold = mags.sort(descending=True).values[299]
     for m in sparse_layers(model).values():
@@ -320,3 +320,10 @@ def test_channel_graph_of_a_resnet_follows_the_residual_sums():
 def test_doctests():
     assert doctest.testmod(wiring.sparsify).failed == 0
     assert doctest.testmod(models.resnet).failed == 0
+
+
+def test_default_scope_is_per_layer():
+    model = sparsify(small(), density=0.2)
+    layers = sparse_layers(model).values()
+    for m in layers:              # every layer keeps its own 20% (largest remainder), none is emptied
+        assert abs(int(m.real_mask().sum()) - 0.2 * m.weight.numel()) < 1

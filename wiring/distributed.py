@@ -105,6 +105,22 @@ def same_on_all_ranks(value: int, device: torch.device) -> bool:
     return all(int(g) == value for g in gathered)
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks whose gradient is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch norm over the global batch on CPU process groups (any input rank >= 2;
     channels on dim 1). With one process it is exactly ``F.batch_norm``."""
@@ -116,12 +132,10 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and current().enabled):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = [d for d in range(x.dim()) if d != 1]
         count = torch.tensor([x.numel() / x.size(1)], dtype=x.dtype, device=x.device)
         stats = torch.cat([x.sum(dims), (x * x).sum(dims), count])
-        stats = all_reduce(stats)                       # autograd-aware sum over ranks
+        stats = _AllReduceSum.apply(stats)              # autograd-aware sum over ranks
         c = x.size(1)
         n = stats[-1]
         mean = stats[:c] / n

@@ -304,6 +304,7 @@ def run(cfg: Config) -> dict[str, Any]:
         say(f"learned wiring: {p}", flush=True)
     say(f"run directory:  {run_dir}", flush=True)
     if info.enabled:
+        torch.distributed.barrier()           # rank 0 may still be writing the run directory
         torch.distributed.destroy_process_group()
     return {**last, "run_dir": str(run_dir)}
 
