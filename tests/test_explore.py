@@ -329,7 +329,10 @@ def test_browser_slider_redraws_frame_and_panel(browser, tmp_path, run_dir):
     wait_for(browser, "return explorer.frame === 0")
     drawn = browser.execute_script("return explorer.drawn")
     slider.send_keys(Keys.ARROW_RIGHT)
-    wait_for(browser, f"return explorer.frame === 1 && explorer.drawn > {drawn}")
+    # the frame index moves first; the canvas may take a moment longer to show the new wiring
+    browser.execute_script("window.__pixels0 = arguments[0]", pixels0)
+    wait_for(browser, f"return explorer.frame === 1 && explorer.drawn > {drawn} && "
+                      "document.getElementById('edges').toDataURL() !== window.__pixels0")
     frame1, pixels1, panel1 = snapshot(browser)
     assert frame1 == 1 and pixels1 != pixels0 and panel1 != panel0
     assert "added" in panel1 and "removed" in panel1 and "step\t10" in panel1
