@@ -225,3 +225,30 @@ def test_trainer_runs_a_dnw_model_and_checks_its_wirings():
     assert set(trainer.wirings) == {f"stages.{i}.graph" for i in range(5)} | {"classifier.graph"}
     history = trainer.fit()
     assert len(history) == 1 and trainer.step == 2
+
+
+def test_training_steps_at_224_on_fake_data():
+    torch.manual_seed(0)
+    m = MobileNetV1DNW(width=0.03125, node_width=0.03125, num_classes=5, image_size=224)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    x, y = torch.randn(2, 3, 224, 224), torch.tensor([0, 3])
+    for _ in range(2):
+        loss = F.cross_entropy(m(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert torch.isfinite(loss)
+        for layer in find_wirings(m).values():
+            assert int(layer.real_mask().sum()) == layer.k
+
+
+def test_trains_an_epoch_on_digits_at_32():
+    from wiring.data import load_dataset
+    from wiring.trainer import Trainer
+    train_set, test_set, info = load_dataset("digits", image_size=32)
+    torch.manual_seed(0)
+    m = MobileNetV1DNW(width=0.0625, node_width=0.0625, in_channels=1, num_classes=10, image_size=32)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    history = Trainer(m, opt, train_set, test_set, epochs=1, batch_size=256, debug=True).fit()
+    assert history[0]["swapped"] >= 0 and 0.0 <= history[0]["test_acc"] <= 1.0
+    assert history[0]["loss"] < 2.5
