@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from wiring import analyze
-from wiring.graph import Wiring, dynamic_graph, static_graph
+from wiring.graph import Wiring, dynamic_graph
+from run_dirs import make_run as build_run
 from wiring.io import WiringHistory, load_run, to_networkx, write_graphml
 from wiring.topology import churn, cycle_stats, dead_nodes, degree_stats, depth, generations, level_edges
 
@@ -18,22 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_run(path: Path, *, final: bool = True, initial: bool = True) -> WiringHistory:
-    path.mkdir(parents=True, exist_ok=True)
-    g = static_graph([2, 3, 3, 2])
-    h = WiringHistory(g.edge_index, g.level, g.role, {"static": True, "candidates": g.num_candidates})
-    gen = torch.Generator().manual_seed(1)
-    for step in (0, 4, 8):
-        h.append(step, torch.randperm(g.num_candidates, generator=gen)[:10], torch.randn(10, generator=gen))
-    h.save(path / "history.pt")
-    if initial:
-        write_graphml(h.frame(0), path / "initial.graphml")
-    if final:
-        last = h.frame(-1)
-        write_graphml(Wiring(last.edge_index, last.weight, last.level, last.role, None,
-                             {**last.attrs, "test_acc": 0.5}), path / "wiring.graphml")
-    (path / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "step": 8, "test_acc": 0.5}) + "\n")
-    (path / "config.yaml").write_text("edges: 10\n")
-    return h
+    return build_run(path, k=10, steps=(0, 4, 8), seed=1, initial=initial, final=final, final_acc=0.5,
+                     metrics=[{"epoch": 1, "step": 8, "test_acc": 0.5}], config="edges: 10\n")
 
 
 def run_main(args, capsys) -> tuple[int, str, str]:

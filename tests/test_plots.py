@@ -1,38 +1,21 @@
 """Tests for viz.plots: panel count, heatmaps equal topology.level_edges, CLI."""
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import viz.plots as plots
 from viz.plots import PANELS, level_matrix, plot_run
-from wiring.graph import static_graph
-from wiring.io import WiringHistory, load_run, to_networkx, write_graphml
+from run_dirs import make_run as build_run
+from wiring.io import WiringHistory, load_run, to_networkx
 from wiring.topology import level_edges
 
 
 def make_run(path: Path, *, initial: bool = True, final: bool = True, metrics: bool = True) -> WiringHistory:
-    path.mkdir(parents=True, exist_ok=True)
-    g = static_graph([2, 3, 3, 2])
-    h = WiringHistory(g.edge_index, g.level, g.role, {"static": True, "candidates": g.num_candidates})
-    gen = torch.Generator().manual_seed(0)
-    for step in (0, 5, 10):
-        h.append(step, torch.randperm(g.num_candidates, generator=gen)[:14], torch.randn(14, generator=gen))
-    h.save(path / "history.pt")
-    if initial:
-        write_graphml(h.frame(0), path / "initial.graphml")
-    if final:
-        write_graphml(h.frame(-1), path / "wiring.graphml")
-    if metrics:
-        with open(path / "metrics.jsonl", "w") as f:
-            for epoch, step in ((1, 5), (2, 10)):
-                f.write(json.dumps({"epoch": epoch, "step": step, "loss": 1.0 / epoch, "test_loss": 1.1 / epoch,
-                                    "train_acc": 0.3 * epoch, "test_acc": 0.25 * epoch, "swapped": 4 - epoch,
-                                    "edges": 14}) + "\n")
-    return h
+    lines = [{"epoch": epoch, "step": step, "loss": 1.0 / epoch, "test_loss": 1.1 / epoch, "train_acc": 0.3 * epoch,
+              "test_acc": 0.25 * epoch, "swapped": 4 - epoch, "edges": 14} for epoch, step in ((1, 5), (2, 10))]
+    return build_run(path, k=14, steps=(0, 5, 10), initial=initial, final=final, metrics=lines if metrics else None)
 
 
 def expected_matrix(wiring, size):

@@ -1,5 +1,4 @@
 """Tests for viz.render: the CLI's outputs and errors, and render_wiring."""
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,8 @@ from PIL import Image
 from viz import render
 from viz.render import render_wiring
 from wiring.graph import Wiring, static_graph
-from wiring.io import WiringHistory, read_graphml, to_networkx, write_graphml
+from run_dirs import make_run as build_run
+from wiring.io import WiringHistory, read_graphml, to_networkx
 from wiring.topology import dead_nodes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,29 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_run(path: Path, *, steps=(0, 5, 10, 15), k=12, final=True, initial=True, metrics=True) -> WiringHistory:
     """A run directory over static_graph([2, 3, 3, 2]) (37 candidates), k real edges."""
-    path.mkdir(parents=True, exist_ok=True)
-    g = static_graph([2, 3, 3, 2])
-    h = WiringHistory(g.edge_index, g.level, g.role, {"static": True, "candidates": g.num_candidates,
-                                                      "mode": "dnw", "preset": "random_k", "k": k})
-    gen = torch.Generator().manual_seed(0)
-    for step in steps:
-        h.append(step, torch.randperm(g.num_candidates, generator=gen)[:k], torch.randn(k, generator=gen))
-    h.save(path / "history.pt")
-    if initial:
-        write_graphml(h.frame(0), path / "initial.graphml")
-    if final:
-        last = h.frame(-1)
-        write_graphml(Wiring(last.edge_index, last.weight, last.level, last.role, None,
-                             {**last.attrs, "test_acc": 0.75}), path / "wiring.graphml")
-    if metrics:
-        with open(path / "metrics.jsonl", "w") as f:
-            for epoch, step in enumerate(steps[1:], 1):
-                f.write(json.dumps({"epoch": epoch, "loss": 2.0 / epoch, "train_acc": 0.2 * epoch,
-                                    "test_loss": 2.2 / epoch, "test_acc": 0.25 * epoch, "step": step,
-                                    "swapped": 3 * epoch, "edges": k, "candidates": g.num_candidates,
-                                    "density": round(k / g.num_candidates, 6)}) + "\n")
-    (path / "config.yaml").write_text("model: tiny\nedges: 12\nmode: dnw\n")
-    return h
+    lines = [{"epoch": epoch, "loss": 2.0 / epoch, "train_acc": 0.2 * epoch, "test_loss": 2.2 / epoch,
+              "test_acc": 0.25 * epoch, "step": step, "swapped": 3 * epoch, "edges": k, "candidates": 37,
+              "density": round(k / 37, 6)} for epoch, step in enumerate(steps[1:], 1)]
+    return build_run(path, k=k, steps=steps, history_attrs={"mode": "dnw", "preset": "random_k", "k": k},
+                     initial=initial, final=final, final_acc=0.75, metrics=lines if metrics else None,
+                     config="model: tiny\nedges: 12\nmode: dnw\n")
 
 
 @pytest.fixture
