@@ -130,8 +130,9 @@ def test_cli_process(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
-def test_imports_only_io_and_topology():
+def test_imports_only_io_topology_and_the_cli_helpers():
     code = ("import sys, wiring.analyze; "
             "print(sorted(m for m in sys.modules if m.startswith(('wiring', 'models', 'viz'))))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert proc.stdout.strip() == str(["wiring", "wiring.analyze", "wiring.graph", "wiring.io", "wiring.topology"])
+    assert proc.stdout.strip() == str(["wiring", "wiring.analyze", "wiring.cli", "wiring.graph", "wiring.io",
+                                       "wiring.topology"])

@@ -180,4 +180,4 @@ def test_viz_never_imports_the_trainer():
             "print(sorted(m for m in sys.modules if m.startswith(('wiring', 'models'))))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = eval(proc.stdout)
-    assert set(loaded) <= {"wiring", "wiring.graph", "wiring.io", "wiring.topology"}, loaded
+    assert set(loaded) <= {"wiring", "wiring.cli", "wiring.graph", "wiring.io", "wiring.topology"}, loaded

@@ -45,7 +45,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NoReturn, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -56,6 +56,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from wiring.graph import GraphError, Wiring
+from wiring.cli import ArgumentParser, die
 from wiring.io import RunData, WiringFileError, atomic_path, load_run, read_graphml, to_networkx
 from wiring.topology import dead_nodes
 
@@ -77,20 +78,6 @@ __all__ = [
 
 class UsageError(Exception):
     """A user mistake; the CLI prints the message on one line and exits 2."""
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage block) and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        die(self.prog, message)
-
-
-def die(prog: str, message: str) -> NoReturn:
-    """Print ``prog: error: message`` on one line of stderr and exit 2."""
-    line = " ".join(str(message).split())
-    print(f"{prog}: error: {line}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def positive_int(text: str) -> int:

@@ -23,14 +23,14 @@ one line on stderr. This module imports only :mod:`wiring.io` and
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Sequence
 
+from .cli import ArgumentParser, die
 from .io import GraphError, WiringFileError, load_run, read_graphml, to_networkx
 from .topology import churn, cycle_stats, dead_nodes, degree_stats, depth, generations, level_edges
 
@@ -181,18 +181,8 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        _fail(self.prog, message)
-
-
-def _fail(prog: str, message: str) -> NoReturn:
-    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
-    raise SystemExit(2)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog="python -m wiring.analyze",
+    parser = ArgumentParser(prog="python -m wiring.analyze",
                      description="Report the topology of a wiring (run directory or GraphML file).")
     parser.add_argument("source", metavar="RUN_DIR|FILE.graphml", help="run directory or GraphML file")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -200,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = analyze(args.source)
     except AnalyzeError as err:
-        _fail(parser.prog, str(err))
+        die(parser.prog, str(err))
     try:
         print(json.dumps(report) if args.json else format_report(report), flush=True)
     except BrokenPipeError:  # e.g. piped into head: not an error

@@ -28,6 +28,8 @@ import time
 from typing import Sequence
 
 import torch
+
+from wiring.cli import ArgumentParser
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -193,7 +195,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wiring.bench", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m wiring.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("tiny",), default="tiny")
     parser.add_argument("--edges", type=int, default=12000)
     parser.add_argument("--batch-size", type=int, default=128)

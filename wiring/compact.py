@@ -27,7 +27,6 @@ does the same. User mistakes exit 2 with one line.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -282,7 +282,9 @@ def time_models(a: nn.Module, b: nn.Module, x: Tensor, repeats: int = 10) -> tup
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wiring.compact",
+    from .cli import ArgumentParser
+
+    parser = ArgumentParser(prog="python -m wiring.compact",
                                      description="Compact a trained MobileNetV1-DNW run into a standalone "
                                                  "inference model (dead nodes removed, sparse real edges).")
     parser.add_argument("run_dir", type=Path, help="run directory written by wiring.train")

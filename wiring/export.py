@@ -17,12 +17,12 @@ inference model instead (:mod:`wiring.compact`). Exits 2 with one line on a user
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
 
 
+from .cli import ArgumentParser
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError
 from .graph import GraphError, Wiring
@@ -79,7 +79,7 @@ def export(run_dir: Path, fmt: str, *, out: Path | None = None, checkpoint: Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wiring.export", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m wiring.export", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="run directory written by wiring.train")
     parser.add_argument("--format", choices=tuple(FORMATS), default="graphml")
     parser.add_argument("--all-candidates", action="store_true", help="every candidate, with a real flag")

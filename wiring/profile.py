@@ -39,7 +39,6 @@ Usage::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -49,6 +48,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from .cli import ArgumentParser
 from .graph import OUTPUT, GraphError
 from .layer import WiredGraph
 from .nodeops import NormReLUConv
@@ -189,7 +189,7 @@ def _from_run(run_dir: Path, best: bool) -> tuple[nn.Module, Any, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     from models import MODELS, build_model
 
-    parser = argparse.ArgumentParser(prog="python -m wiring.profile", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m wiring.profile", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help=f"a registered model ({', '.join(MODELS)})")
     source.add_argument("--run", type=Path, metavar="RUN_DIR", help="a run directory written by wiring.train")

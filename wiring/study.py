@@ -69,6 +69,7 @@ import yaml
 
 from models import SETTINGS
 
+from .cli import ArgumentParser
 from .config import Config, ConfigError, config_from_dict
 from .modes import MODES
 from .train import run
@@ -800,7 +801,7 @@ def write_report(study: Study, rows: list[dict[str, Any]], out: Path, report: Pa
 # ----------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m wiring.study",
+    parser = ArgumentParser(prog="python -m wiring.study",
                                      description="Run a grid of DNW training runs and report the results.")
     parser.add_argument("config", metavar="CONFIG.yaml", help="the study: name, base, grid, optional paper table")
     parser.add_argument("--out", metavar="DIR", help="study folder (default runs/study-<name>)")
