@@ -241,3 +241,22 @@ def test_complete_mode_run_resumes_with_its_original_command(tmp_path):
     out = train(tmp_path, "--epochs", "1", "--mode", "complete")
     assert main([*FAST, "--out", str(out), "--epochs", "2", "--mode", "complete", "--resume"]) == 0
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 2
+
+
+def test_resume_needs_only_the_run_directory(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    real_train_epoch = Trainer.train_epoch
+
+    def killed_in_second_epoch(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return real_train_epoch(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_epoch", killed_in_second_epoch)
+        assert main([*FAST, "--out", str(out), "--epochs", "2", "--edges", "90", "--seed", "4"]) == 130
+    assert main(["--out", str(out), "--resume", "--progress", "none"]) == 0       # no other flag repeated
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["config"]["edges"] == 90 and state["config"]["seed"] == 4
+    assert main(["--out", str(out), "--resume", "--epochs", "3", "--progress", "none"]) == 0
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 3

@@ -259,10 +259,19 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     return cfg
 
 
-def parse_config(argv: Sequence[str] | None = None, prog: str = "python -m wiring.train") -> Config:
-    """Defaults, then ``--config`` YAML, then command-line flags; validated."""
+# Settings that describe one invocation, not the run: never taken from a saved config.
+INVOCATION = ("resume", "overwrite", "config")
+
+
+def parse_config(argv: Sequence[str] | None = None, prog: str = "python -m wiring.train", *,
+                 base: dict[str, Any] | None = None) -> Config:
+    """Defaults, then ``base`` (a saved run's config, when resuming), then ``--config``
+    YAML, then command-line flags; validated."""
     args = vars(build_parser(prog).parse_args(argv))
     values: dict[str, Any] = {}
+    known = {f.name for f in fields(Config)}
+    if base:
+        values.update({k: v for k, v in base.items() if k in known and k not in INVOCATION})
     if args.get("config"):
         values.update(_from_yaml(args["config"]))
     values.update(args)

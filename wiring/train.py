@@ -309,9 +309,21 @@ def run(cfg: Config) -> dict[str, Any]:
     return {**last, "run_dir": str(run_dir)}
 
 
+def resume_config(argv: Sequence[str] | None, cfg: Config) -> Config:
+    """With ``--resume``, the run's saved settings are the base and only the flags given
+    now change them, so ``--out RUN --resume`` alone continues a run."""
+    checkpoint = (Path(cfg.out) if cfg.out else default_run_dir(cfg)) / "checkpoint.pt"
+    if not checkpoint.is_file():
+        return cfg                      # run() explains what is missing
+    saved = load_checkpoint(checkpoint).get("config")
+    return parse_config(argv, base=saved) if isinstance(saved, dict) else cfg
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = parse_config(argv)
+        if cfg.resume:
+            cfg = resume_config(argv, cfg)
         run(cfg)
     except (ConfigError, DataError, GraphError, CheckpointError, UsageError) as err:
         if str(err):                      # other ranks of a distributed run stay silent
