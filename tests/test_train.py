@@ -33,6 +33,20 @@ def digits_batches(n_batches: int = 4, batch: int = 64):
     return [(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]) for i in range(n_batches)], test_set
 
 
+def interrupt_in_second_epoch(monkeypatch, argv: list[str]) -> None:
+    """Run ``main(argv)`` and stop it as Ctrl-C would, during its second epoch."""
+    real_train_epoch = Trainer.train_epoch
+
+    def killed_in_second_epoch(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return real_train_epoch(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_epoch", killed_in_second_epoch)
+        assert main(argv) == 130
+
+
 class KCheck:
     """Hook asserting the invariants after every step and recording the real sets."""
 
@@ -107,16 +121,7 @@ def test_cli_writes_a_complete_readable_run_directory(tmp_path, capsys):
 def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     whole = train(tmp_path, "--epochs", "2", "--edges", "100", name="whole")
     part = tmp_path / "part"
-    real_train_epoch = Trainer.train_epoch
-
-    def killed_in_second_epoch(self):
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-        return real_train_epoch(self)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "train_epoch", killed_in_second_epoch)
-        assert main([*FAST, "--out", str(part), "--epochs", "2", "--edges", "100"]) == 130
+    interrupt_in_second_epoch(monkeypatch, [*FAST, "--out", str(part), "--epochs", "2", "--edges", "100"])
     assert torch.load(part / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert main([*FAST, "--out", str(part), "--epochs", "2", "--edges", "100", "--resume"]) == 0
     a = torch.load(whole / "checkpoint.pt", weights_only=True)
@@ -245,16 +250,7 @@ def test_complete_mode_run_resumes_with_its_original_command(tmp_path):
 
 def test_resume_needs_only_the_run_directory(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real_train_epoch = Trainer.train_epoch
-
-    def killed_in_second_epoch(self):
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-        return real_train_epoch(self)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "train_epoch", killed_in_second_epoch)
-        assert main([*FAST, "--out", str(out), "--epochs", "2", "--edges", "90", "--seed", "4"]) == 130
+    interrupt_in_second_epoch(monkeypatch, [*FAST, "--out", str(out), "--epochs", "2", "--edges", "90", "--seed", "4"])
     assert main(["--out", str(out), "--resume", "--progress", "none"]) == 0       # no other flag repeated
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2 and state["config"]["edges"] == 90 and state["config"]["seed"] == 4
