@@ -117,3 +117,23 @@ def test_budget_numbers(dense):
     assert sparse_budget(dense, 0.1) == 2_550_291
     assert sparse_budget(dense, 0.2) == 5_100_582
     assert sparse_budget(dense, 0.1, first_dense=True) == 2_549_350
+
+
+def test_a_few_sparse_resnet50_training_steps_at_low_resolution():
+    from wiring.sparsify import num_real, real_masks
+    torch.manual_seed(0)
+    edges = 500_000                                           # about 2% of the 25.5M weights
+    model = build_model("resnet50", in_channels=3, num_classes=10, image_size=32, edges=edges, mode="dnw",
+                        preset="random_k", seed=0, preset_options={}, mode_options={})
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([1, 7])
+    masks_before = {name: m.clone() for name, m in real_masks(model).items()}
+    for _ in range(2):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert torch.isfinite(loss) and num_real(model) == edges
+    name, mask = next(iter(masks_before.items()))
+    layer = dict(model.named_modules())[name]
+    assert layer.weight.grad[~mask].abs().sum() > 0          # hallucinated weights get gradient (dnw)
