@@ -162,8 +162,9 @@ class Trainer:
     def real_masks(self) -> dict[str, Tensor]:
         return real_sets(self.model)
 
-    def swapped_since(self, previous: dict[str, Tensor]) -> int:
-        now = self.real_masks()
+    @staticmethod
+    def swapped(previous: dict[str, Tensor], now: dict[str, Tensor]) -> int:
+        """Edges real in ``now`` that were not in ``previous``."""
         return sum(int((now[n] & ~previous[n]).sum()) for n in now)
 
     def check_invariants(self) -> None:
@@ -202,7 +203,8 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.step += 1
-            if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters()])
+            if not bool(finite.all()):                   # one device sync, not one per parameter
                 raise TrainingStopped(f"a weight became non-finite at step {self.step} "
                                       f"(epoch {self.epoch + 1}): training stopped")
             if self.debug:
@@ -257,10 +259,11 @@ class Trainer:
                     metrics.update(module.pop_metrics())
             self.check_invariants()
             metrics.update(self.evaluate())
-            metrics.update(step=self.step, lr=lr, swapped=self.swapped_since(self._last_masks),
+            masks = self.real_masks()
+            metrics.update(step=self.step, lr=lr, swapped=self.swapped(self._last_masks, masks),
                            seconds=round(time.perf_counter() - start, 3),
                            img_s=round(len(self.train_set) / max(train_seconds, 1e-9), 1))
-            self._last_masks = self.real_masks()
+            self._last_masks = masks
             self.epoch += 1
             self.best_acc = max(self.best_acc, metrics["test_acc"])
             for extra in self._call("on_epoch_end", metrics):
