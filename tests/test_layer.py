@@ -326,7 +326,8 @@ def test_double_and_to_cpu_move_buffers():
     for t in (layer.weight, layer.edge_index, layer.level, layer.role, layer.frozen_mask):
         assert t.device.type == "cpu"
     names = {n for n, _ in layer.named_buffers()}
-    assert names == {"edge_index", "level", "role", "frozen_mask"}
+    assert names == {"edge_index", "level", "role", "frozen_mask", "_level_edges_1", "_level_edges_2"}
+    assert layer._level_edges_2.dtype == torch.long and layer._level_edges_2.device.type == "cpu"
 
 
 @CUDA

@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .graph import GraphError, NeuralGraph, Wiring, check_edges
+from .graph import Block, GraphError, NeuralGraph, Wiring, check_edges
 from .modes import Mode, Selection, make_mode
 from .ops import propagate
 from .presets import initial_weights
@@ -55,15 +55,27 @@ class WiredGraph(nn.Module):
         self.freeze(make_mode("dnw", self.k).select(weight, self.frozen_mask, False).mask)
         self._node_ptr = graph.level_ptr
         self._cand_ptr = graph.candidate_level_ptr if graph.static else [0, graph.num_candidates]
-        self._level_block = {b_level: b for b_level, b in self._blocks_by_level()}
+        self._level_blocks: dict[int, tuple[Block, ...]] = {}
+        if graph.static:
+            self._index_levels()
         #: hallucinated-edge gradients only every N training forwards (1 = exact DNW);
         #: real edges get theirs every step. An opt-in speed knob.
         self.candidate_grad_every = 1
         self._training_forwards = 0
 
-    def _blocks_by_level(self):
-        for block in self.graph.blocks:
-            yield int(self.graph.level[block.target_start]), block
+    def _index_levels(self) -> None:
+        """Each target level's candidates in level-local ids (targets from 0, candidates
+        from 0), computed once so no forward translates indices again."""
+        by_level = {int(self.graph.level[b.target_start]): b for b in self.graph.blocks}
+        for level in range(1, len(self._node_ptr) - 1):
+            c0, c1 = self._cand_ptr[level], self._cand_ptr[level + 1]
+            t0 = self._node_ptr[level]
+            ei = self.graph.edge_index[:, c0:c1]
+            self.register_buffer(f"_level_edges_{level}", torch.stack([ei[0], ei[1] - t0]), persistent=False)
+            b = by_level.get(level)
+            self._level_blocks[level] = () if b is None else (
+                Block(b.target_start - t0, b.target_end - t0, b.source_start, b.source_end,
+                      b.cand_start - c0, b.cand_end - c0, b.complete),)
 
     # ------------------------------------------------------------------ wiring state
     @property
@@ -133,10 +145,8 @@ class WiredGraph(nn.Module):
                              blocks=self.graph.blocks, grad_all=selection.grad_all)
         c0, c1 = self._cand_ptr[level], self._cand_ptr[level + 1]
         t0, t1 = self._node_ptr[level], self._node_ptr[level + 1]
-        block = self._level_block.get(level)
-        return propagate(x, self.weight[c0:c1], self.edge_index[:, c0:c1], selection.mask[c0:c1],
-                         num_targets=t1 - t0, target_offset=t0, cand_offset=c0,
-                         blocks=(block,) if block is not None else (), grad_all=selection.grad_all)
+        return propagate(x, self.weight[c0:c1], getattr(self, f"_level_edges_{level}"), selection.mask[c0:c1],
+                         num_targets=t1 - t0, blocks=self._level_blocks[level], grad_all=selection.grad_all)
 
     def run_static(self, inputs: Tensor, node_op: NodeOp, selection: Selection | None = None) -> list[Tensor]:
         """Run a static graph level by level; returns the states of every level.
