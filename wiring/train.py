@@ -229,7 +229,7 @@ def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Pat
     return "\n".join(lines)
 
 
-def run(cfg: Config) -> dict[str, Any]:
+def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train per ``cfg``; returns the last epoch's metrics and the run directory."""
     info = distributed.from_environment()
     device = resolve_device(cfg.device, info.local_rank)
@@ -240,7 +240,10 @@ def run(cfg: Config) -> dict[str, Any]:
     info = distributed.setup(device)
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     resuming = on_main_rank(lambda: check_run_dir(cfg, run_dir), info)
-    saved = load_checkpoint(run_dir / "checkpoint.pt") if resuming else None
+    saved = None
+    if resuming:                        # a checkpoint main() already read is not read again
+        path = run_dir / "checkpoint.pt"
+        saved = preloaded[1] if preloaded is not None and preloaded[0] == path else load_checkpoint(path)
     if saved is not None:
         check_resumable(saved, run_dir)
         check_resume_config(cfg, saved.get("config", {}))
@@ -309,22 +312,25 @@ def run(cfg: Config) -> dict[str, Any]:
     return {**last, "run_dir": str(run_dir)}
 
 
-def resume_config(argv: Sequence[str] | None, cfg: Config) -> Config:
+def resume_config(argv: Sequence[str] | None, cfg: Config) -> tuple[Config, tuple[Path, dict] | None]:
     """With ``--resume``, the run's saved settings are the base and only the flags given
-    now change them, so ``--out RUN --resume`` alone continues a run."""
+    now change them, so ``--out RUN --resume`` alone continues a run. Returns the config
+    and the checkpoint read (its path and state), for :func:`run` to reuse."""
     checkpoint = (Path(cfg.out) if cfg.out else default_run_dir(cfg)) / "checkpoint.pt"
     if not checkpoint.is_file():
-        return cfg                      # run() explains what is missing
-    saved = load_checkpoint(checkpoint).get("config")
-    return parse_config(argv, base=saved) if isinstance(saved, dict) else cfg
+        return cfg, None                # run() explains what is missing
+    state = load_checkpoint(checkpoint)
+    saved = state.get("config")
+    return (parse_config(argv, base=saved) if isinstance(saved, dict) else cfg), (checkpoint, state)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = parse_config(argv)
+        preloaded = None
         if cfg.resume:
-            cfg = resume_config(argv, cfg)
-        run(cfg)
+            cfg, preloaded = resume_config(argv, cfg)
+        run(cfg, preloaded)
     except (ConfigError, DataError, GraphError, CheckpointError, UsageError) as err:
         if str(err):                      # other ranks of a distributed run stay silent
             print(f"error: {err}", file=sys.stderr)
