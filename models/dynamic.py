@@ -11,7 +11,8 @@ Following ``shared/design/DNW.md`` sections 1 and 5 (Table 1's dynamic rows):
   wiring ``A`` (the real edges) and shared node ops ``f`` (InstanceNorm -> ReLU ->
   depthwise 3x3 per node);
 * **continuous time**: ``dZ/dt = f(A Z)`` integrated over ``t in [0, 1]`` with
-  torchdiffeq's ``odeint`` (default ``dopri5``, ``rtol = atol = 1e-3``), gradients by
+  torchdiffeq's ``odeint`` (default ``dopri5``, ``rtol = atol = 1e-3``; a fixed-step
+  solver such as ``rk4`` takes ``ode_steps`` steps of size ``1/ode_steps``), gradients by
   backpropagation through the solver. torchdiffeq is an optional dependency
   (``pip install torchdiffeq`` or the ``ode`` extra), imported only here;
 * head: the output nodes' states at the end, pooled as in :mod:`models.tiny`.
@@ -33,6 +34,8 @@ from wiring.nodeops import NormReLUConv
 from .tiny import GRID, Stem, centre_pool, node_major
 
 SETTINGS = ("discrete", "continuous")
+# torchdiffeq's fixed-step methods: with these, ``ode_steps`` equal steps of size 1/ode_steps cover [0, 1].
+FIXED_STEP_SOLVERS = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
 
 
 class MissingDependency(ImportError):
@@ -54,15 +57,16 @@ class DynamicClassifier(nn.Module):
     def __init__(self, *, setting: str = "discrete", in_channels: int = 3, num_classes: int = 10,
                  image_size: int = 32, edges: int | None = 12000, mode: str = "dnw", preset: str = "random_k",
                  seed: int = 0, nodes: int = 800, inputs: int = 32, outputs: int = 100, steps: int = 5,
-                 solver: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-3, self_loops: bool = False,
+                 solver: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-3, ode_steps: int = 1,
+                 self_loops: bool = False,
                  preset_options: dict | None = None, mode_options: dict | None = None) -> None:
         super().__init__()
         if setting not in SETTINGS:
             raise ValueError(f"setting must be one of {', '.join(SETTINGS)}, got {setting!r}")
-        if steps <= 0:
-            raise ValueError(f"steps must be positive, got {steps}")
+        if steps <= 0 or ode_steps <= 0:
+            raise ValueError(f"steps and ode_steps must be positive, got {steps} and {ode_steps}")
         self.setting, self.steps = setting, steps
-        self.solver, self.rtol, self.atol = solver, rtol, atol
+        self.solver, self.rtol, self.atol, self.ode_steps = solver, rtol, atol, ode_steps
         self._odeint = _odeint() if setting == "continuous" else None
         self.inputs, self.outputs = inputs, outputs
         self.stem = Stem(in_channels, image_size, inputs)
@@ -98,7 +102,9 @@ class DynamicClassifier(nn.Module):
             return self.dynamics(state, selection)
 
         times = torch.tensor([0.0, 1.0], dtype=z.dtype, device=z.device)
-        out = self._odeint(derivative, z, times, method=self.solver, rtol=self.rtol, atol=self.atol)[-1]
+        options = {"step_size": 1.0 / self.ode_steps} if self.solver in FIXED_STEP_SOLVERS else None
+        out = self._odeint(derivative, z, times, method=self.solver, rtol=self.rtol, atol=self.atol,
+                           options=options)[-1]
         if self.training:
             self._nfe += nfe
             self._forwards += 1

@@ -39,6 +39,7 @@ class Config:
     setting: str = "static"
     steps: int = 5
     solver: str = "dopri5"
+    ode_steps: int = 1
     rtol: float = 1e-3
     atol: float = 1e-3
     self_loops: bool = False
@@ -53,6 +54,8 @@ class Config:
     data: str = "digits"
     data_dir: str | None = None
     image_size: int | None = None
+    train_subset: int | None = None
+    test_subset: int | None = None
     # optimisation
     epochs: int = 30
     batch_size: int = 128
@@ -90,6 +93,8 @@ class Config:
             raise bad("setting", f"unknown setting {self.setting!r}; choose from {', '.join(SETTINGS)}")
         if self.steps <= 0:
             raise bad("steps", f"must be positive, got {self.steps}")
+        if self.ode_steps <= 0:
+            raise bad("ode-steps", f"must be positive, got {self.ode_steps}")
         if self.rtol <= 0 or self.atol <= 0:
             raise bad("rtol" if self.rtol <= 0 else "atol", "ODE tolerances must be positive")
         if self.graph not in GRAPHS:
@@ -106,6 +111,10 @@ class Config:
             raise bad("from", f"no such run directory: {self.from_run}")
         if self.data not in DATASETS:
             raise bad("data", f"unknown data set {self.data!r}; choose from {', '.join(DATASETS)}")
+        for name in ("train_subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise bad(name.replace("_", "-"), f"must be a positive number of images, got {value}")
         if self.edges is not None and self.edges <= 0:
             raise bad("edges", f"must be a positive number of real edges, got {self.edges}")
         for name in ("epochs", "batch_size", "snapshot_every", "eval_batch_size"):
@@ -135,7 +144,9 @@ _HELP = {
     "model": "network to build", "graph": "initial wiring preset",
     "width": "width multiplier, for models that have one (mobilenetv1)",
     "setting": "static (feed-forward DAG), discrete (recurrent) or continuous (neural ODE) graph",
-    "steps": "discrete setting: applications of the graph", "solver": "continuous setting: torchdiffeq method",
+    "steps": "discrete setting: applications of the graph",
+    "solver": "continuous setting: torchdiffeq method (dopri5 adaptive; euler, midpoint, rk4 take --ode-steps fixed steps)",
+    "ode_steps": "continuous setting with a fixed-step solver: equal steps over [0, 1]",
     "rtol": "continuous setting: relative tolerance", "atol": "continuous setting: absolute tolerance",
     "self_loops": "dynamic settings: allow self-loop candidates",
     "graph_file": "GraphML wiring to start from (with --graph graphml)",
@@ -144,6 +155,8 @@ _HELP = {
     "from_run": "trained run directory that fine_tune / lottery start from",
     "data": "data set", "data_dir": "folder holding the data set's files",
     "image_size": "resize images to this side (default: native)",
+    "train_subset": "train on this many training images (a fixed random subset, the same for every seed; default: all)",
+    "test_subset": "evaluate on this many test images (a fixed random subset; default: all)",
     "epochs": "training epochs", "batch_size": "training batch size", "lr": "initial learning rate",
     "momentum": "SGD momentum", "weight_decay": "weight decay (edge weights included)",
     "schedule": "learning-rate schedule", "milestones": "multistep: epochs where lr is multiplied by gamma",

@@ -58,6 +58,10 @@ malformed file, missing optional package) raises :class:`DataError`, whose
 message is one line saying what is wrong and how to fix it. Missing files
 never surface as ``FileNotFoundError``. ``check_dataset`` performs the same
 existence checks cheaply, without reading the data, so a CLI can fail early.
+
+``subset(dataset, n)`` keeps a fixed random ``n`` of a data set's samples (a
+permutation drawn with its own seed, not the run's: every seed and mode of a
+study sees the same images). It is how a study fits a CPU budget.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
-__all__ = ["DataError", "DatasetInfo", "DATASETS", "load_dataset", "check_dataset"]
+__all__ = ["DataError", "DatasetInfo", "DATASETS", "load_dataset", "check_dataset", "subset"]
 
 
 class DataError(Exception):
@@ -168,6 +172,30 @@ def load_dataset(
         test_size=int(x_te.shape[0]),
     )
     return TensorDataset(x_tr, y_tr), TensorDataset(x_te, y_te), info
+
+
+def subset(dataset: Dataset, n: int | None, seed: int = 0) -> Dataset:
+    """The first ``n`` samples of a fixed random permutation of ``dataset`` (all of it when ``n`` is None).
+
+    In-memory sets stay ``TensorDataset`` s (sliced, so batches are still slices);
+    others become a ``torch.utils.data.Subset``. ``n`` larger than the set is an error.
+
+    >>> ds = TensorDataset(torch.arange(6).float(), torch.arange(6))
+    >>> small = subset(ds, 4)
+    >>> len(small), sorted(small.tensors[1].tolist()) == sorted(subset(ds, 4).tensors[1].tolist())
+    (4, True)
+    """
+    if n is None:
+        return dataset
+    size = len(dataset)
+    if not 0 < n <= size:
+        raise DataError(f"subset of {n} images asked from a set of {size}; choose 1..{size}")
+    if n == size:
+        return dataset
+    keep = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    if isinstance(dataset, TensorDataset):
+        return TensorDataset(*(t[keep] for t in dataset.tensors))
+    return torch.utils.data.Subset(dataset, keep.tolist())
 
 
 def check_dataset(name: str, data_dir: str | os.PathLike[str] | None = None) -> None:

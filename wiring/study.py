@@ -72,7 +72,7 @@ from models import SETTINGS
 from .cli import ArgumentParser
 from .config import Config, ConfigError, config_from_dict
 from .modes import MODES
-from .train import run
+from .train import run, solver_text
 
 __all__ = ["StudyError", "Cell", "PaperTable", "Study", "load_study", "cell_config", "cell_state",
            "run_study", "collect", "write_csv", "write_report", "main", "CSV_FIELDS", "DEFAULT_REPORT"]
@@ -731,7 +731,9 @@ def write_report(study: Study, rows: list[dict[str, Any]], out: Path, report: Pa
         f"weight decay {cfg.weight_decay}, {cfg.schedule} schedule"
         + (f" (x{cfg.gamma} at epochs {', '.join(map(str, cfg.milestones))})" if cfg.schedule == "multistep" else "")
         + (f"; discrete: {cfg.steps} steps" if "discrete" in study.grid["setting"] else "")
-        + (f"; continuous: {cfg.solver} rtol {cfg.rtol} atol {cfg.atol}" if "continuous" in study.grid["setting"] else "")
+        + (f"; continuous: {solver_text(cfg)}" if "continuous" in study.grid["setting"] else "")
+        + (f"; a fixed random {cfg.train_subset:,} of the training images" if cfg.train_subset else "")
+        + (f"; a fixed random {cfg.test_subset:,} of the test images" if cfg.test_subset else "")
         + ".",
         f"- **Grid**: settings {', '.join(study.grid['setting'])}; modes {', '.join(study.grid['mode'])}; "
         f"edges {', '.join(str(e) for e in study.grid['edges'])}; seeds {', '.join(map(str, study.grid['seed']))} "

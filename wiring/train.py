@@ -27,7 +27,7 @@ import torch
 from . import __version__, distributed
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Config, ConfigError, config_from_dict, parse_config
-from .data import DataError, check_dataset, load_dataset
+from .data import DataError, check_dataset, load_dataset, subset
 from .graph import GraphError
 from .io import read_graphml
 from .ops import topk_mask
@@ -149,7 +149,7 @@ def build(cfg: Config, info) -> torch.nn.Module:
         setting = {"setting": "discrete", "steps": cfg.steps, "self_loops": cfg.self_loops}
     elif cfg.setting == "continuous":
         setting = {"setting": "continuous", "solver": cfg.solver, "rtol": cfg.rtol, "atol": cfg.atol,
-                   "self_loops": cfg.self_loops}
+                   "ode_steps": cfg.ode_steps, "self_loops": cfg.self_loops}
     if cfg.width is not None:
         setting["width"] = cfg.width
     try:
@@ -202,6 +202,15 @@ def start_from_run(cfg: Config, model: torch.nn.Module) -> str:
     return f"top-{', '.join(str(w.k) for w in wirings.values())} edges of {source}, {what}"
 
 
+def solver_text(cfg: Config) -> str:
+    """How the continuous setting integrates: ``dopri5 rtol 0.001 atol 0.001`` or ``rk4, 2 steps of 0.5``."""
+    from models.dynamic import FIXED_STEP_SOLVERS
+
+    if cfg.solver in FIXED_STEP_SOLVERS:
+        return f"{cfg.solver}, {cfg.ode_steps} step{'s' if cfg.ode_steps > 1 else ''} of {1 / cfg.ode_steps:g}"
+    return f"{cfg.solver} rtol {cfg.rtol} atol {cfg.atol}"
+
+
 def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Path) -> str:
     wirings = find_wirings(model)
     total = sum(p.numel() for p in model.parameters())
@@ -212,7 +221,7 @@ def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Pat
     lines = [
         f"wiring {__version__}: {cfg.model} ({cfg.setting}"
         + (f", {cfg.steps} steps" if cfg.setting == "discrete" else "")
-        + (f", {cfg.solver} rtol {cfg.rtol} atol {cfg.atol}" if cfg.setting == "continuous" else "")
+        + (f", {solver_text(cfg)}" if cfg.setting == "continuous" else "")
         + f") on {cfg.data}",
         f"  graph       {graphs}",
         f"  nodes       {nodes}   candidates {candidates}",
@@ -252,6 +261,8 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> di
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.seed)
     train_set, test_set, data_info = load_dataset(cfg.data, cfg.data_dir, image_size=cfg.image_size, seed=cfg.seed)
+    train_set, test_set = subset(train_set, cfg.train_subset), subset(test_set, cfg.test_subset)
+    data_info = dataclasses.replace(data_info, train_size=len(train_set), test_size=len(test_set))
     model = build(cfg, data_info)
     for layer in find_wirings(model).values():
         layer.candidate_grad_every = cfg.candidate_grad_every
