@@ -46,3 +46,35 @@ def test_cli_json(capsys):
 def test_cli_rejects_bad_budget(capsys):
     assert main(["--edges", "0"]) == 2
     assert "--edges" in capsys.readouterr().err
+
+
+def test_levels_scale_the_paper_shape_to_any_node_count():
+    from wiring.bench import candidates_for, levels_for
+    assert levels_for(900) == (32, 192, 192, 192, 192)
+    assert sum(levels_for(2001)) + 100 == 2001
+    engine, _ = make_models(edges=100, image_size=8, seed=0, nodes=301)
+    assert engine.graph.graph.num_nodes == 301
+    assert engine.graph.num_candidates == candidates_for(301)
+
+
+def test_table_writes_between_markers_and_keeps_the_rest(tmp_path, capsys):
+    doc = tmp_path / "performance.md"
+    doc.write_text("# Speed\n\nhand-written intro\n")
+    argv = ["--table", str(doc), "--table-nodes", "140", "200", "--table-edges", "50", "5000",
+            "--batch-size", "2", "--image-size", "8", "--repeats", "1", "--warmup", "0", "--no-memory"]
+    assert main(argv) == 0
+    text = doc.read_text()
+    assert text.startswith("# Speed\n\nhand-written intro\n")
+    rows = [line for line in text.splitlines() if line.startswith("| 1") or line.startswith("| 2")]
+    # 140 nodes have 4,280 candidates: 5,000 edges do not fit there, so 3 rows
+    assert [r.split("|")[1].strip() for r in rows] == ["140", "200", "200"]
+    doc.write_text(text + "\nafter the table\n")
+    assert main(argv) == 0
+    again = doc.read_text()
+    assert again.count("<!-- scaling table") == 1 and again.endswith("after the table\n")
+
+
+def test_table_rejects_a_grid_that_does_not_fit(tmp_path, capsys):
+    assert main(["--table", str(tmp_path / "p.md"), "--table-nodes", "140", "--table-edges", "10000"]) == 2
+    assert "exceeds the candidates" in capsys.readouterr().err
+    assert not (tmp_path / "p.md").exists()

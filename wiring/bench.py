@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.tiny import TinyClassifier, centre_pool
+from wiring.io import atomic_path
 from wiring.ops import topk_mask
 
 
@@ -89,10 +91,37 @@ class DenseReference(nn.Module):
         return self.fc(centre_pool(inputs.transpose(0, 1).reshape(inputs.size(1), -1), x.size(0)))
 
 
-def make_models(edges: int, image_size: int, seed: int) -> tuple[nn.Module, nn.Module]:
+PAPER_NODES = 900          # the tiny classifier of DNW Table 1: levels 32 + 4 x 192, 100 outputs
+
+
+def levels_for(nodes: int) -> tuple[int, ...]:
+    """The tiny classifier's shape scaled to ``nodes`` nodes: 32 inputs, four equal op
+    levels (the remainder spread over the first ones), 100 outputs.
+
+    >>> levels_for(900), levels_for(802)
+    ((32, 192, 192, 192, 192), (32, 168, 168, 167, 167))
+    """
+    if nodes < 136:
+        raise ValueError(f"a scaled tiny classifier needs at least 136 nodes, got {nodes}")
+    m, extra = divmod(nodes - 132, 4)
+    return (32,) + tuple(m + (i < extra) for i in range(4))
+
+
+def make_models(edges: int, image_size: int, seed: int, nodes: int = PAPER_NODES) -> tuple[nn.Module, nn.Module]:
     torch.manual_seed(seed)
-    engine = TinyClassifier(in_channels=3, num_classes=10, image_size=image_size, edges=edges, seed=seed)
+    engine = TinyClassifier(in_channels=3, num_classes=10, image_size=image_size, edges=edges, seed=seed,
+                            levels=levels_for(nodes))
     return engine, DenseReference(engine)
+
+
+def candidates_for(nodes: int) -> int:
+    """Candidate edges of the scaled tiny classifier (every lower-to-higher level pair).
+
+    >>> candidates_for(900)
+    325760
+    """
+    sizes = list(levels_for(nodes)) + [100]
+    return sum(sizes[i] * sum(sizes[:i]) for i in range(1, len(sizes)))
 
 
 def step_fn(model: nn.Module, x: Tensor, y: Tensor):
@@ -122,7 +151,8 @@ def topk_time(engine: TinyClassifier, reference: DenseReference, repeats: int = 
 def peak_memory_mib(which: str, args: argparse.Namespace) -> float | None:
     """Peak RSS growth over one training step, in a fresh process (Linux VmHWM)."""
     code = ("import sys, torch; from wiring.bench import _one_step_memory; "
-            f"print(_one_step_memory({which!r}, {args.edges}, {args.batch_size}, {args.image_size}, {args.threads}))")
+            f"print(_one_step_memory({which!r}, {args.edges}, {args.batch_size}, {args.image_size}, {args.threads}, "
+            f"{args.nodes}))")
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
         return float(out.stdout.strip().splitlines()[-1])
@@ -137,9 +167,10 @@ def _vm(key: str) -> float:
     raise RuntimeError(key)
 
 
-def _one_step_memory(which: str, edges: int, batch: int, image_size: int, threads: int) -> float:
+def _one_step_memory(which: str, edges: int, batch: int, image_size: int, threads: int,
+                     nodes: int = PAPER_NODES) -> float:
     torch.set_num_threads(threads)
-    engine, reference = make_models(edges, image_size, 0)
+    engine, reference = make_models(edges, image_size, 0, nodes)
     model = engine if which == "engine" else reference
     x, y = torch.randn(batch, 3, image_size, image_size), torch.randint(0, 10, (batch,))
     step = step_fn(model, x, y)
@@ -153,7 +184,7 @@ def _one_step_memory(which: str, edges: int, batch: int, image_size: int, thread
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    engine, reference = make_models(args.edges, args.image_size, args.seed)
+    engine, reference = make_models(args.edges, args.image_size, args.seed, args.nodes)
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=gen)
     y = torch.randint(0, 10, (args.batch_size,), generator=gen)
@@ -183,7 +214,7 @@ def run(args: argparse.Namespace) -> dict:
         "ratio": round(med["reference"] / med["engine"], 3),
         "engine_step_ms": round(med["engine"] * 1e3, 1), "reference_step_ms": round(med["reference"] * 1e3, 1),
         "engine_topk_ms": round(topk_engine, 2), "reference_topk_ms": round(topk_reference, 2),
-        "edges": args.edges, "candidates": engine.graph.num_candidates,
+        "nodes": args.nodes, "edges": args.edges, "candidates": engine.graph.num_candidates,
         "density": round(args.edges / engine.graph.num_candidates, 5),
         "batch_size": args.batch_size, "image_size": args.image_size, "threads": args.threads,
         "repeats": args.repeats, "outputs_agree": bool(agree),
@@ -194,9 +225,74 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
+TABLE_NODES = (800, 2000, 4000, 8000)
+TABLE_EDGES = (1000, 10000, 50000, 200000)
+TABLE_BEGIN = "<!-- scaling table: generated by python -m wiring.bench --table; edits inside are overwritten -->"
+TABLE_END = "<!-- end of scaling table -->"
+
+
+def scaling_table(args: argparse.Namespace, say=lambda line: print(line, file=sys.stderr, flush=True)) -> list[dict]:
+    """:func:`run` for every (nodes, edges) of ``args.table_nodes`` x ``args.table_edges``
+    that fits (edges <= candidates), in that order."""
+    rows = []
+    cells = [(n, e) for n in args.table_nodes for e in args.table_edges if e <= candidates_for(n)]
+    for i, (nodes, edges) in enumerate(cells, 1):
+        say(f"[{i}/{len(cells)}] {nodes} nodes, {edges} edges ...")
+        r = run(argparse.Namespace(**{**vars(args), "nodes": nodes, "edges": edges, "json": True}))
+        say(f"    engine {r['engine_step_ms']} ms, reference {r['reference_step_ms']} ms per step: {r['ratio']:.2f}x")
+        rows.append(r)
+    return rows
+
+
+def table_markdown(rows: list[dict], args: argparse.Namespace) -> str:
+    """The scaling table as a Markdown block between :data:`TABLE_BEGIN` and :data:`TABLE_END`."""
+    memory = any(r.get("engine_peak_mib") is not None for r in rows)
+    command = ("python -m wiring.bench --table FILE.md"
+               + (f" --batch-size {args.batch_size}" if args.batch_size != 128 else "")
+               + (f" --image-size {args.image_size}" if args.image_size != 32 else "")
+               + (f" --warmup {args.warmup}" if args.warmup != 2 else "")
+               + (f" --repeats {args.repeats}" if args.repeats != 10 else "")
+               + ("" if args.memory else " --no-memory"))
+    lines = [TABLE_BEGIN, "",
+             f"Static tiny classifier scaled to N nodes (32 inputs, 4 equal op levels, 100 outputs), "
+             f"full training steps (forward, backward, SGD) at batch {args.batch_size} of "
+             f"{args.image_size}x{args.image_size}, {args.threads} threads, medians of {args.repeats} alternating "
+             f"steps after {args.warmup} warm-up; torch {torch.__version__}. Produced by `{command}`.", "",
+             "| nodes | candidates | edges (k) | density | engine ms/step | reference ms/step | speed-up "
+             "| top-k ms engine / reference |" + (" peak MiB engine / reference |" if memory else ""),
+             "|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if memory else "")]
+    for r in rows:
+        line = (f"| {r['nodes']:,} | {r['candidates']:,} | {r['edges']:,} | {r['density']:.3%} | "
+                f"{r['engine_step_ms']:,.1f} | {r['reference_step_ms']:,.1f} | {r['ratio']:.2f}x | "
+                f"{r['engine_topk_ms']:.1f} / {r['reference_topk_ms']:.1f} |")
+        if memory:
+            e, f = r.get("engine_peak_mib"), r.get("reference_peak_mib")
+            line += f" {'?' if e is None else f'{e:,.0f}'} / {'?' if f is None else f'{f:,.0f}'} |"
+        lines.append(line)
+    lines += ["", TABLE_END]
+    return "\n".join(lines)
+
+
+def write_table(path: Path, block: str) -> None:
+    """Put ``block`` into ``path``: between the markers of an existing file, else a new file."""
+    if path.exists():
+        text = path.read_text()
+        if TABLE_BEGIN in text and TABLE_END in text:
+            head, rest = text.split(TABLE_BEGIN, 1)
+            text = head + block + rest.split(TABLE_END, 1)[1]
+        else:
+            text = text.rstrip("\n") + "\n\n" + block + "\n"
+    else:
+        text = "# Performance\n\n" + block + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m wiring.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("tiny",), default="tiny")
+    parser.add_argument("--nodes", type=int, default=PAPER_NODES,
+                        help="scale the tiny classifier to this many nodes (default 900, the paper's)")
     parser.add_argument("--edges", type=int, default=12000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--image-size", type=int, default=32)
@@ -206,18 +302,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory runs")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--table", metavar="FILE.md", type=Path,
+                        help="run the scaling grid (--table-nodes x --table-edges) and write its Markdown table "
+                             "into FILE.md (between its markers, or appended)")
+    parser.add_argument("--table-nodes", type=int, nargs="+", default=list(TABLE_NODES), metavar="N")
+    parser.add_argument("--table-edges", type=int, nargs="+", default=list(TABLE_EDGES), metavar="K")
     args = parser.parse_args(argv)
-    if args.edges <= 0 or args.batch_size <= 0 or args.repeats <= 0 or args.threads <= 0:
-        print("error: --edges, --batch-size, --repeats and --threads must be positive", file=sys.stderr)
+    sizes = [args.edges, args.batch_size, args.repeats, args.threads, *args.table_edges]
+    if min(sizes) <= 0:
+        print("error: --edges, --batch-size, --repeats, --threads and --table-edges must be positive", file=sys.stderr)
         return 2
-    if args.edges > 325_760:
-        print("error: --edges is more than the 325760 candidate edges of the tiny classifier", file=sys.stderr)
+    if min([args.nodes, *args.table_nodes]) < 136:
+        print("error: --nodes and --table-nodes must be at least 136 (32 inputs, 4 op levels, 100 outputs)",
+              file=sys.stderr)
+        return 2
+    if args.table is not None:
+        if not args.table.parent.is_dir():
+            print(f"error: --table: no such folder: {args.table.parent}", file=sys.stderr)
+            return 2
+        rows = scaling_table(args)
+        if not rows:
+            print("error: no (nodes, edges) pair of the grid fits: every --table-edges exceeds the candidates",
+                  file=sys.stderr)
+            return 2
+        write_table(args.table, table_markdown(rows, args))
+        print(f"scaling table ({len(rows)} rows) written to {args.table}")
+        return 0
+    candidates = candidates_for(args.nodes)
+    if args.edges > candidates:
+        print(f"error: --edges is more than the {candidates} candidate edges of the tiny classifier"
+              + (f" at {args.nodes} nodes" if args.nodes != PAPER_NODES else ""), file=sys.stderr)
         return 2
     r = run(args)
     if args.json:
         print(json.dumps(r))
         return 0
-    print(f"static tiny classifier: k = {r['edges']} real edges of {r['candidates']} (density {r['density']:.2%}), "
+    print(f"static tiny classifier ({r['nodes']} nodes): k = {r['edges']} real edges of {r['candidates']} "
+          f"(density {r['density']:.2%}), "
           f"batch {r['batch_size']} of {r['image_size']}x{r['image_size']}, {r['threads']} threads, "
           f"medians of {r['repeats']} alternating full training steps")
     print(f"  {'':<10} {'images/s':>9} {'step ms':>8} {'top-k ms':>9} {'peak MiB':>9}")
