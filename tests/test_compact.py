@@ -159,12 +159,13 @@ def test_module_imports_only_torch_at_top_level():
             top |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             top.add((node.module or "").split(".")[0] if node.level == 0 else ".")
-    assert top <= {"__future__", "argparse", "statistics", "sys", "time", "pathlib", "typing", "torch"}
+    assert top <= {"__future__", "argparse", "functools", "statistics", "sys", "threading", "time", "pathlib",
+                   "typing", "torch"}
 
 
 def test_unsupported_model():
-    with pytest.raises(ValueError, match="MobileNetV1-DNW"):
-        compact_model(build_model("micro", num_classes=10, image_size=8, edges=50))
+    with pytest.raises(ValueError, match="MobileNetV1-DNW models .* and the static tiny classifier"):
+        compact_model(build_model("mobilenetv1", width=0.25, num_classes=10, image_size=8))
 
 
 # ----------------------------------------------------------------------------- from a run directory

@@ -27,8 +27,10 @@ does the same. User mistakes exit 2 with one line.
 """
 from __future__ import annotations
 
+import functools
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -160,12 +162,235 @@ class CompactMobileNet(nn.Module):
         return F.linear(pooled.t(), self.fc_weight, self.fc_bias)
 
 
-def load_compact(path: str | Path, map_location: str | torch.device = "cpu") -> CompactMobileNet:
-    """The compact model saved at ``path`` (``torch.load(weights_only=True)``), in eval mode."""
-    return CompactMobileNet(torch.load(path, map_location=map_location, weights_only=True)).eval()
+TINY_FORMAT = "wiring-compact-tiny"
+TINY_VERSION = 1
+
+#: A level's real edges run as one dense matrix product when they fill at least this
+#: fraction of its [kept targets, kept lower-level nodes] rectangle, else as a CSR product
+#: (measured on the tiny classifier, batch 64, one thread of an AVX-512 CPU: the whole
+#: model is as fast either way at a fill of ~0.15, CSR faster below, dense above).
+DENSE_FILL = 0.15
+
+_TINY_META = ("num_classes", "in_channels", "image_size", "pad", "stride1", "stride2", "grid", "eps")
+_TINY_STEM = ("stem_weight", "stem_bias", "stem_dw_weight", "stem_dw_bias", "stem_pw_weight", "stem_pw_bias")
 
 
-def save_compact(model: CompactMobileNet, path: str | Path) -> None:
+class CompactTiny(nn.Module):
+    """Inference-only static tiny classifier: kept nodes, real edges, folded constants.
+
+    Built from the plain ``state`` dict :func:`tiny_state` makes (and :meth:`state`
+    returns): ``level_sizes`` kept nodes per level (op levels, then outputs), the stem
+    with its BatchNorms folded (rows of the pointwise conv for the kept input nodes
+    only), per op level the instance norm's affine pair and the 3x3 depthwise kernels
+    of its kept nodes, per target level the real edges from kept lower-level nodes as
+    CSR ``crow``/``col``/``value``, per hidden level the input-independent part of
+    its inputs (``const``: ``[kept nodes, grid*grid]`` or empty), and the linear head
+    over the kept output nodes (the constant outputs folded into its bias).
+
+    Forward (node-major ``[nodes, batch*64]`` states in one work buffer): each level's
+    inputs are one product of its edge operator with the buffer's rows of the lower
+    levels (dense when ``fill >= dense_fill``, else CSR); instance norm is one
+    ``group_norm`` call; the depthwise 3x3 convolution of an 8x8 map is a ``64 x 64``
+    matrix per node, applied by one batched matmul that writes into the buffer (faster
+    than a grouped ``conv2d`` and a copy). The head reads only the average of each
+    output's centre 2x2 positions, and the output level is linear, so the output level
+    aggregates pooled states ``[nodes, batch]``; the last op level feeds only the
+    outputs, so its convolution and pooling collapse to one vector of 64 per node.
+
+    Work buffers are reused between calls with the same batch size, device, dtype and
+    thread: no call may keep a reference into them (the logits are a fresh tensor).
+    Inference only: an input that requires a gradient is refused.
+    """
+
+    def __init__(self, state: dict[str, Any], dense_fill: float = DENSE_FILL) -> None:
+        super().__init__()
+        if state.get("format") != TINY_FORMAT or state.get("version") != TINY_VERSION:
+            raise ValueError(f"not a compact model of format {TINY_FORMAT} v{TINY_VERSION}")
+        self.meta = {k: state[k] for k in _TINY_META}
+        self.level_sizes = [int(n) for n in state["level_sizes"]]
+        self.counts = dict(state["counts"])
+        self.dense_fill = dense_fill
+        self.ptr = [0]
+        for n in self.level_sizes:
+            self.ptr.append(self.ptr[-1] + n)
+        ops = len(self.level_sizes) - 1
+        for name in _TINY_STEM:
+            self.register_buffer(name, state[name])
+        for l in range(ops):
+            self.register_buffer(f"op{l}_norm_weight", state["norm_weight"][l])
+            self.register_buffer(f"op{l}_norm_bias", state["norm_bias"][l])
+            self.register_buffer(f"op{l}_conv_weight", state["conv_weight"][l])
+        for l in range(1, ops + 1):
+            self.register_buffer(f"edge{l}_crow", state["crow"][l - 1])
+            self.register_buffer(f"edge{l}_col", state["col"][l - 1])
+            self.register_buffer(f"edge{l}_value", state["value"][l - 1])
+        for l in range(1, ops):
+            self.register_buffer(f"const{l}", state["const"][l - 1])
+        self.register_buffer("fc_weight", state["fc_weight"])
+        self.register_buffer("fc_bias", state["fc_bias"])
+        self._plans: dict[tuple, dict[str, list]] = {}
+        self._work: dict[tuple, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        """The plain dict this module is built from (tensors on the CPU)."""
+        b = {name: t.detach().cpu() for name, t in self.named_buffers()}
+        ops = len(self.level_sizes) - 1
+        return {"format": TINY_FORMAT, "version": TINY_VERSION, **self.meta,
+                "level_sizes": list(self.level_sizes), "counts": dict(self.counts),
+                **{name: b[name] for name in _TINY_STEM},
+                "norm_weight": [b[f"op{l}_norm_weight"] for l in range(ops)],
+                "norm_bias": [b[f"op{l}_norm_bias"] for l in range(ops)],
+                "conv_weight": [b[f"op{l}_conv_weight"] for l in range(ops)],
+                "crow": [b[f"edge{l}_crow"] for l in range(1, ops + 1)],
+                "col": [b[f"edge{l}_col"] for l in range(1, ops + 1)],
+                "value": [b[f"edge{l}_value"] for l in range(1, ops + 1)],
+                "const": [b[f"const{l}"] for l in range(1, ops)],
+                "fc_weight": b["fc_weight"], "fc_bias": b["fc_bias"]}
+
+    def num_parameters(self) -> int:
+        """Weights, biases and folded constants kept (floating-point entries; CSR index arrays excluded)."""
+        return sum(t.numel() for t in self.buffers() if t.is_floating_point())
+
+    def num_nodes(self) -> int:
+        """Kept nodes: input, hidden and output nodes with a path from an input and to an output."""
+        return self.ptr[-1]
+
+    def num_edges(self) -> int:
+        """Real edges between kept nodes."""
+        return sum(int(getattr(self, f"edge{l}_value").numel()) for l in range(1, len(self.level_sizes)))
+
+    # ------------------------------------------------------------------ derived operators
+    def _plan(self, device: torch.device, dtype: torch.dtype) -> dict[str, list]:
+        """Per device and dtype: each level's edge operator (dense, CSR or None when it has
+        no edges), each full op level's ``[n, 64, 64]`` convolution matrices, the pooling
+        vector ``[64, 1]`` and the last op level's convolution-and-pooling vectors
+        ``[n, 64, 1]``. Built once from the buffers."""
+        key = (device, dtype)
+        if key in self._plans:
+            return self._plans[key]
+        g = self.meta["grid"]
+        hw = g * g
+        ops = len(self.level_sizes) - 1
+        edges: list[Tensor | None] = [None]
+        for l in range(1, ops + 1):
+            crow, col = getattr(self, f"edge{l}_crow"), getattr(self, f"edge{l}_col")
+            value = getattr(self, f"edge{l}_value").to(dtype)
+            rows, cols = self.level_sizes[l], self.ptr[l]
+            if value.numel() == 0 or rows == 0:
+                edges.append(None)
+                continue
+            mat = torch.sparse_csr_tensor(crow, col, value, (rows, cols), check_invariants=False)
+            edges.append(mat.to_dense() if value.numel() >= self.dense_fill * rows * cols else mat)
+        convs: list[Tensor] = []
+        for l in range(ops - 1):
+            kernel = getattr(self, f"op{l}_conv_weight").to(dtype)
+            n = kernel.size(0)
+            impulses = torch.eye(hw, device=device, dtype=dtype).view(hw, 1, g, g).expand(hw, n, g, g)
+            response = F.conv2d(impulses, kernel, padding=kernel.size(-1) // 2, groups=n)   # [in, n, out]
+            convs.append(response.reshape(hw, n, hw).transpose(0, 1).contiguous())
+        c = g // 2 - 2                                  # first pooled row and column (see centre_pool)
+        pool = torch.zeros(g, g, device=device, dtype=dtype)
+        pool[c:c + 2, c:c + 2] = 0.25
+        kernel = getattr(self, f"op{ops - 1}_conv_weight").to(dtype)
+        last = kernel.new_zeros(kernel.size(0), g, g)   # the pooled output of the convolution
+        for dr in (0, 1):
+            for dc in (0, 1):
+                last[:, c - 1 + dr:c + 2 + dr, c - 1 + dc:c + 2 + dc] += kernel[:, 0] / 4
+        plan = {"edges": edges, "convs": convs, "pool": [pool.view(hw, 1)], "last": [last.view(-1, hw, 1)]}
+        self._plans[key] = plan
+        return plan
+
+    def _workspace(self, batch: int, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+        """Work buffers for one batch size (and device, dtype, thread, inference mode)."""
+        key = (batch, device, dtype, threading.get_ident(), torch.is_inference_mode_enabled())
+        if key in self._work:
+            return self._work[key]
+        if len(self._work) >= 8:
+            self._work.pop(next(iter(self._work)))
+        hw = self.meta["grid"] ** 2
+        ops = len(self.level_sizes) - 1
+        new = functools.partial(torch.zeros, device=device, dtype=dtype)
+        work = {"states": new(self.ptr[ops - 1], batch * hw),
+                "inputs": new(max(self.level_sizes[:ops]), batch * hw),
+                "pooled": new(self.ptr[ops], batch), "outputs": new(self.level_sizes[ops], batch),
+                "norm_weight": [getattr(self, f"op{l}_norm_weight").to(dtype).repeat_interleave(batch)
+                                for l in range(ops)],
+                "norm_bias": [getattr(self, f"op{l}_norm_bias").to(dtype).repeat_interleave(batch)
+                              for l in range(ops)]}
+        self._work[key] = work
+        return work
+
+    def _apply(self, fn, recurse=True):
+        self._plans, self._work = {}, {}
+        return super()._apply(fn, recurse)
+
+    # ------------------------------------------------------------------ forward
+    @staticmethod
+    def _product(op: Tensor | None, x: Tensor, out: Tensor) -> Tensor:
+        if op is None:
+            return out.zero_()
+        if op.layout == torch.sparse_csr:
+            return torch.addmm(out, op, x, beta=0, out=out)
+        return torch.mm(op, x, out=out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.requires_grad and torch.is_grad_enabled():
+            raise RuntimeError("CompactTiny is inference-only: run it under torch.no_grad() on inputs "
+                               "that do not require a gradient")
+        batch, m = x.size(0), self.meta
+        g, sizes, ptr = m["grid"], self.level_sizes, self.ptr
+        hw, ops = g * g, len(sizes) - 1
+        plan, work = self._plan(x.device, x.dtype), self._workspace(batch, x.device, x.dtype)
+        states, pooled = work["states"], work["pooled"]
+        if m["pad"]:
+            x = F.pad(x, (m["pad"],) * 4)
+        h = F.conv2d(x, self.stem_weight, self.stem_bias, stride=m["stride1"], padding=1).relu_()
+        h = F.conv2d(h, self.stem_dw_weight, self.stem_dw_bias, stride=m["stride2"], padding=1, groups=h.size(1))
+        if tuple(h.shape[-2:]) != (g, g):
+            h = F.adaptive_avg_pool2d(h, g)
+        h = h.transpose(0, 1).reshape(h.size(1), -1)                             # node-major [16, B*64]
+        for l in range(ops):
+            n = sizes[l]
+            if n == 0:
+                continue
+            inputs = work["inputs"][:n]
+            if l == 0:
+                torch.addmm(self.stem_pw_bias[:, None], self.stem_pw_weight, h, out=inputs)
+            else:
+                self._product(plan["edges"][l], states[:ptr[l]], inputs)
+                const = getattr(self, f"const{l}")
+                if const.numel():
+                    inputs.view(n, batch, hw).add_(const[:, None, :])
+            z = F.group_norm(inputs.view(1, n * batch, hw), n * batch, work["norm_weight"][l],
+                             work["norm_bias"][l], m["eps"]).relu_().view(n, batch, hw)
+            if l < ops - 1:
+                torch.bmm(z, plan["convs"][l], out=states[ptr[l]:ptr[l + 1]].view(n, batch, hw))
+            else:
+                torch.bmm(z, plan["last"][0], out=pooled[ptr[l]:ptr[l + 1]].view(n, batch, 1))
+        full = ptr[ops - 1]
+        if full:
+            torch.mm(states.view(full * batch, hw), plan["pool"][0], out=pooled[:full].view(full * batch, 1))
+        outputs = self._product(plan["edges"][ops], pooled, work["outputs"])
+        return torch.addmm(self.fc_bias, outputs.t(), self.fc_weight.t())
+
+
+def load_compact(path: str | Path, map_location: str | torch.device = "cpu") -> CompactMobileNet | CompactTiny:
+    """The compact model saved at ``path`` (``torch.load(weights_only=True)``), in eval mode:
+    a :class:`CompactMobileNet` or a :class:`CompactTiny`, as its ``format`` says."""
+    return from_state(torch.load(path, map_location=map_location, weights_only=True))
+
+
+def from_state(state: dict[str, Any]) -> CompactMobileNet | CompactTiny:
+    """The compact module of a plain ``state`` dict, chosen by its ``format``, in eval mode."""
+    kinds = {FORMAT: CompactMobileNet, TINY_FORMAT: CompactTiny}
+    fmt = state.get("format") if isinstance(state, dict) else None
+    if fmt not in kinds:
+        raise ValueError(f"not a compact model (format {fmt!r}; expected one of {', '.join(kinds)})")
+    return kinds[fmt](state).eval()
+
+
+def save_compact(model: CompactMobileNet | CompactTiny, path: str | Path) -> None:
     """Write ``model.state()`` to ``path`` (a ``.pt`` of plain tensors and types)."""
     torch.save(model.state(), path)
 
@@ -249,15 +474,136 @@ def compact_state(model: nn.Module) -> dict[str, Any]:
     return state
 
 
-def compact_model(model: nn.Module) -> CompactMobileNet:
-    """A standalone inference model equal to ``model`` in eval mode (see the module doc)."""
-    return CompactMobileNet(compact_state(model)).eval()
+def _fold_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> tuple[Tensor, Tensor]:
+    """``conv`` followed by ``bn`` (running statistics) as one convolution's weight and bias."""
+    scale, shift = _fold(bn, torch.arange(bn.num_features))
+    weight = conv.weight.detach().cpu() * scale.view(-1, *[1] * (conv.weight.dim() - 1))
+    bias = conv.bias.detach().cpu() if conv.bias is not None else torch.zeros(conv.out_channels)
+    return weight, bias * scale + shift
+
+
+@torch.no_grad()
+def tiny_state(model: nn.Module, image_size: int | None = None) -> dict[str, Any]:
+    """The :class:`CompactTiny` state of a static :class:`models.tiny.TinyClassifier`
+    (``tiny`` or ``micro``): its evaluation-time real edges and running BatchNorm statistics.
+
+    Nodes are sorted into three kinds: **dead** (no path along real edges to an output
+    node: :func:`wiring.profile.live_nodes`), **constant** (live, but no input node
+    reaches them: their states do not depend on the image, so they are computed here once
+    and folded into the inputs of the kept nodes they feed, or, for output nodes, into
+    the head's bias) and **kept** (the rest). ``counts`` holds ``nodes``, ``dead``,
+    ``constant``, ``kept``, ``edges`` (the real edges, k) and ``kept_edges`` (real edges
+    between kept nodes). ``image_size`` (kept as metadata: the CLI's check batch) defaults to
+    ``model.image_size`` when the model records it, else to the smallest side its stem takes
+    to 8x8 maps."""
+    from models.tiny import GRID, TinyClassifier, centre_pool
+    from wiring.profile import live_nodes
+
+    if not isinstance(model, TinyClassifier):
+        raise ValueError(f"not a static tiny classifier: {type(model).__name__}")
+    layer, g = model.graph, model.graph.graph
+    ops = len(model.node_ops)
+    for op in model.node_ops:
+        if op.norm != "instance" or op.stride != 1 or tuple(op.conv_weight.shape[-2:]) != (3, 3) \
+                or (op.height, op.width) != (GRID, GRID):
+            raise ValueError("compaction expects instance-norm node ops with 3x3 stride-1 kernels on 8x8 maps")
+    ptr, level = g.level_ptr, g.level
+    real = layer.real_mask().cpu()
+    src, dst = layer.edge_index.cpu()[:, real]
+    w = layer.weight.detach().cpu()[real]
+    target_level = level[dst]
+    live = live_nodes(layer)
+    reached = torch.zeros(g.num_nodes, dtype=torch.bool)
+    reached[:ptr[1]] = True
+    for l in range(1, ops + 1):                                   # sources lie on lower levels
+        pick = (target_level == l) & reached[src]
+        reached[dst[pick]] = True
+    kept, constant = live & reached, live & ~reached
+    # the constant nodes' states, batch 1 (they depend on constant nodes only)
+    hw = GRID * GRID
+    const_states = torch.zeros(g.num_nodes, hw)
+    from_const = constant[src]
+    contribution = torch.zeros(g.num_nodes, hw)                   # inputs from constant nodes
+    for l in range(1, ops + 1):
+        pick = (target_level == l) & from_const
+        contribution.index_add_(0, dst[pick], w[pick, None] * const_states[src[pick]])
+        if l < ops:
+            inputs = contribution[ptr[l]:ptr[l + 1]]
+            const_states[ptr[l]:ptr[l + 1]] = model.node_ops[l].eval()(inputs) * constant[ptr[l]:ptr[l + 1], None]
+    new_id = torch.cumsum(kept.long(), 0) - 1
+    sizes = [int(kept[ptr[l]:ptr[l + 1]].sum()) for l in range(ops + 1)]
+    new_ptr = [0]
+    for n in sizes:
+        new_ptr.append(new_ptr[-1] + n)
+    keep = kept[src] & kept[dst]
+    stem = model.stem.layers
+    stem_weight, stem_bias = _fold_conv_bn(stem[0], stem[1])
+    pw_weight, pw_bias = _fold_conv_bn(stem[4], stem[5])
+    inputs0 = kept[:ptr[1]].nonzero().flatten()
+    state: dict[str, Any] = {
+        "format": TINY_FORMAT, "version": TINY_VERSION, "num_classes": model.fc.out_features,
+        "in_channels": stem[0].in_channels, "image_size": image_size or _tiny_image_size(model), "pad": model.stem.pad,
+        "stride1": int(stem[0].stride[0]), "stride2": int(stem[3].stride[0]), "grid": GRID, "eps": 1e-5,
+        "level_sizes": sizes,
+        "counts": {"nodes": g.num_nodes, "dead": int((~live).sum()), "constant": int(constant.sum()),
+                   "kept": int(kept.sum()), "edges": int(real.sum()), "kept_edges": int(keep.sum())},
+        "stem_weight": stem_weight, "stem_bias": stem_bias,
+        "stem_dw_weight": stem[3].weight.detach().cpu().clone(), "stem_dw_bias": stem[3].bias.detach().cpu().clone(),
+        "stem_pw_weight": pw_weight.flatten(1)[inputs0].clone(), "stem_pw_bias": pw_bias[inputs0].clone(),
+        "norm_weight": [], "norm_bias": [], "conv_weight": [], "crow": [], "col": [], "value": [], "const": []}
+    for l in range(ops):
+        index = kept[ptr[l]:ptr[l + 1]].nonzero().flatten()
+        op = model.node_ops[l]
+        state["norm_weight"].append(op.norm_weight.detach().cpu()[index].clone())
+        state["norm_bias"].append(op.norm_bias.detach().cpu()[index].clone())
+        state["conv_weight"].append(op.conv_weight.detach().cpu()[index].clone())
+    for l in range(1, ops + 1):
+        pick = keep & (target_level == l)
+        crow, col, value = _csr(new_id[dst[pick]] - new_ptr[l], new_id[src[pick]], w[pick], sizes[l])
+        state["crow"].append(crow)
+        state["col"].append(col)
+        state["value"].append(value)
+        if l < ops:
+            const = contribution[ptr[l]:ptr[l + 1]][kept[ptr[l]:ptr[l + 1]]]
+            state["const"].append(const.clone() if bool(const.any()) else torch.zeros(0, hw))
+    outputs = kept[ptr[ops]:].nonzero().flatten()
+    fc_weight, fc_bias = model.fc.weight.detach().cpu(), model.fc.bias.detach().cpu()
+    pooled_const = centre_pool(contribution[ptr[ops]:], 1)[0]                # [outputs]
+    state["fc_weight"] = fc_weight[:, outputs].clone()
+    state["fc_bias"] = fc_bias + fc_weight @ pooled_const
+    return state
+
+
+def _tiny_image_size(model: nn.Module) -> int:
+    """The input side the tiny classifier was built for (its ``image_size``)."""
+    size = getattr(model, "image_size", None)
+    if size is not None:
+        return int(size)
+    stem = model.stem.layers
+    side = 8 * stem[0].stride[0] * stem[3].stride[0] - 2 * model.stem.pad
+    return int(side)
+
+
+def compact_model(model: nn.Module, image_size: int | None = None) -> CompactMobileNet | CompactTiny:
+    """A standalone inference model equal to ``model`` in eval mode (see the module doc):
+    a :class:`CompactMobileNet` of a MobileNetV1-DNW model, a :class:`CompactTiny` of a
+    static tiny classifier (``tiny``, ``micro``; ``image_size`` see :func:`tiny_state`)."""
+    from models.mobilenet import MobileNetV1DNW
+    from models.tiny import TinyClassifier
+
+    if isinstance(model, MobileNetV1DNW):
+        return CompactMobileNet(compact_state(model)).eval()
+    if isinstance(model, TinyClassifier):
+        return CompactTiny(tiny_state(model, image_size)).eval()
+    raise ValueError(f"compaction supports the MobileNetV1-DNW models (mobilenetv1_dnw, mobilenetv1_dnw_small) "
+                     f"and the static tiny classifier (tiny, micro), not {type(model).__name__}")
 
 
 # ----------------------------------------------------------------------------- CLI
 
 def load_run_model(run_dir: Path, checkpoint: Path | None = None, best: bool = False) -> nn.Module:
-    """The trained model of a run directory (as ``wiring.export`` rebuilds it), in eval mode."""
+    """The trained model of a run directory (as ``wiring.export`` rebuilds it), in eval mode; a
+    model that does not record its input side (the tiny classifier) gets the run's as ``image_size``."""
 
     from .checkpoint import CheckpointError, load_checkpoint
     from .train import model_from_checkpoint
@@ -265,7 +611,10 @@ def load_run_model(run_dir: Path, checkpoint: Path | None = None, best: bool = F
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory {run_dir}")
     ckpt = load_checkpoint(checkpoint or run_dir / ("best.pt" if best else "checkpoint.pt"))
-    return model_from_checkpoint(ckpt).eval()
+    model = model_from_checkpoint(ckpt).eval()
+    if getattr(model, "image_size", None) is None:
+        model.image_size = int(ckpt["data_info"]["image_size"])
+    return model
 
 
 @torch.no_grad()
