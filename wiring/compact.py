@@ -12,12 +12,30 @@
 * BatchNorm folded into a per-node scale and shift (running statistics: it is the
   training model **in eval mode**, equal to it within float rounding, ~1e-6).
 
-Its state is a plain dict of tensors, numbers, strings and lists, saved with
-``torch.save`` and read back with ``torch.load(weights_only=True)``;
-:func:`load_compact` rebuilds the module. This file's top-level code imports only
-torch and the standard library: :class:`CompactMobileNet` and :func:`load_compact`
-can be copied into a project that has nothing else of this one. Its parameter count
-equals :func:`wiring.profile.profile_model`'s ``params``.
+and the static tiny classifier (``tiny``, ``micro``: :class:`models.tiny.TinyClassifier`)
+into a :class:`CompactTiny`:
+
+* dead nodes removed (no path along real edges to an output node), and **constant**
+  nodes too: live nodes that no input node reaches compute the same map for every
+  image, so their contribution is computed once and folded into the inputs of the
+  nodes they feed (or, for output nodes, into the head's bias);
+* each level's real in-edges between the kept nodes as one operator, CSR or dense by
+  how much of its rectangle they fill (:data:`DENSE_FILL`), run on one preallocated
+  node-major state buffer;
+* the stem's BatchNorms folded into its convolutions; instance norm (no running
+  statistics: the same in train and eval mode) -> ReLU -> depthwise 3x3 for kept nodes
+  only, the 3x3 convolution of an 8x8 map as one 64 x 64 matrix per node; the output
+  level on the pooled centre values the head reads. Equal to the training model in
+  eval mode within float rounding (~1e-7).
+
+Either state is a plain dict of tensors, numbers, strings and lists (``format``
+``wiring-compact-mobilenetv1`` or ``wiring-compact-tiny``), saved with ``torch.save``
+and read back with ``torch.load(weights_only=True)``; :func:`load_compact` rebuilds
+the module its ``format`` names. This file's top-level code imports only torch and
+the standard library: :class:`CompactMobileNet`, :class:`CompactTiny` and
+:func:`load_compact` can be copied into a project that has nothing else of this one.
+A :class:`CompactMobileNet`'s parameter count equals
+:func:`wiring.profile.profile_model`'s ``params``.
 
 CLI: ``python -m wiring.compact RUN_DIR [-o model.pt] [--best | --checkpoint FILE]
 [--batch N] [--repeats R]`` reads the run's checkpoint, rebuilds its model, compacts
@@ -634,8 +652,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .cli import ArgumentParser
 
     parser = ArgumentParser(prog="python -m wiring.compact",
-                                     description="Compact a trained MobileNetV1-DNW run into a standalone "
-                                                 "inference model (dead nodes removed, sparse real edges).")
+                            description="Compact a trained MobileNetV1-DNW or static tiny classifier run into "
+                                        "a standalone inference model (dead nodes removed, sparse real edges).")
     parser.add_argument("run_dir", type=Path, help="run directory written by wiring.train")
     parser.add_argument("-o", "--out", type=Path, help="output file (default RUN_DIR/compact.pt)")
     parser.add_argument("--best", action="store_true", help="use best.pt instead of checkpoint.pt")
@@ -653,7 +671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not out.parent.is_dir():
             raise CheckpointError(f"-o {out}: folder {out.parent} does not exist")
         model = load_run_model(args.run_dir, args.checkpoint, args.best)
-        compact = compact_model(model)
+        compact = compact_model(model, getattr(model, "image_size", None))
     except (CheckpointError, ConfigError, GraphError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -671,6 +689,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"compact model: {out}")
     print(f"  parameters  {total:,} in the training model (all candidates) -> {compact.num_parameters():,} "
           f"(real edges between live nodes)")
+    if isinstance(compact, CompactTiny):
+        n = compact.counts
+        print(f"  graph       {n['nodes']} nodes -> {n['kept']} kept ({n['dead']} dead removed, {n['constant']} "
+              f"constant folded); {n['edges']} real edges -> {n['kept_edges']} between kept nodes")
     print(f"  check       max |logit difference| {diff:.2e} ({relative:.2e} of the largest logit) on a "
           f"random batch of {args.batch}")
     print(f"  speed       batch {args.batch}: training model in eval mode {t_model * 1e3:.2f} ms, compact "
