@@ -30,6 +30,7 @@ from typing import Sequence
 
 import torch
 
+from wiring.allocator import tune_malloc
 from wiring.cli import ArgumentParser
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -308,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--table-nodes", type=int, nargs="+", default=list(TABLE_NODES), metavar="N")
     parser.add_argument("--table-edges", type=int, nargs="+", default=list(TABLE_EDGES), metavar="K")
     args = parser.parse_args(argv)
+    tune_malloc()
     sizes = [args.edges, args.batch_size, args.repeats, args.threads, *args.table_edges]
     if min(sizes) <= 0:
         print("error: --edges, --batch-size, --repeats, --threads and --table-edges must be positive", file=sys.stderr)

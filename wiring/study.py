@@ -69,6 +69,7 @@ import yaml
 
 from models import SETTINGS
 
+from .allocator import tune_malloc
 from .cli import ArgumentParser
 from .config import Config, ConfigError, config_from_dict
 from .modes import MODES
@@ -398,6 +399,7 @@ def train_cell(cfg_values: dict[str, Any], log_path: str) -> dict[str, Any]:
 
 def _worker_init(threads: int) -> None:
     import torch
+    tune_malloc()
     torch.set_num_threads(max(1, threads))
 
 
@@ -843,6 +845,7 @@ def dry_run(study: Study, out: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_malloc()
     try:
         if args.jobs < 1:
             raise StudyError(f"--jobs: must be at least 1, got {args.jobs}")

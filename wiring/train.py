@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import torch
 
 from . import __version__, distributed
+from .allocator import tune_malloc
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Config, ConfigError, config_from_dict, parse_config
 from .data import DataError, check_dataset, load_dataset, subset
@@ -336,6 +337,7 @@ def resume_config(argv: Sequence[str] | None, cfg: Config) -> tuple[Config, tupl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tune_malloc()
     try:
         cfg = parse_config(argv)
         preloaded = None
