@@ -211,7 +211,8 @@ def check_counts(m, c) -> None:
 
 @pytest.mark.parametrize("name, mode, edges, image_size, in_channels", [
     ("micro", "dnw", 300, 8, 3), ("micro", "fixed", 120, 28, 1), ("micro", "complete", None, 16, 3),
-    ("micro", "td", 60, 8, 3), ("tiny", "dnw", 3000, 32, 3)])
+    ("micro", "td", 60, 8, 3), ("micro", "dnw", 17, 8, 3), ("micro", "dnw", 3, 8, 3),
+    ("tiny", "dnw", 3000, 32, 3)])
 def test_compact_tiny_equals_training_model_in_eval_mode(name, mode, edges, image_size, in_channels):
     m = tiny_trained(name, steps=2 if name == "micro" else 1, image_size=image_size, in_channels=in_channels,
                      mode=mode, edges=edges)

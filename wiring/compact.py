@@ -304,6 +304,9 @@ class CompactTiny(nn.Module):
         for l in range(ops - 1):
             kernel = getattr(self, f"op{l}_conv_weight").to(dtype)
             n = kernel.size(0)
+            if n == 0:
+                convs.append(kernel.new_zeros(0, hw, hw))
+                continue
             impulses = torch.eye(hw, device=device, dtype=dtype).view(hw, 1, g, g).expand(hw, n, g, g)
             response = F.conv2d(impulses, kernel, padding=kernel.size(-1) // 2, groups=n)   # [in, n, out]
             convs.append(response.reshape(hw, n, hw).transpose(0, 1).contiguous())
