@@ -365,3 +365,20 @@ def test_check_dataset_does_not_load(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (tmp_path / IDX_NAMES["test_labels"]).unlink()
     with pytest.raises(DataError, match="idx"):
         check_dataset("mnist", tmp_path)
+
+
+def test_subset_is_a_fixed_random_part_of_the_set() -> None:
+    x = torch.arange(10.0).view(10, 1)
+    ds = TensorDataset(x, torch.arange(10))
+    assert data.subset(ds, None) is ds and data.subset(ds, 10) is ds
+    part = data.subset(ds, 4)
+    assert isinstance(part, TensorDataset) and len(part) == 4
+    labels = part.tensors[1].tolist()
+    assert labels == sorted(labels) and len(set(labels)) == 4               # distinct, in the set's order
+    assert torch.equal(part.tensors[0].flatten(), part.tensors[1].float())  # images stay with their labels
+    assert data.subset(ds, 4).tensors[1].tolist() == labels                  # the same every time
+    assert data.subset(ds, 4, seed=1).tensors[1].tolist() != labels
+    lazy = data.subset(torch.utils.data.Subset(ds, list(range(10))), 3)      # not in memory: a Subset
+    assert isinstance(lazy, torch.utils.data.Subset) and len(lazy) == 3
+    with pytest.raises(DataError, match="subset of 11 images asked from a set of 10"):
+        data.subset(ds, 11)

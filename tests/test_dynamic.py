@@ -117,6 +117,17 @@ def test_ode_setting_trains_and_the_loss_goes_down():
     assert model.pop_metrics() == {}
 
 
+def test_ode_steps_split_the_interval_into_equal_fixed_steps():
+    model = build_model("micro", setting="continuous", in_channels=1, image_size=8, edges=100, solver="rk4",
+                        ode_steps=3)
+    model(torch.randn(2, 1, 8, 8))
+    assert model.pop_metrics() == {"nfe": 12.0, "nfe_total": 12}      # 3 rk4 steps of 1/3, 4 evaluations each
+    euler = build_model("micro", setting="continuous", in_channels=1, image_size=8, edges=100, solver="euler",
+                        ode_steps=5)
+    euler(torch.randn(2, 1, 8, 8))
+    assert euler.pop_metrics()["nfe"] == 5.0
+
+
 def test_fixed_step_solver_counts_exactly_its_evaluations():
     model = build_model("micro", setting="continuous", in_channels=1, image_size=8, edges=100, solver="rk4")
     model(torch.randn(2, 1, 8, 8))

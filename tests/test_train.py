@@ -156,6 +156,9 @@ def test_fine_tune_and_lottery_start_from_a_trained_run(tmp_path):
     (["--data", "cifar10", "--data-dir", "/nonexistent"], "cifar"),
     (["--graph", "graphml"], "--graph-file"),
     (["--lr", "-1"], "--lr"),
+    (["--train-subset", "0"], "--train-subset"),
+    (["--test-subset", "999999"], "subset of 999999 images"),
+    (["--setting", "continuous", "--ode-steps", "0"], "--ode-steps"),
 ])
 def test_user_mistakes_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "never"
@@ -256,3 +259,19 @@ def test_resume_needs_only_the_run_directory(tmp_path, monkeypatch):
     assert state["epoch"] == 2 and state["config"]["edges"] == 90 and state["config"]["seed"] == 4
     assert main(["--out", str(out), "--resume", "--epochs", "3", "--progress", "none"]) == 0
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 3
+
+
+def test_train_subset_trains_on_that_many_images_the_same_for_every_seed(tmp_path, capsys):
+    a = train(tmp_path, "--epochs", "1", "--edges", "100", "--train-subset", "300", "--test-subset", "100", name="a")
+    assert "300 train / 100 test" in capsys.readouterr().out
+    b = train(tmp_path, "--epochs", "1", "--edges", "100", "--train-subset", "300", "--test-subset", "100",
+              "--seed", "1", name="b")
+    for run in (a, b):
+        saved = yaml.safe_load((run / "config.yaml").read_text())
+        assert saved["train_subset"] == 300 and saved["test_subset"] == 100
+        (line,) = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        assert line["img_s"] > 0
+    from wiring.data import load_dataset, subset
+    train_set = load_dataset("digits", seed=0)[0]
+    picked = subset(train_set, 300).tensors[1]
+    assert torch.equal(picked, subset(train_set, 300).tensors[1])      # fixed: not drawn from the run's seed
