@@ -551,7 +551,9 @@ def tiny_state(model: nn.Module, image_size: int | None = None) -> dict[str, Any
         contribution.index_add_(0, dst[pick], w[pick, None] * const_states[src[pick]])
         if l < ops:
             inputs = contribution[ptr[l]:ptr[l + 1]]
-            const_states[ptr[l]:ptr[l + 1]] = model.node_ops[l].eval()(inputs) * constant[ptr[l]:ptr[l + 1], None]
+            op = model.node_ops[l]                              # instance norm: the same in train and eval
+            states = op(inputs.to(op.conv_weight.device)).cpu()
+            const_states[ptr[l]:ptr[l + 1]] = states * constant[ptr[l]:ptr[l + 1], None]
     new_id = torch.cumsum(kept.long(), 0) - 1
     sizes = [int(kept[ptr[l]:ptr[l + 1]].sum()) for l in range(ops + 1)]
     new_ptr = [0]
@@ -597,7 +599,9 @@ def tiny_state(model: nn.Module, image_size: int | None = None) -> dict[str, Any
 
 
 def _tiny_image_size(model: nn.Module) -> int:
-    """The input side the tiny classifier was built for (its ``image_size``)."""
+    """``model.image_size`` when the model records it, else the smallest input side its stem
+    takes to 8x8 maps without pooling (the stem cannot tell 32 from 64: both end on 16x16
+    before the pool; either side runs)."""
     size = getattr(model, "image_size", None)
     if size is not None:
         return int(size)
