@@ -78,3 +78,10 @@ def test_table_rejects_a_grid_that_does_not_fit(tmp_path, capsys):
     assert main(["--table", str(tmp_path / "p.md"), "--table-nodes", "140", "--table-edges", "10000"]) == 2
     assert "exceeds the candidates" in capsys.readouterr().err
     assert not (tmp_path / "p.md").exists()
+
+
+def test_inference_flag_hands_over_to_the_inference_benchmark(capsys):
+    assert main(["--inference", "--model", "micro", "--densities", "0.05", "--batch-size", "2",
+                 "--image-size", "8", "--repeats", "1", "--json"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["outputs_agree"] is True and row["compact_img_s"] > 0

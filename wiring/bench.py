@@ -16,6 +16,12 @@ The machine may be shared, so the two alternate, each ``--repeats`` times after
 warm-up, and the report gives medians, the ratio, the top-k time of each, and the
 peak memory of one step of each (``VmHWM`` of a fresh subprocess). ``--json``
 prints one line ``{"engine_img_s": ..., "reference_img_s": ..., "ratio": ...}``.
+
+``--nodes N`` scales the network (:func:`levels_for`); ``--table FILE.md`` runs a grid of
+node and edge counts and writes its Markdown table into ``FILE.md`` between two marker
+comments (the rest of the file is kept). ``--inference ...`` hands over to
+:mod:`wiring.bench_inference` (eval-mode forwards of the reference, the engine and the
+compact model).
 """
 from __future__ import annotations
 
@@ -290,7 +296,13 @@ def write_table(path: Path, block: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m wiring.bench", description=__doc__.splitlines()[0])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--inference"]:                    # the inference benchmark has its own flags
+        from wiring import bench_inference
+        return bench_inference.main(argv[1:])
+    parser = ArgumentParser(prog="python -m wiring.bench", description=__doc__.splitlines()[0],
+                            epilog="python -m wiring.bench --inference [--help]: inference of the compact "
+                                   "model vs the engine and the reference (wiring.bench_inference)")
     parser.add_argument("--model", choices=("tiny",), default="tiny")
     parser.add_argument("--nodes", type=int, default=PAPER_NODES,
                         help="scale the tiny classifier to this many nodes (default 900, the paper's)")
