@@ -81,7 +81,7 @@ def test_exactly_k_real_edges_every_step_and_dnw_swaps():
 
 
 def test_fixed_never_swaps_and_no_update_gets_no_hallucinated_gradient():
-    masks, trainer = run_steps("fixed")
+    masks, trainer = run_steps("fixed", lr=0.1)      # lr 0.5 diverged (NaN at step 24) on some CPUs
     assert all(torch.equal(masks[0], m) for m in masks)
     assert all(m["swapped"] == 0 for m in trainer.history)
     layer = next(iter(trainer.wirings.values()))

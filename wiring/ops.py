@@ -95,6 +95,19 @@ def _candidate_grad(x: Tensor, g: Tensor, src: Tensor, dst: Tensor, blocks: Sequ
     return out
 
 
+def _weight_grad(x: Tensor, g: Tensor, edge_index: Tensor, real: Tensor, src: Tensor, dst: Tensor,
+                 blocks: Sequence[Block], grad_all: bool) -> Tensor:
+    """Edge-weight gradient of ``out = A x`` given ``g = dL/dout``: every candidate's
+    (``grad_all``) or the real ones' only (``real`` their ids, ``src``/``dst`` their ends)."""
+    if grad_all:
+        return _candidate_grad(x, g, edge_index[0], edge_index[1], blocks)
+    grad_w = g.new_zeros(edge_index.size(1))
+    if real.numel():
+        pattern = _csr(dst, src, g.new_zeros(real.numel()), g.size(0), x.size(0))
+        grad_w[real] = torch.sparse.sampled_addmm(pattern, g, x.t(), beta=0.0).values()
+    return grad_w
+
+
 class _Propagate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, edge_index: Tensor, real_mask: Tensor,
@@ -123,13 +136,7 @@ class _Propagate(torch.autograd.Function):
                 order = torch.sort(src, stable=True).indices
                 grad_x = _csr(src[order], dst[order], values[order], cols, rows) @ g
         if ctx.needs_input_grad[1]:
-            if grad_all:
-                grad_w = _candidate_grad(x, g, edge_index[0], edge_index[1], blocks)
-            else:
-                grad_w = g.new_zeros(edge_index.size(1))
-                if real.numel():
-                    pattern = _csr(dst, src, g.new_zeros(real.numel()), rows, cols)
-                    grad_w[real] = torch.sparse.sampled_addmm(pattern, g, x.t(), beta=0.0).values()
+            grad_w = _weight_grad(x, g, edge_index, real, src, dst, blocks, grad_all)
         return grad_x, grad_w, None, None, None, None, None
 
 
