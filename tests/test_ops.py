@@ -614,3 +614,25 @@ def test_candidates_outside_the_given_blocks_get_zero_gradient():
     out = propagate(x, w, g.edge_index, torch.ones(8, dtype=torch.bool), num_targets=5, blocks=g.blocks[:1])
     out.sum().backward()
     assert torch.count_nonzero(w.grad[4:]) == 0 and torch.count_nonzero(w.grad[:4]) > 0
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.3, 0.5, 0.01])
+def test_topk_hint_gives_the_same_mask_as_a_full_search(scale):
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(5000, generator=gen)
+    w[::7] = 0.25                                        # many ties at one magnitude
+    hint: dict = {}
+    for k in (1, 37, 714, 2500, 4999):
+        for step in range(4):                            # slow drift, then a jump by `scale`
+            w = w + 0.01 * torch.randn(5000, generator=gen) if step < 3 else w * scale
+            assert torch.equal(topk_mask(w, k, hint), topk_mask(w, k)), (k, step)
+            assert int(topk_mask(w, k, hint).sum()) == k
+    assert float(hint["threshold"]) > 0
+
+
+def test_topk_hint_pool_too_small_falls_back_and_nan_ranks_last():
+    hint = {"threshold": torch.tensor(100.0)}            # nothing is that large: the pool is empty
+    w = torch.tensor([0.3, float("nan"), -0.9, 0.3, 0.1])
+    assert topk_mask(w, 2, hint).tolist() == [True, False, True, False, False]
+    assert float(hint["threshold"]) == pytest.approx(0.3)
+    assert topk_mask(w, 4, hint).tolist() == [True, False, True, True, True]

@@ -51,6 +51,8 @@ class Mode:
 
     def __init__(self, k: int) -> None:
         self.k = k
+        #: the previous top-k threshold: :func:`wiring.ops.topk_mask` searches near it first
+        self.topk_hint: dict = {}
 
     def select(self, weight: Tensor, frozen: Tensor, training: bool) -> Selection:
         raise NotImplementedError
@@ -64,7 +66,7 @@ class DNW(Mode):
     name = "dnw"
 
     def select(self, weight, frozen, training):
-        return Selection(topk_mask(weight, self.k), True)
+        return Selection(topk_mask(weight, self.k, self.topk_hint), True)
 
 
 class DNWNoUpdate(Mode):
@@ -72,7 +74,7 @@ class DNWNoUpdate(Mode):
     name = "dnw_no_update"
 
     def select(self, weight, frozen, training):
-        return Selection(topk_mask(weight, self.k), False)
+        return Selection(topk_mask(weight, self.k, self.topk_hint), False)
 
 
 class Fixed(Mode):
@@ -114,7 +116,7 @@ class TargetedDropout(Mode):
         self.rho = rho
 
     def select(self, weight, frozen, training):
-        top = topk_mask(weight, self.k)
+        top = topk_mask(weight, self.k, self.topk_hint)
         if not training:
             return Selection(top, False)
         keep = torch.rand(weight.shape, device=weight.device) >= self.rho
