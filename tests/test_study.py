@@ -101,6 +101,32 @@ def test_the_report_has_the_budget_table_paper_comparison_and_plots(done):
         assert f"]({name})" in text
 
 
+def test_the_report_sets_dnw_against_each_ablation_per_budget(done):
+    text = done["report"].read_text()
+    section = text.split("## Does DNW beat its ablations?", 1)[1].split("## Plots", 1)[0]
+    rows = {(r["mode"], r["edges"]): 100 * float(r["test_acc"]) for r in read_csv(done["out"] / "results.csv")}
+    for mode, name in (("complete", "complete graph"), ("fine_tune", "fine-tuned top-k of the complete graph"),
+                       ("lottery", "one-shot lottery ticket")):
+        assert f"**DNW vs {name}** (`{mode}`)" in section
+        for edges in ("100", "200"):
+            diff = rows[("dnw", edges)] - rows[(mode, edges if mode != "complete" else "all")]
+            assert f"at {edges} edges DNW > {name} " in section
+            assert f"{diff:+.2f} points (1 seed each: no spread)" in section
+    assert "DNW vs random graph" not in section          # that one has its own section
+
+
+def test_hand_written_notes_survive_a_rebuild(done, tmp_path):
+    report = tmp_path / "results.md"
+    args = [str(done["config"]), "--out", str(done["out"]), "--report", str(report), "--report-only"]
+    assert main(args) == 0
+    notes = "\n## What we make of it\n\nDNW churns too much at this budget.\n"
+    report.write_text(report.read_text() + "\n" + study_mod.NOTES_MARKER + notes)
+    assert main(args) == 0
+    text = report.read_text()
+    assert text.count(study_mod.NOTES_MARKER) == 1 and text.endswith(notes)
+    assert text.startswith("# Study `tiny`")
+
+
 def test_rerun_skips_finished_cells_and_report_only_rebuilds_the_same(done, monkeypatch, capsys):
     counting = Counting(study_mod.run)
     monkeypatch.setattr(study_mod, "run", counting)

@@ -572,41 +572,62 @@ def _paper_number(text: str | None) -> float | None:
     return float(match.group()) if match else None
 
 
-def _comparison(study: Study, rows: list[dict], setting: str) -> str:
-    """The plain-language line: does DNW beat the random graph (fixed) in ``setting``, per budget?"""
+MODE_NAMES = {"fixed": "random graph", "dnw_no_update": "no update rule", "complete": "complete graph",
+              "fine_tune": "fine-tuned top-k of the complete graph", "lottery": "one-shot lottery ticket",
+              "td": "targeted dropout"}
+
+
+def _comparison(study: Study, rows: list[dict], setting: str, other: str = "fixed") -> str:
+    """The plain-language line: does DNW beat ``other`` (default the random graph) in ``setting``, per budget?
+
+    ``complete`` has one run per seed (all candidates real): each budget's DNW is set against it.
+    """
+    name = MODE_NAMES.get(other, other)
     parts = []
     for edges in study.grid["edges"]:
         label = str(edges)
         acc = {mode: {r["seed"]: 100 * r["test_acc"] for r in rows if r["setting"] == setting
-                      and r["mode"] == mode and r["edges"] == label and r["status"] == "done"}
-               for mode in ("dnw", "fixed")}
-        if not acc["dnw"] or not acc["fixed"]:
-            parts.append(f"at {edges} edges: not measured (DNW or random graph unfinished)")
+                      and r["mode"] == mode and r["edges"] == (label if mode != "complete" else "all")
+                      and r["status"] == "done"}
+               for mode in ("dnw", other)}
+        if not acc["dnw"] or not acc[other]:
+            parts.append(f"at {edges} edges: not measured (DNW or {name} unfinished)")
             continue
         dnw_m, dnw_s = _mean_std(list(acc["dnw"].values()))
-        fix_m, fix_s = _mean_std(list(acc["fixed"].values()))
-        paired = sorted(set(acc["dnw"]) & set(acc["fixed"]))
+        oth_m, oth_s = _mean_std(list(acc[other].values()))
+        paired = sorted(set(acc["dnw"]) & set(acc[other]))
         if len(paired) > 1:
-            diffs = [acc["dnw"][s] - acc["fixed"][s] for s in paired]
+            diffs = [acc["dnw"][s] - acc[other][s] for s in paired]
             diff, spread = statistics.fmean(diffs), statistics.stdev(diffs)
             how = f"{diff:+.2f} +- {spread:.2f} points over {len(paired)} paired seeds"
         else:
-            diff = dnw_m - fix_m
-            spread = None if dnw_s is None or fix_s is None else math.hypot(dnw_s, fix_s)
+            diff = dnw_m - oth_m
+            spread = None if dnw_s is None or oth_s is None else math.hypot(dnw_s, oth_s)
             how = f"{diff:+.2f} points" + ("" if spread is None else f" +- {spread:.2f}") + \
                 (" (1 seed each: no spread)" if spread is None else "")
         verdict = "holds" if diff > 0 else "does not hold (a tie)" if diff == 0 else "does not hold"
         if spread is not None and diff != 0 and abs(diff) <= spread:
             verdict += ", within the seed-to-seed spread"
-        parts.append(f"at {edges} edges DNW > random graph {verdict}: {how}; "
-                     f"DNW {_fmt(dnw_m, dnw_s, 2)} vs random graph {_fmt(fix_m, fix_s, 2)}")
+        parts.append(f"at {edges} edges DNW > {name} {verdict}: {how}; "
+                     f"DNW {_fmt(dnw_m, dnw_s, 2)} vs {name} {_fmt(oth_m, oth_s, 2)}")
     paper = []
     for table in study.paper:
-        d, f = _paper_number(table.value(setting, "dnw")), _paper_number(table.value(setting, "fixed"))
+        d, f = _paper_number(table.value(setting, "dnw")), _paper_number(table.value(setting, other))
         if d is not None and f is not None:
             paper.append(f"{table.label}: {d:g} vs {f:g}, {d - f:+.1f}")
     tail = f" Paper ({'; '.join(paper)})." if paper else ""
     return f"- **{setting}**: " + "; ".join(parts) + "." + tail
+
+
+NOTES_MARKER = "<!-- notes: everything below this line is kept when the report is rebuilt -->"
+
+
+def _kept_notes(report: Path) -> list[str]:
+    """The hand-written notes of an existing report (from :data:`NOTES_MARKER` on), else none."""
+    if not report.exists():
+        return []
+    text = report.read_text()
+    return ["", NOTES_MARKER + text.split(NOTES_MARKER, 1)[1].rstrip("\n")] if NOTES_MARKER in text else []
 
 
 def _legend(axes) -> None:
@@ -784,6 +805,16 @@ def write_report(study: Study, rows: list[dict[str, Any]], out: Path, report: Pa
         lines += [_comparison(study, rows, setting) for setting in study.grid["setting"]]
     else:
         lines.append("The grid does not hold both `dnw` and `fixed`: no comparison.")
+    ablations = [m for m in study.grid["mode"] if m not in ("dnw", "fixed")]
+    if "dnw" in study.grid["mode"] and ablations:
+        lines += ["", "## Does DNW beat its ablations?", "",
+                  "DNW minus each other mode, final test accuracy in points, per setting and budget "
+                  "(`complete`: every candidate real, one run per seed, set against each budget).", ""]
+        for other in ablations:
+            lines += [f"**DNW vs {MODE_NAMES.get(other, other)}** (`{other}`)", ""]
+            lines += [_comparison(study, rows, setting, other) for setting in study.grid["setting"]]
+            lines.append("")
+        lines.pop()
 
     plots = _plots(study, rows, report)
     if plots:
@@ -798,6 +829,7 @@ def write_report(study: Study, rows: list[dict[str, Any]], out: Path, report: Pa
             what = {"failed": f"failed: {r['error']}", "unfinished": f"unfinished after {r['epochs']} epochs "
                     "(rerun the study to resume it)", "missing": "not run yet"}[r["status"]]
             lines.append(f"- `{r['cell'].name}`: {what}")
+    lines += _kept_notes(report)
     report.write_text("\n".join(lines) + "\n")
     return report
 
