@@ -165,8 +165,26 @@ def test_module_imports_only_torch_at_top_level():
             top |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             top.add((node.module or "").split(".")[0] if node.level == 0 else ".")
-    assert top <= {"__future__", "argparse", "functools", "statistics", "sys", "threading", "time", "pathlib",
-                   "typing", "torch"}
+    assert top <= {"__future__", "argparse", "functools", "os", "statistics", "sys", "tempfile", "threading",
+                   "time", "pathlib", "typing", "torch"}
+
+
+def test_save_is_atomic_an_error_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    import wiring.compact as compact_mod
+    model = compact_model(build_model("micro", in_channels=1, num_classes=10, image_size=8, edges=100))
+    path = tmp_path / "model.pt"
+    save_compact(model, path)
+    before = path.read_bytes()
+
+    def broken(obj, f):
+        f.write(b"half of a file")
+        raise OSError("disk full")
+    monkeypatch.setattr(compact_mod.torch, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_compact(model, path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+    monkeypatch.undo()
+    assert load_compact(path)(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
 def test_unsupported_model():

@@ -46,8 +46,10 @@ does the same. User mistakes exit 2 with one line.
 from __future__ import annotations
 
 import functools
+import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -413,8 +415,20 @@ def from_state(state: dict[str, Any]) -> CompactMobileNet | CompactTiny:
 
 
 def save_compact(model: CompactMobileNet | CompactTiny, path: str | Path) -> None:
-    """Write ``model.state()`` to ``path`` (a ``.pt`` of plain tensors and types)."""
-    torch.save(model.state(), path)
+    """Write ``model.state()`` to ``path`` (a ``.pt`` of plain tensors and types), atomically:
+    a temporary file next to it, renamed over ``path`` once complete (a kill or an error
+    leaves the old file or the new one, never half of one)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(model.state(), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # ----------------------------------------------------------------------------- extraction (needs the project)
