@@ -34,11 +34,9 @@ first calls :func:`wiring.allocator.tune_malloc`. User mistakes exit 2 with one 
 from __future__ import annotations
 
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -48,27 +46,10 @@ from models.tiny import TinyClassifier
 from wiring.allocator import tune_malloc
 from wiring.bench import DenseReference
 from wiring.cli import ArgumentParser
-from wiring.compact import compact_model, load_run_model
+from wiring.compact import compact_model, load_run_model, time_alternating
 
 DENSITIES = (0.01, 0.05, 0.20)
 NAMES = ("reference", "engine", "compact")
-
-
-@torch.no_grad()
-def time_alternating(models: dict[str, Callable[[Tensor], Tensor]], x: Tensor,
-                     repeats: int) -> dict[str, float]:
-    """Median seconds per call of each of ``models`` on ``x``: one warm-up call each, then
-    ``repeats`` rounds calling all of them, in reverse order on every other round."""
-    for fn in models.values():
-        fn(x)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    order = list(models.items())
-    for i in range(repeats):
-        for name, fn in (order if i % 2 == 0 else order[::-1]):
-            start = time.perf_counter()
-            fn(x)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 @torch.no_grad()

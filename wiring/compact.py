@@ -53,7 +53,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -658,16 +658,20 @@ def load_run_model(run_dir: Path, checkpoint: Path | None = None, best: bool = F
 
 
 @torch.no_grad()
-def time_models(a: nn.Module, b: nn.Module, x: Tensor, repeats: int = 10) -> tuple[float, float]:
-    """Median seconds per forward of ``a`` and ``b`` on ``x``, alternating (one warm-up each)."""
-    a(x), b(x)
-    ta, tb = [], []
-    for _ in range(repeats):
-        for model, times in ((a, ta), (b, tb)):
+def time_alternating(models: dict[str, Callable[[Tensor], Tensor]], x: Tensor,
+                     repeats: int) -> dict[str, float]:
+    """Median seconds per call of each of ``models`` on ``x``: one warm-up call each, then
+    ``repeats`` rounds calling all of them, in reverse order on every other round."""
+    for fn in models.values():
+        fn(x)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    order = list(models.items())
+    for i in range(repeats):
+        for name, fn in (order if i % 2 == 0 else order[::-1]):
             start = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - start)
-    return statistics.median(ta), statistics.median(tb)
+            fn(x)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -695,7 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not out.parent.is_dir():
             raise CheckpointError(f"-o {out}: folder {out.parent} does not exist")
         model = load_run_model(args.run_dir, args.checkpoint, args.best)
-        compact = compact_model(model, getattr(model, "image_size", None))
+        compact = compact_model(model)
     except (CheckpointError, ConfigError, GraphError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -708,7 +712,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         expected = model(x)
         diff = float((expected - reloaded(x)).abs().max())
         relative = diff / max(1.0, float(expected.abs().max()))
-    t_model, t_compact = time_models(model, reloaded, x, args.repeats)
+    med = time_alternating({"model": model, "compact": reloaded}, x, args.repeats)
+    t_model, t_compact = med["model"], med["compact"]
     total = sum(p.numel() for p in model.parameters())
     print(f"compact model: {out}")
     print(f"  parameters  {total:,} in the training model (all candidates) -> {compact.num_parameters():,} "
