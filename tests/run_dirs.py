@@ -1,11 +1,15 @@
-"""Small run directories built by hand for the viz and analyze tests (no training)."""
+"""Small run directories built by hand for the tests: wiring histories for the viz and
+analyze tests (no training), and checkpoints of briefly trained models for the tools that
+rebuild a run's model (compact, bench_inference)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from types import SimpleNamespace
+from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from wiring.graph import Wiring, static_graph
 from wiring.io import WiringHistory, write_graphml
@@ -38,3 +42,34 @@ def make_run(path: Path, *, k: int, steps: Sequence[int], seed: int = 0, history
     if config is not None:
         (path / "config.yaml").write_text(config)
     return h
+
+
+DIGITS_INFO = {"name": "digits", "num_classes": 10, "channels": 1, "image_size": 8, "train_size": 16,
+               "test_size": 16}
+
+
+def checkpoint_run(path: Path, argv: Sequence[str], *,
+                   prepare: Callable[[torch.nn.Module], None] | None = None) -> Path:
+    """A run directory holding only ``checkpoint.pt`` as ``wiring.train`` writes it (config,
+    data_info, model state): the model of ``argv`` (``wiring.train`` flags, data digits) for
+    1-channel 8x8 images after 2 SGD steps on random batches (seeded), then ``prepare(model)``
+    (e.g. BatchNorm calibration) before saving. Faster than training through the CLI."""
+    from wiring.checkpoint import save_checkpoint
+    from wiring.config import parse_config
+    from wiring.train import build
+
+    path.mkdir(parents=True, exist_ok=True)
+    cfg = parse_config([*argv, "--data", "digits"])
+    torch.manual_seed(0)
+    model = build(cfg, SimpleNamespace(**DIGITS_INFO))
+    opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+    for _ in range(2):
+        loss = F.cross_entropy(model(torch.randn(8, 1, 8, 8)), torch.arange(8))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if prepare is not None:
+        prepare(model)
+    save_checkpoint({"model": model.state_dict(), "config": cfg.to_dict(), "data_info": DIGITS_INFO, "step": 2},
+                    path / "checkpoint.pt")
+    return path

@@ -5,9 +5,10 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from wiring.bench_inference import NAMES, format_table, inference_table, main, time_alternating
+
+from run_dirs import checkpoint_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -48,24 +49,7 @@ def test_table_of_the_micro_classifier():
 
 
 def test_a_trained_run_directory_adds_a_row(tmp_path):
-    from types import SimpleNamespace
-
-    from wiring.checkpoint import save_checkpoint
-    from wiring.config import parse_config
-    from wiring.train import build
-
-    cfg = parse_config(["--model", "micro", "--data", "digits", "--edges", "150"])
-    info = {"name": "digits", "num_classes": 10, "channels": 1, "image_size": 8, "train_size": 16, "test_size": 16}
-    torch.manual_seed(0)
-    m = build(cfg, SimpleNamespace(**info))
-    opt = torch.optim.SGD(m.parameters(), lr=0.2, momentum=0.9)
-    for _ in range(2):
-        loss = F.cross_entropy(m(torch.randn(8, 1, 8, 8)), torch.arange(8))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    save_checkpoint({"model": m.state_dict(), "config": cfg.to_dict(), "data_info": info, "step": 2},
-                    tmp_path / "checkpoint.pt")
+    checkpoint_run(tmp_path, ["--model", "micro", "--edges", "150"])
     rows = inference_table((), batch=3, repeats=1, model="micro", runs=[tmp_path])
     assert len(rows) == 1 and set(rows[0]) == KEYS
     r = rows[0]

@@ -18,6 +18,8 @@ from wiring.export import main as export_main
 from wiring.profile import main as profile_main
 from wiring.profile import profile_model
 
+from run_dirs import checkpoint_run
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -365,32 +367,12 @@ def test_load_compact_refuses_other_files(tmp_path):
 def run_dir(tmp_path_factory):
     """A run directory as wiring.train leaves it (config, data_info, model state), written
     directly to keep the test fast; the registry gets narrow nodes for the time of the module."""
-    from types import SimpleNamespace
-
-    from wiring.checkpoint import save_checkpoint
-    from wiring.config import parse_config
-    from wiring.train import build
-
-    out = tmp_path_factory.mktemp("compact") / "run"
-    out.mkdir()
-    cfg = parse_config(["--model", "mobilenetv1_dnw_small", "--width", "0.03125", "--data", "digits"])
-    info = {"name": "digits", "num_classes": 10, "channels": 1, "image_size": 8, "train_size": 16,
-            "test_size": 16}
     small_nodes = functools.partial(models.mobilenetv1_dnw_small, node_width=0.0625)
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(models.MODELS, "mobilenetv1_dnw_small", small_nodes)
-        torch.manual_seed(0)
-        m = build(cfg, SimpleNamespace(**info))
-        opt = torch.optim.SGD(m.parameters(), lr=0.2, momentum=0.9)
-        for _ in range(2):
-            loss = F.cross_entropy(m(torch.randn(8, 1, 8, 8)), torch.arange(8))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        calibrate(m, 1)
-        save_checkpoint({"model": m.state_dict(), "config": cfg.to_dict(), "data_info": info, "step": 2},
-                        out / "checkpoint.pt")
-        yield out
+        yield checkpoint_run(tmp_path_factory.mktemp("compact") / "run",
+                             ["--model", "mobilenetv1_dnw_small", "--width", "0.03125"],
+                             prepare=lambda m: calibrate(m, 1))
 
 
 def test_cli_compacts_a_run(run_dir, capsys):
@@ -423,29 +405,8 @@ def test_cli_user_mistakes_exit_2(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def micro_run_dir(tmp_path_factory):
     """A static micro classifier's run directory (digits, 8x8, one channel), written directly."""
-    from types import SimpleNamespace
-
-    from wiring.checkpoint import save_checkpoint
-    from wiring.config import parse_config
-    from wiring.train import build
-
-    out = tmp_path_factory.mktemp("compact_micro") / "run"
-    out.mkdir()
-    cfg = parse_config(["--model", "micro", "--data", "digits", "--edges", "200"])
-    info = {"name": "digits", "num_classes": 10, "channels": 1, "image_size": 8, "train_size": 16,
-            "test_size": 16}
-    torch.manual_seed(0)
-    m = build(cfg, SimpleNamespace(**info))
-    opt = torch.optim.SGD(m.parameters(), lr=0.2, momentum=0.9)
-    for _ in range(2):
-        loss = F.cross_entropy(m(torch.randn(8, 1, 8, 8)), torch.arange(8))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    calibrate(m, 1)
-    save_checkpoint({"model": m.state_dict(), "config": cfg.to_dict(), "data_info": info, "step": 2},
-                    out / "checkpoint.pt")
-    return out
+    return checkpoint_run(tmp_path_factory.mktemp("compact_micro") / "run", ["--model", "micro", "--edges", "200"],
+                          prepare=lambda m: calibrate(m, 1))
 
 
 def test_cli_compacts_a_tiny_classifier_run(micro_run_dir, capsys):
