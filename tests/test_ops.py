@@ -350,6 +350,7 @@ def test_forward_paths_csr_and_dense(k_fraction, dense, monkeypatch):
     x0 = torch.randn(n, 3, generator=gen, dtype=DT)
     grad_out = torch.randn(n, 3, generator=gen, dtype=DT)
     spy_dense, spy_csr = Spy(ops._dense), Spy(ops._csr)
+    monkeypatch.setattr(ops.native, "enabled", lambda *tensors: False)    # the PyTorch CSR path
     monkeypatch.setattr(ops, "_dense", spy_dense)
     monkeypatch.setattr(ops, "_csr", spy_csr)
     for mode in MODES:

@@ -8,12 +8,36 @@ node-major means the graph never transposes between aggregation and op.
 :class:`NormReLUConv` is the paper's node: a norm (``instance``: per node and
 sample over H x W, affine per node; ``batch``: per node over batch and space,
 with running statistics), ReLU, then a per-node (depthwise) 3x3 convolution.
+On the CPU, the instance-norm variant with a 3x3 stride-1 kernel runs as one fused
+native kernel when :mod:`wiring.native` loads (same values; PyTorch ops otherwise).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from . import native
+
+INSTANCE_NORM_EPS = 1e-5        # F.instance_norm's default, which the PyTorch path uses
+
+
+class _FusedNormReLUConv(torch.autograd.Function):
+    """Instance norm -> ReLU -> depthwise 3x3 through :mod:`wiring.native`'s fused kernels."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, gamma: Tensor, beta: Tensor, kernel: Tensor, height: int, width: int) -> Tensor:
+        y, mean, rstd = native.node_forward(x, gamma, beta, kernel, height, width, INSTANCE_NORM_EPS)
+        ctx.save_for_backward(x, gamma, beta, kernel, mean, rstd)
+        ctx.size = (height, width)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y: Tensor):
+        x, gamma, beta, kernel, mean, rstd = ctx.saved_tensors
+        gx, ggamma, gbeta, gkernel = native.node_backward(x, gamma, beta, kernel, mean, rstd, grad_y, *ctx.size)
+        return gx, ggamma, gbeta, gkernel, None, None
 
 
 class NormReLUConv(nn.Module):
@@ -45,8 +69,17 @@ class NormReLUConv(nn.Module):
         w = (self.width + 2 * self.padding - self.conv_weight.size(-1)) // self.stride + 1
         return h, w
 
+    @property
+    def fusable(self) -> bool:
+        """Whether this op's shape has a fused native kernel (the tensors decide the rest)."""
+        return (self.norm == "instance" and self.stride == 1 and self.conv_weight.shape[-2:] == (3, 3)
+                and self.height * self.width > 1)     # instance norm of one pixel is an error either way
+
     def forward(self, x: Tensor) -> Tensor:
         n, hw = self.num_nodes, self.height * self.width
+        if self.fusable and native.enabled(x, self.norm_weight, self.conv_weight):
+            kernel = self.conv_weight.view(n, 9)
+            return _FusedNormReLUConv.apply(x, self.norm_weight, self.norm_bias, kernel, self.height, self.width)
         batch = x.size(1) // hw
         if self.norm == "instance":
             # one "channel" per (node, sample); the node's affine repeated over its samples

@@ -31,6 +31,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from . import native
 from .graph import Block, GraphError, check_edges
 
 warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
@@ -87,10 +88,15 @@ def topk_mask(weight: Tensor, k: int, hint: dict | None = None) -> Tensor:
     return mask
 
 
+def _rowptr(rows_of: Tensor, rows: int) -> Tensor:
+    """CSR row pointers of entries sorted by row (``rows_of``)."""
+    crow = torch.zeros(rows + 1, dtype=torch.long, device=rows_of.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows_of, minlength=rows), 0)
+    return crow
+
+
 def _csr(dst: Tensor, src: Tensor, values: Tensor, rows: int, cols: int) -> Tensor:
-    crow = torch.zeros(rows + 1, dtype=torch.long, device=dst.device)
-    crow[1:] = torch.cumsum(torch.bincount(dst, minlength=rows), 0)
-    return torch.sparse_csr_tensor(crow, src, values, (rows, cols), check_invariants=False)
+    return torch.sparse_csr_tensor(_rowptr(dst, rows), src, values, (rows, cols), check_invariants=False)
 
 
 def _dense(dst: Tensor, src: Tensor, values: Tensor, rows: int, cols: int) -> Tensor:
@@ -139,8 +145,12 @@ class _Propagate(torch.autograd.Function):
         values = weight[real]
         rows, cols = num_targets, x.size(0)
         dense = real.numel() >= DENSE_FORWARD_FILL * rows * cols
-        mat = _dense(dst, src, values, rows, cols) if dense else _csr(dst, src, values, rows, cols)
-        out = mat @ x
+        if dense:
+            out = _dense(dst, src, values, rows, cols) @ x
+        elif native.enabled(x, values):
+            out = native.spmm(_rowptr(dst, rows), src, values, x)
+        else:
+            out = _csr(dst, src, values, rows, cols) @ x
         ctx.save_for_backward(x, edge_index, real, src, dst, values)
         ctx.meta = (rows, cols, dense, blocks, grad_all)
         return out
@@ -156,7 +166,10 @@ class _Propagate(torch.autograd.Function):
                 grad_x = _dense(dst, src, values, rows, cols).t() @ g
             else:
                 order = torch.sort(src, stable=True).indices
-                grad_x = _csr(src[order], dst[order], values[order], cols, rows) @ g
+                if native.enabled(g, values):
+                    grad_x = native.spmm(_rowptr(src[order], cols), dst[order], values[order], g)
+                else:
+                    grad_x = _csr(src[order], dst[order], values[order], cols, rows) @ g
         if ctx.needs_input_grad[1]:
             grad_w = _weight_grad(x, g, edge_index, real, src, dst, blocks, grad_all)
         return grad_x, grad_w, None, None, None, None, None

@@ -1,0 +1,133 @@
+"""wiring.native: the optional C++ kernels equal the PyTorch paths they replace."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wiring import native, ops
+from wiring.graph import dynamic_graph
+from wiring.nodeops import NormReLUConv, _FusedNormReLUConv
+from wiring.ops import dnw_propagate
+
+needs_native = pytest.mark.skipif(native.library() is None, reason="native kernels unavailable: "
+                                  + native._state.get("reason", ""))
+
+
+def test_build_reports_why_it_is_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("WIRING_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("WIRING_NATIVE", "0")
+    assert native._build() == (None, "disabled by WIRING_NATIVE=0")
+    monkeypatch.setenv("WIRING_NATIVE", "1")
+    monkeypatch.setenv("CXX", "no-such-compiler-wiring")
+    lib, reason = native._build()
+    assert lib is None and reason.startswith("no C++ compiler found")
+    assert not list(tmp_path.rglob("*.so"))                       # nothing half-built left behind
+
+
+def test_enabled_needs_cpu_tensors_of_one_float_dtype():
+    assert not native.enabled()
+    assert not native.enabled(torch.zeros(2, dtype=torch.int64))
+    assert not native.enabled(torch.zeros(2), torch.zeros(2, dtype=torch.float64))
+
+
+@needs_native
+def test_build_is_cached_per_source(monkeypatch, tmp_path):
+    monkeypatch.setenv("WIRING_CACHE_DIR", str(tmp_path))
+    lib, reason = native._build()
+    assert lib is not None and reason == "loaded"
+    built = list((tmp_path / "native").glob("kernels-*.so"))
+    assert len(built) == 1
+    mtime = built[0].stat().st_mtime_ns
+    native._build()                                                # second call: loads, no rebuild
+    assert built[0].stat().st_mtime_ns == mtime
+    assert "on" in native.status()
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_spmm_hand_built(dtype):
+    # 3 targets from 4 sources: row 0 = x0 + 2 x3, row 1 has no edge, row 2 = -x1
+    rowptr, col = torch.tensor([0, 2, 2, 3]), torch.tensor([0, 3, 1])
+    values = torch.tensor([1.0, 2.0, -1.0], dtype=dtype)
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]], dtype=dtype)
+    assert native.spmm(rowptr, col, values, x).tolist() == [[15.0, 18.0], [0.0, 0.0], [-3.0, -4.0]]
+    out = torch.ones(3, 2, dtype=dtype)
+    native.spmm(rowptr, col, values, x, out=out, accumulate=True)
+    assert out.tolist() == [[16.0, 19.0], [1.0, 1.0], [-2.0, -3.0]]
+
+
+@needs_native
+def test_spmm_wide_features_match_dense():
+    # more features than one cache chunk, a ragged last chunk
+    gen = torch.Generator().manual_seed(0)
+    dense = torch.randn(7, 5, generator=gen, dtype=torch.float64) * (torch.rand(7, 5, generator=gen) < 0.4)
+    x = torch.randn(5, 1300, generator=gen, dtype=torch.float64)
+    csr = dense.to_sparse_csr()
+    out = native.spmm(csr.crow_indices(), csr.col_indices(), csr.values(), x)
+    torch.testing.assert_close(out, dense @ x, rtol=1e-12, atol=1e-12)
+
+
+def _unfused(monkeypatch):
+    monkeypatch.setattr(native, "enabled", lambda *tensors: False)
+
+
+@needs_native
+@pytest.mark.parametrize("height, width", [(8, 8), (5, 7), (1, 2)])
+def test_fused_node_op_equals_pytorch(monkeypatch, height, width):
+    torch.manual_seed(0)
+    op = NormReLUConv(4, height, width).double()
+    with torch.no_grad():
+        op.norm_weight.uniform_(0.5, 1.5)
+        op.norm_bias.uniform_(-0.5, 0.5)
+    x = torch.randn(4, 3 * height * width, dtype=torch.float64)
+    grad = torch.randn_like(x)
+
+    def run():
+        op.zero_grad()
+        xi = x.clone().requires_grad_()
+        y = op(xi)
+        y.backward(grad)
+        return [y.detach(), xi.grad, op.norm_weight.grad, op.norm_bias.grad, op.conv_weight.grad]
+
+    fused = run()
+    with monkeypatch.context() as m:
+        _unfused(m)
+        reference = run()
+    for a, b in zip(fused, reference):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@needs_native
+def test_fused_node_op_gradcheck():
+    torch.manual_seed(1)
+    x = torch.randn(2, 2 * 12, dtype=torch.float64, requires_grad=True)
+    gamma = torch.rand(2, dtype=torch.float64).add(0.5).requires_grad_()
+    beta = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(2, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: _FusedNormReLUConv.apply(*t, 3, 4), (x, gamma, beta, kernel))
+
+
+@needs_native
+def test_propagate_native_equals_pytorch_csr(monkeypatch):
+    g = dynamic_graph(10, self_loops=False)
+    gen = torch.Generator().manual_seed(4)
+    w0 = torch.randn(g.num_candidates, generator=gen, dtype=torch.float64)
+    x0 = torch.randn(10, 700, generator=gen, dtype=torch.float64)
+    grad = torch.randn(10, 700, generator=gen, dtype=torch.float64)
+
+    def run():
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        out = dnw_propagate(x, g.edge_index, w, k=9)               # 10% of 90: the CSR path
+        out.backward(grad)
+        return out.detach(), x.grad, w.grad
+
+    calls = []
+    real_spmm = native.spmm
+    monkeypatch.setattr(ops.native, "spmm", lambda *a, **kw: calls.append(1) or real_spmm(*a, **kw))
+    fused = run()
+    assert len(calls) == 2                                          # forward and gradient to the sources
+    with monkeypatch.context() as m:
+        _unfused(m)
+        reference = run()
+    for a, b in zip(fused, reference):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

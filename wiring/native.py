@@ -1,0 +1,183 @@
+"""Optional native CPU kernels: built once per machine, used when they load.
+
+The engine's two hottest CPU paths have a fused C++ implementation in
+``wiring/kernels.cpp`` (plain C ABI, OpenMP, no PyTorch headers):
+
+* :func:`spmm`: ``out = A x`` for a CSR matrix ``A`` (the real edges) and node-major
+  ``x``, in feature chunks that stay in cache; no per-edge messages, no zero-fill and
+  copy of the result as ``torch.sparse`` does on CPU;
+* :func:`node_forward` / :func:`node_backward`: the paper's node op (instance norm ->
+  ReLU -> depthwise 3x3) in one pass over each ``(node, sample)`` plane.
+
+The first use compiles the source with the system's C++ compiler (``$CXX`` or ``g++``,
+about 2 s) into ``$WIRING_CACHE_DIR`` (default ``~/.cache/wiring``), keyed by the
+source, the compiler and the CPU, and loads it with :mod:`ctypes`. Without a compiler,
+on a failed build, for CUDA tensors or other dtypes, or with ``WIRING_NATIVE=0``, the
+callers use their PyTorch path, which computes the same values; :func:`status` says
+which is in use and why. Thread count follows :func:`torch.get_num_threads`.
+
+>>> import torch
+>>> x = torch.arange(6.0).view(3, 2)                     # 3 source nodes, 2 features
+>>> rowptr, col = torch.tensor([0, 2, 2, 3]), torch.tensor([0, 2, 1])
+>>> out = spmm(rowptr, col, torch.tensor([1.0, 1.0, 2.0]), x) if enabled(x) else torch.tensor(
+...     [[4.0, 6.0], [0.0, 0.0], [4.0, 6.0]])
+>>> out.tolist()                                         # row 0 = x0 + x2, row 1 empty, row 2 = 2 x1
+[[4.0, 6.0], [0.0, 0.0], [4.0, 6.0]]
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+SOURCE = Path(__file__).with_name("kernels.cpp")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
+ABI_VERSION = 1
+_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
+
+_state: dict = {}      # "lib": the loaded library or None, "reason": why not, "path", "seconds"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("WIRING_CACHE_DIR") or Path.home() / ".cache" / "wiring")
+
+
+def _cpu_signature() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _compiler_version(compiler: str) -> str:
+    try:
+        return subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _build() -> tuple[ctypes.CDLL | None, str]:
+    if os.environ.get("WIRING_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None, "disabled by WIRING_NATIVE=0"
+    compiler = shutil.which(os.environ.get("CXX") or "g++")
+    if compiler is None:
+        return None, "no C++ compiler found (set CXX, or install g++)"
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), _compiler_version(compiler).encode(),
+                                     _cpu_signature().encode(), platform.machine().encode()])).hexdigest()[:16]
+    target = cache_dir() / "native" / f"kernels-{key}.so"
+    if not target.exists():
+        start = time.perf_counter()
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                built = Path(tmp) / target.name
+                result = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built)],
+                                        capture_output=True, text=True, timeout=300)
+                if result.returncode != 0:
+                    first = (result.stderr.strip().splitlines() or ["no message"])[0]
+                    return None, f"the C++ build failed: {first}"
+                os.replace(built, target)           # atomic: concurrent builders never see half a file
+        except (OSError, subprocess.SubprocessError) as err:
+            return None, f"the C++ build failed: {err}"
+        _state["seconds"] = time.perf_counter() - start
+    try:
+        lib = ctypes.CDLL(str(target))
+        if lib.wr_abi_version() != ABI_VERSION:
+            return None, f"{target} has another ABI version"
+    except (OSError, AttributeError) as err:
+        return None, f"could not load {target}: {err}"
+    _state["path"] = str(target)
+    return lib, "loaded"
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel library, building it on first call; None when unavailable."""
+    if "lib" not in _state:
+        _state["lib"], _state["reason"] = _build()
+    return _state["lib"]
+
+
+def status() -> str:
+    """One line: whether the native kernels are in use, and why not when they are not."""
+    lib = library()
+    if lib is None:
+        return f"native CPU kernels off: {_state['reason']}"
+    return f"native CPU kernels on ({_state['path']})"
+
+
+def enabled(*tensors: Tensor) -> bool:
+    """True when the native kernels can take these tensors: all on the CPU, one float dtype."""
+    if not tensors or any(t.device.type != "cpu" for t in tensors):
+        return False
+    dtype = tensors[0].dtype
+    if dtype not in _DTYPES or any(t.dtype != dtype for t in tensors):
+        return False
+    return library() is not None
+
+
+def _ptr(t: Tensor) -> ctypes.c_void_p:
+    return ctypes.c_void_p(t.data_ptr())
+
+
+def _fn(name: str, dtype: torch.dtype):
+    return getattr(library(), f"{name}_{_DTYPES[dtype]}")
+
+
+_I64 = ctypes.c_int64
+
+
+def spmm(rowptr: Tensor, col: Tensor, values: Tensor, x: Tensor, out: Tensor | None = None,
+         accumulate: bool = False) -> Tensor:
+    """``out[r] = sum_j values[j] * x[col[j]]`` over ``rowptr[r] <= j < rowptr[r+1]``
+    (``out +=`` that with ``accumulate``). ``x`` is ``[cols, F]``; returns ``[rows, F]``."""
+    x = x.contiguous()
+    rows, features = rowptr.numel() - 1, x.size(1)
+    if out is None:
+        out = x.new_empty(rows, features)
+        accumulate = False
+    rowptr, col, values = rowptr.to(torch.int64).contiguous(), col.to(torch.int64).contiguous(), values.contiguous()
+    _fn("wr_spmm", x.dtype)(_I64(rows), _I64(features), _ptr(rowptr), _ptr(col), _ptr(values), _ptr(x), _ptr(out),
+                            ctypes.c_int(int(accumulate)), ctypes.c_int(torch.get_num_threads()))
+    return out
+
+
+def node_forward(x: Tensor, gamma: Tensor, beta: Tensor, kernel: Tensor, height: int, width: int,
+                 eps: float = 1e-5) -> tuple[Tensor, Tensor, Tensor]:
+    """Instance norm (affine per node) -> ReLU -> depthwise 3x3 (padding 1) of node-major
+    ``x`` ``[nodes, B*height*width]``; returns ``(y, mean, rstd)``, the last two ``[nodes, B]``."""
+    x, gamma, beta, kernel = x.contiguous(), gamma.contiguous(), beta.contiguous(), kernel.contiguous()
+    nodes = x.size(0)
+    batch = x.size(1) // (height * width)
+    y = torch.empty_like(x)
+    mean, rstd = x.new_empty(nodes, batch), x.new_empty(nodes, batch)
+    _fn("wr_node_forward", x.dtype)(_I64(nodes), _I64(batch), _I64(height), _I64(width), _ptr(x), _ptr(gamma),
+                                    _ptr(beta), _ptr(kernel), ctypes.c_double(eps), _ptr(y), _ptr(mean),
+                                    _ptr(rstd), ctypes.c_int(torch.get_num_threads()))
+    return y, mean, rstd
+
+
+def node_backward(x: Tensor, gamma: Tensor, beta: Tensor, kernel: Tensor, mean: Tensor, rstd: Tensor,
+                  grad_y: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of :func:`node_forward` to ``(x, gamma, beta, kernel)``."""
+    x, gamma, beta, kernel, grad_y = (t.contiguous() for t in (x, gamma, beta, kernel, grad_y))
+    nodes = x.size(0)
+    batch = x.size(1) // (height * width)
+    gx = torch.empty_like(x)
+    ggamma, gbeta, gkernel = torch.empty_like(gamma), torch.empty_like(beta), torch.empty_like(kernel)
+    _fn("wr_node_backward", x.dtype)(_I64(nodes), _I64(batch), _I64(height), _I64(width), _ptr(x), _ptr(gamma),
+                                     _ptr(beta), _ptr(kernel), _ptr(mean), _ptr(rstd), _ptr(grad_y), _ptr(gx),
+                                     _ptr(ggamma), _ptr(gbeta), _ptr(gkernel), ctypes.c_int(torch.get_num_threads()))
+    return gx, ggamma, gbeta, gkernel
