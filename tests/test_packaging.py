@@ -104,3 +104,8 @@ def test_readme_library_example_results():
     assert int(wired.real_mask().sum()) == 500
     assert scope["graph_of_real_edges"].num_edges == 500
     assert abs(wired.density - 500 / 7584) < 1e-12
+
+
+def test_the_native_kernel_source_ships_with_the_package():
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "kernels.cpp" in data["wiring"] and (ROOT / "wiring" / "kernels.cpp").is_file()
