@@ -20,37 +20,68 @@
 
 namespace {
 
-constexpr int64_t CHUNK = 512;  // features per block: 2 KB of float output stays in L1
+constexpr int64_t CHUNK = 512;  // features per block: a block of every source row stays in L2
+
+// 64-byte vectors (GCC/Clang vector extensions) that may load from any element address
+template <typename T>
+struct Vec;
+template <>
+struct Vec<float> {
+  typedef float type __attribute__((vector_size(64), aligned(4)));
+};
+template <>
+struct Vec<double> {
+  typedef double type __attribute__((vector_size(64), aligned(8)));
+};
 
 template <typename T>
 void spmm(int64_t rows, int64_t features, const int64_t* rowptr, const int64_t* col, const T* val,
           const T* x, T* out, int accumulate, int threads) {
+  typedef typename Vec<T>::type V;
+  constexpr int64_t L = 64 / sizeof(T), TILE = 4 * L;  // four vector registers of output per pass
   const int64_t chunks = (features + CHUNK - 1) / CHUNK;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
   for (int64_t c = 0; c < chunks; ++c) {
     for (int64_t r = 0; r < rows; ++r) {
-      const int64_t f0 = c * CHUNK;
-      const int64_t len = std::min(CHUNK, features - f0);
-      T* o = out + r * features + f0;
-      if (!accumulate) {
-        for (int64_t i = 0; i < len; ++i) o[i] = T(0);
+      const int64_t end = std::min(features, (c + 1) * CHUNK);
+      const int64_t j0 = rowptr[r], j1 = rowptr[r + 1];
+      int64_t f = c * CHUNK;
+      for (; f + TILE <= end; f += TILE) {
+        T* o = out + r * features + f;
+        V a0 = {}, a1 = {}, a2 = {}, a3 = {};
+        if (accumulate) {
+          a0 = *(const V*)(o), a1 = *(const V*)(o + L), a2 = *(const V*)(o + 2 * L), a3 = *(const V*)(o + 3 * L);
+        }
+        for (int64_t j = j0; j < j1; ++j) {
+          const T w = val[j];
+          const T* xr = x + col[j] * features + f;
+          a0 += w * *(const V*)(xr);
+          a1 += w * *(const V*)(xr + L);
+          a2 += w * *(const V*)(xr + 2 * L);
+          a3 += w * *(const V*)(xr + 3 * L);
+        }
+        *(V*)(o) = a0, *(V*)(o + L) = a1, *(V*)(o + 2 * L) = a2, *(V*)(o + 3 * L) = a3;
       }
-      for (int64_t j = rowptr[r]; j < rowptr[r + 1]; ++j) {
-        const T w = val[j];
-        const T* xr = x + col[j] * features + f0;
-#pragma omp simd
-        for (int64_t i = 0; i < len; ++i) o[i] += w * xr[i];
+      if (f < end) {  // a ragged tail shorter than a tile
+        T* o = out + r * features + f;
+        const int64_t len = end - f;
+        if (!accumulate) {
+          for (int64_t i = 0; i < len; ++i) o[i] = T(0);
+        }
+        for (int64_t j = j0; j < j1; ++j) {
+          const T w = val[j];
+          const T* xr = x + col[j] * features + f;
+          for (int64_t i = 0; i < len; ++i) o[i] += w * xr[i];
+        }
       }
     }
   }
 }
 
-// FH, FW > 0: the map size fixed at compile time (8x8, the paper's), so loops unroll into
-// vector instructions; 0: taken from the arguments.
-template <typename T, int FH, int FW>
-void node_forward(int64_t nodes, int64_t batch, int64_t height_, int64_t width_, const T* x, const T* gamma,
+// Any map size, through a zero-padded scratch plane. (8x8 maps take node_forward8.)
+template <typename T>
+void node_forward(int64_t nodes, int64_t batch, int64_t height, int64_t width, const T* x, const T* gamma,
                   const T* beta, const T* kernel, double eps, T* y, T* mean, T* rstd, int threads) {
-  const int64_t height = FH ? FH : height_, width = FW ? FW : width_;
   const int64_t hw = height * width, pw = width + 2;
 #pragma omp parallel num_threads(threads)
   {
@@ -91,11 +122,10 @@ void node_forward(int64_t nodes, int64_t batch, int64_t height_, int64_t width_,
   }
 }
 
-template <typename T, int FH, int FW>
-void node_backward(int64_t nodes, int64_t batch, int64_t height_, int64_t width_, const T* x, const T* gamma,
+template <typename T>
+void node_backward(int64_t nodes, int64_t batch, int64_t height, int64_t width, const T* x, const T* gamma,
                    const T* beta, const T* kernel, const T* mean, const T* rstd, const T* gy, T* gx,
                    T* ggamma, T* gbeta, T* gkernel, int threads) {
-  const int64_t height = FH ? FH : height_, width = FW ? FW : width_;
   const int64_t hw = height * width, pw = width + 2;
 #pragma omp parallel num_threads(threads)
   {
@@ -165,6 +195,128 @@ void node_backward(int64_t nodes, int64_t batch, int64_t height_, int64_t width_
   }
 }
 
+// 8x8 maps (the paper's): each map row is one vector of 8 elements held in registers, the
+// conv's column shifts are lane shuffles. No scratch plane, so no store-to-load stalls.
+template <typename T>
+struct Row {
+  typedef T type __attribute__((vector_size(8 * sizeof(T)), aligned(sizeof(T))));
+};
+
+template <typename R>
+inline R shift_in_left(R v) {  // out[j] = v[j-1], 0 at j = 0
+  const R zero = {};
+  return __builtin_shufflevector(v, zero, 8, 0, 1, 2, 3, 4, 5, 6);
+}
+
+template <typename R>
+inline R shift_in_right(R v) {  // out[j] = v[j+1], 0 at j = 7
+  const R zero = {};
+  return __builtin_shufflevector(v, zero, 1, 2, 3, 4, 5, 6, 7, 8);
+}
+
+template <typename T, typename R>
+inline T hsum(R v) {
+  T s = 0;
+  for (int i = 0; i < 8; ++i) s += v[i];
+  return s;
+}
+
+template <typename T>
+void node_forward8(int64_t nodes, int64_t batch, int64_t, int64_t, const T* x, const T* gamma, const T* beta,
+                   const T* kernel, double eps, T* y, T* mean, T* rstd, int threads) {
+  typedef typename Row<T>::type R;
+  const R zero = {};
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+  for (int64_t v = 0; v < nodes; ++v) {
+    for (int64_t s = 0; s < batch; ++s) {
+      const int64_t plane = v * batch + s;
+      const T* xp = x + plane * 64;
+      T* yp = y + plane * 64;
+      R a[10];  // activation rows with a zero row above and below
+      R total = zero;
+      for (int i = 0; i < 8; ++i) a[i + 1] = *(const R*)(xp + 8 * i), total += a[i + 1];
+      const T m = hsum<T>(total) / T(64);
+      R sq = zero;
+      for (int i = 1; i <= 8; ++i) sq += (a[i] - m) * (a[i] - m);
+      const T rs = T(1) / std::sqrt(hsum<T>(sq) / T(64) + T(eps));
+      mean[plane] = m;
+      rstd[plane] = rs;
+      const T scale = gamma[v] * rs, shift = beta[v] - m * scale;
+      a[0] = a[9] = zero;
+      for (int i = 1; i <= 8; ++i) {
+        const R pre = a[i] * scale + shift;
+        a[i] = pre > zero ? pre : zero;
+      }
+      R left[10], right[10];
+      for (int i = 0; i < 10; ++i) left[i] = shift_in_left(a[i]), right[i] = shift_in_right(a[i]);
+      const T* k = kernel + v * 9;
+      for (int i = 0; i < 8; ++i) {  // output row i reads activation rows i-1, i, i+1 (a[i..i+2])
+        R out = k[0] * left[i] + k[1] * a[i] + k[2] * right[i];
+        out += k[3] * left[i + 1] + k[4] * a[i + 1] + k[5] * right[i + 1];
+        out += k[6] * left[i + 2] + k[7] * a[i + 2] + k[8] * right[i + 2];
+        *(R*)(yp + 8 * i) = out;
+      }
+    }
+  }
+}
+
+template <typename T>
+void node_backward8(int64_t nodes, int64_t batch, int64_t, int64_t, const T* x, const T* gamma, const T* beta,
+                    const T* kernel, const T* mean, const T* rstd, const T* gy, T* gx, T* ggamma, T* gbeta,
+                    T* gkernel, int threads) {
+  typedef typename Row<T>::type R;
+  const R zero = {};
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t v = 0; v < nodes; ++v) {
+    const T* k = kernel + v * 9;
+    const T g = gamma[v], b = beta[v];
+    R sum_k[9], sum_gamma = zero, sum_beta = zero;
+    for (int d = 0; d < 9; ++d) sum_k[d] = zero;
+    for (int64_t s = 0; s < batch; ++s) {
+      const int64_t plane = v * batch + s;
+      const T* xp = x + plane * 64;
+      const T* gyp = gy + plane * 64;
+      T* gxp = gx + plane * 64;
+      const T m = mean[plane], rs = rstd[plane];
+      R xhat[8], pre[8], a[10], go[10];  // a, go: activation and output gradient, zero rows around
+      a[0] = a[9] = go[0] = go[9] = zero;
+      for (int i = 0; i < 8; ++i) {
+        xhat[i] = (*(const R*)(xp + 8 * i) - m) * rs;
+        pre[i] = g * xhat[i] + b;
+        a[i + 1] = pre[i] > zero ? pre[i] : zero;
+        go[i + 1] = *(const R*)(gyp + 8 * i);
+      }
+      // kernel gradient: k[di][dj] += sum_i <go row i, activation row i+di-1 shifted by dj-1>
+      for (int i = 0; i < 8; ++i) {
+        const R gr = go[i + 1];
+        for (int di = 0; di < 3; ++di) {
+          const R ar = a[i + di];
+          sum_k[3 * di] += gr * shift_in_left(ar);
+          sum_k[3 * di + 1] += gr * ar;
+          sum_k[3 * di + 2] += gr * shift_in_right(ar);
+        }
+      }
+      // activation gradient = transposed conv of go; through ReLU; the norm's backward
+      R gpre[8], plane_beta = zero, plane_gamma = zero;
+      for (int i = 0; i < 8; ++i) {  // rows i+1, i, i-1 of go are go[i+2], go[i+1], go[i]
+        R ga = k[0] * shift_in_right(go[i + 2]) + k[1] * go[i + 2] + k[2] * shift_in_left(go[i + 2]);
+        ga += k[3] * shift_in_right(go[i + 1]) + k[4] * go[i + 1] + k[5] * shift_in_left(go[i + 1]);
+        ga += k[6] * shift_in_right(go[i]) + k[7] * go[i] + k[8] * shift_in_left(go[i]);
+        gpre[i] = pre[i] > zero ? ga : zero;
+        plane_beta += gpre[i];
+        plane_gamma += gpre[i] * xhat[i];
+      }
+      sum_beta += plane_beta;
+      sum_gamma += plane_gamma;
+      const T mean1 = g * hsum<T>(plane_beta) / T(64), mean2 = g * hsum<T>(plane_gamma) / T(64);
+      for (int i = 0; i < 8; ++i) *(R*)(gxp + 8 * i) = rs * (g * gpre[i] - mean1 - xhat[i] * mean2);
+    }
+    ggamma[v] = hsum<T>(sum_gamma);
+    gbeta[v] = hsum<T>(sum_beta);
+    for (int d = 0; d < 9; ++d) gkernel[v * 9 + d] = hsum<T>(sum_k[d]);
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -178,19 +330,19 @@ extern "C" {
                                 const T* gamma, const T* beta, const T* kernel, double eps, T* y, T* mean, \
                                 T* rstd, int threads) {                                                     \
     if (height == 8 && width == 8)                                                                          \
-      node_forward<T, 8, 8>(nodes, batch, height, width, x, gamma, beta, kernel, eps, y, mean, rstd, threads); \
+      node_forward8<T>(nodes, batch, height, width, x, gamma, beta, kernel, eps, y, mean, rstd, threads); \
     else                                                                                                    \
-      node_forward<T, 0, 0>(nodes, batch, height, width, x, gamma, beta, kernel, eps, y, mean, rstd, threads); \
+      node_forward<T>(nodes, batch, height, width, x, gamma, beta, kernel, eps, y, mean, rstd, threads); \
   }                                                                                                         \
   void wr_node_backward_##SUFFIX(int64_t nodes, int64_t batch, int64_t height, int64_t width, const T* x,   \
                                  const T* gamma, const T* beta, const T* kernel, const T* mean,             \
                                  const T* rstd, const T* gy, T* gx, T* ggamma, T* gbeta, T* gkernel,        \
                                  int threads) {                                                             \
     if (height == 8 && width == 8)                                                                          \
-      node_backward<T, 8, 8>(nodes, batch, height, width, x, gamma, beta, kernel, mean, rstd, gy, gx, ggamma, \
+      node_backward8<T>(nodes, batch, height, width, x, gamma, beta, kernel, mean, rstd, gy, gx, ggamma, \
                              gbeta, gkernel, threads);                                                      \
     else                                                                                                    \
-      node_backward<T, 0, 0>(nodes, batch, height, width, x, gamma, beta, kernel, mean, rstd, gy, gx, ggamma, \
+      node_backward<T>(nodes, batch, height, width, x, gamma, beta, kernel, mean, rstd, gy, gx, ggamma, \
                              gbeta, gkernel, threads);                                                      \
   }
 

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 SOURCE = Path(__file__).with_name("kernels.cpp")
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu++17")
 ABI_VERSION = 1
 _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 
