@@ -24,6 +24,7 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wiring import fused
 from wiring.graph import static_graph
 from wiring.layer import WiredGraph
 from wiring.nodeops import NormReLUConv
@@ -95,11 +96,12 @@ class TinyClassifier(nn.Module):
         self.outputs = outputs
 
     def forward(self, x: Tensor) -> Tensor:
-        z = node_major(self.stem(x))                                # [32, B*64]
+        z = self.node_ops[0](node_major(self.stem(x)))              # [32, B*64]
         last = len(self.node_ops)
-
-        def node_op(level: int, inputs: Tensor) -> Tensor:
-            return inputs if level == last else self.node_ops[level](inputs)
-
-        out = self.graph.run_static(self.node_ops[0](z), node_op)[-1]   # [100, B*64]
-        return self.fc(centre_pool(out, x.size(0)))
+        ops = [*self.node_ops[1:], None]                            # levels 1..last; outputs run no op
+        if fused.supported(self.graph, ops, z):                     # native CPU kernels: same values
+            out = fused.run_static(self.graph, z, ops)
+        else:
+            out = self.graph.run_static(z, lambda level, inputs: inputs if level == last
+                                        else self.node_ops[level](inputs))[-1]
+        return self.fc(centre_pool(out, x.size(0)))                 # out: [100, B*64]

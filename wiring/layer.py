@@ -129,6 +129,14 @@ class WiredGraph(nn.Module):
         if self.graph.static and bool((self.level[ei[0]] >= self.level[ei[1]]).any()):
             raise GraphError("a real edge of a static graph does not go to a higher level: the wiring has a cycle")
 
+    def level_candidates(self, level: int) -> tuple[Tensor, slice, slice, tuple[Block, ...]]:
+        """A static graph's candidates into ``level``: their ``edge_index`` with sources as
+        node ids and targets counted from the level's first node, their slice of the
+        candidate list, the level's slice of the nodes, and their blocks (level-local)."""
+        c0, c1 = self._cand_ptr[level], self._cand_ptr[level + 1]
+        t0, t1 = self._node_ptr[level], self._node_ptr[level + 1]
+        return getattr(self, f"_level_edges_{level}"), slice(c0, c1), slice(t0, t1), self._level_blocks[level]
+
     # ------------------------------------------------------------------ aggregation
     def aggregate(self, x: Tensor, selection: Selection, level: int | None = None) -> Tensor:
         """Inputs ``I_v = sum over real (u, v) of w_uv x[u]``.

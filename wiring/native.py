@@ -155,13 +155,14 @@ def spmm(rowptr: Tensor, col: Tensor, values: Tensor, x: Tensor, out: Tensor | N
 
 
 def node_forward(x: Tensor, gamma: Tensor, beta: Tensor, kernel: Tensor, height: int, width: int,
-                 eps: float = 1e-5) -> tuple[Tensor, Tensor, Tensor]:
+                 eps: float = 1e-5, out: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Instance norm (affine per node) -> ReLU -> depthwise 3x3 (padding 1) of node-major
-    ``x`` ``[nodes, B*height*width]``; returns ``(y, mean, rstd)``, the last two ``[nodes, B]``."""
+    ``x`` ``[nodes, B*height*width]``; returns ``(y, mean, rstd)``, the last two ``[nodes, B]``.
+    ``out``, a contiguous tensor shaped like ``x``, receives ``y``."""
     x, gamma, beta, kernel = x.contiguous(), gamma.contiguous(), beta.contiguous(), kernel.contiguous()
     nodes = x.size(0)
     batch = x.size(1) // (height * width)
-    y = torch.empty_like(x)
+    y = torch.empty_like(x) if out is None else out
     mean, rstd = x.new_empty(nodes, batch), x.new_empty(nodes, batch)
     _fn("wr_node_forward", x.dtype)(_I64(nodes), _I64(batch), _I64(height), _I64(width), _ptr(x), _ptr(gamma),
                                     _ptr(beta), _ptr(kernel), ctypes.c_double(eps), _ptr(y), _ptr(mean),
