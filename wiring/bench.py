@@ -36,6 +36,7 @@ from typing import Sequence
 
 import torch
 
+from wiring import native
 from wiring.allocator import tune_malloc
 from wiring.cli import ArgumentParser
 import torch.nn.functional as F
@@ -225,7 +226,7 @@ def run(args: argparse.Namespace) -> dict:
         "nodes": args.nodes, "edges": args.edges, "candidates": engine.graph.num_candidates,
         "density": round(args.edges / engine.graph.num_candidates, 5),
         "batch_size": args.batch_size, "image_size": args.image_size, "threads": args.threads,
-        "repeats": args.repeats, "outputs_agree": bool(agree),
+        "repeats": args.repeats, "outputs_agree": bool(agree), "native": native.library() is not None,
     }
     if args.memory:
         result["engine_peak_mib"] = peak_memory_mib("engine", args)
@@ -362,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {name:<10} {r[f'{name}_img_s']:>9.1f} {r[f'{name}_step_ms']:>8.1f} {r[f'{name}_topk_ms']:>9.2f} "
               f"{'' if peak is None else f'{peak:>9.1f}'}")
     print(f"  ratio (engine speed-up): {r['ratio']:.2f}x   outputs agree: {r['outputs_agree']}")
+    print(f"  engine: {native.status()}")
     return 0
 
 

@@ -111,11 +111,13 @@ def library() -> ctypes.CDLL | None:
 
 
 def status() -> str:
-    """One line: whether the native kernels are in use, and why not when they are not."""
+    """Whether the native kernels are in use, and why not when they are not (one line).
+
+    The library's file is ``_state["path"]`` once loaded."""
     lib = library()
     if lib is None:
         return f"native CPU kernels off: {_state['reason']}"
-    return f"native CPU kernels on ({_state['path']})"
+    return "native CPU kernels on"
 
 
 def enabled(*tensors: Tensor) -> bool:

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import torch
 
-from . import __version__, distributed
+from . import __version__, distributed, native
 from .allocator import tune_malloc
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Config, ConfigError, config_from_dict, parse_config
@@ -233,7 +233,8 @@ def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Pat
         f"  parameters  {total:,} in all, {real_params:,} in the real network",
         f"  training    {cfg.epochs} epochs, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum} "
         f"weight decay {cfg.weight_decay}, {cfg.schedule} schedule, seed {cfg.seed}",
-        f"  device      {device} ({torch.get_num_threads()} threads)",
+        f"  device      {device} ({torch.get_num_threads()} threads)"
+        + (f", {native.status()}" if device.type == "cpu" else ""),
         f"  run dir     {run_dir}",
     ]
     return "\n".join(lines)
