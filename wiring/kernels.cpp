@@ -20,7 +20,7 @@
 
 namespace {
 
-constexpr int64_t CHUNK = 512;  // features per block: a block of every source row stays in L2
+constexpr int64_t CHUNK = 1024;  // features per block: a block of every source row stays in L2
 
 // 64-byte vectors (GCC/Clang vector extensions) that may load from any element address
 template <typename T>
