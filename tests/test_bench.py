@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from wiring import bench, native
 from wiring.bench import main, make_models
 
 
@@ -41,6 +42,17 @@ def test_cli_json(capsys):
     assert r["engine_img_s"] > 0 and r["reference_img_s"] > 0
     # the ratio comes from unrounded medians, the step times are rounded to 0.1 ms
     assert r["ratio"] == pytest.approx(r["reference_step_ms"] / r["engine_step_ms"], rel=0.05)
+    # with the native kernels on, the engine on PyTorch ops alone runs alongside
+    assert r["native"] == (native.library() is not None)
+    assert ("pytorch_img_s" in r) == r["native"]
+
+
+def test_without_native_runs_the_step_on_pytorch_ops():
+    seen = []
+    step = bench._without_native(lambda: seen.append(native.enabled(torch.zeros(1))) or 0.0)
+    step()
+    assert seen == [False]
+    assert native.enabled(torch.zeros(1)) == (native.library() is not None)
 
 
 def test_cli_rejects_bad_budget(capsys):

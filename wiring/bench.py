@@ -26,6 +26,7 @@ compact model).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import subprocess
@@ -180,9 +181,11 @@ def _one_step_memory(which: str, edges: int, batch: int, image_size: int, thread
                      nodes: int = PAPER_NODES) -> float:
     torch.set_num_threads(threads)
     engine, reference = make_models(edges, image_size, 0, nodes)
-    model = engine if which == "engine" else reference
+    model = reference if which == "reference" else engine
     x, y = torch.randn(batch, 3, image_size, image_size), torch.randint(0, 10, (batch,))
     step = step_fn(model, x, y)
+    if which == "pytorch":
+        step = _without_native(step)
     step()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")                                           # reset VmHWM to the current RSS
@@ -202,6 +205,9 @@ def run(args: argparse.Namespace) -> dict:
         agree = torch.allclose(engine(x), reference(x), atol=1e-3, rtol=1e-3)
         engine.train(), reference.train()
     steps = {"engine": step_fn(engine, x, y), "reference": step_fn(reference, x, y)}
+    if native.library() is not None:             # the engine on PyTorch ops alone, for comparison
+        torch_engine = copy.deepcopy(engine)
+        steps["pytorch"] = _without_native(step_fn(torch_engine, x, y))
     for _ in range(args.warmup):
         for fn in steps.values():
             fn()
@@ -222,6 +228,9 @@ def run(args: argparse.Namespace) -> dict:
         "reference_img_s": round(args.batch_size / med["reference"], 1),
         "ratio": round(med["reference"] / med["engine"], 3),
         "engine_step_ms": round(med["engine"] * 1e3, 1), "reference_step_ms": round(med["reference"] * 1e3, 1),
+        **({"pytorch_img_s": round(args.batch_size / med["pytorch"], 1),
+            "pytorch_step_ms": round(med["pytorch"] * 1e3, 1),
+            "pytorch_ratio": round(med["reference"] / med["pytorch"], 3)} if "pytorch" in med else {}),
         "engine_topk_ms": round(topk_engine, 2), "reference_topk_ms": round(topk_reference, 2),
         "nodes": args.nodes, "edges": args.edges, "candidates": engine.graph.num_candidates,
         "density": round(args.edges / engine.graph.num_candidates, 5),
@@ -229,9 +238,16 @@ def run(args: argparse.Namespace) -> dict:
         "repeats": args.repeats, "outputs_agree": bool(agree), "native": native.library() is not None,
     }
     if args.memory:
-        result["engine_peak_mib"] = peak_memory_mib("engine", args)
-        result["reference_peak_mib"] = peak_memory_mib("reference", args)
+        for name in ("engine", "reference", "pytorch")[:len(steps)]:
+            result[f"{name}_peak_mib"] = peak_memory_mib(name, args)
     return result
+
+
+def _without_native(step):
+    def run_step() -> float:
+        with native.disabled():
+            return step()
+    return run_step
 
 
 TABLE_NODES = (800, 2000, 4000, 8000)
@@ -248,7 +264,8 @@ def scaling_table(args: argparse.Namespace, say=lambda line: print(line, file=sy
     for i, (nodes, edges) in enumerate(cells, 1):
         say(f"[{i}/{len(cells)}] {nodes} nodes, {edges} edges ...")
         r = run(argparse.Namespace(**{**vars(args), "nodes": nodes, "edges": edges, "json": True}))
-        say(f"    engine {r['engine_step_ms']} ms, reference {r['reference_step_ms']} ms per step: {r['ratio']:.2f}x")
+        say(f"    engine {r['engine_step_ms']} ms, reference {r['reference_step_ms']} ms per step: {r['ratio']:.2f}x"
+            + (f" (engine on PyTorch ops {r['pytorch_step_ms']} ms)" if "pytorch_step_ms" in r else ""))
         rows.append(r)
     return rows
 
@@ -256,6 +273,7 @@ def scaling_table(args: argparse.Namespace, say=lambda line: print(line, file=sy
 def table_markdown(rows: list[dict], args: argparse.Namespace) -> str:
     """The scaling table as a Markdown block between :data:`TABLE_BEGIN` and :data:`TABLE_END`."""
     memory = any(r.get("engine_peak_mib") is not None for r in rows)
+    pytorch = all("pytorch_step_ms" in r for r in rows)       # the native kernels were on
     command = ("python -m wiring.bench --table FILE.md"
                + (f" --batch-size {args.batch_size}" if args.batch_size != 128 else "")
                + (f" --image-size {args.image_size}" if args.image_size != 32 else "")
@@ -267,13 +285,18 @@ def table_markdown(rows: list[dict], args: argparse.Namespace) -> str:
              f"full training steps (forward, backward, SGD) at batch {args.batch_size} of "
              f"{args.image_size}x{args.image_size}, {args.threads} threads, medians of {args.repeats} alternating "
              f"steps after {args.warmup} warm-up; torch {torch.__version__}. Produced by `{command}`.", "",
-             "| nodes | candidates | edges (k) | density | engine ms/step | reference ms/step | speed-up "
-             "| top-k ms engine / reference |" + (" peak MiB engine / reference |" if memory else ""),
-             "|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if memory else "")]
+             "| nodes | candidates | edges (k) | density | engine ms/step | "
+             + ("engine on PyTorch ops ms/step | " if pytorch else "") + "reference ms/step | speed-up | "
+             + ("speed-up on PyTorch ops | " if pytorch else "")
+             + "top-k ms engine / reference |" + (" peak MiB engine / reference |" if memory else ""),
+             "|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if pytorch else "")
+             + ("---:|" if memory else "")]
     for r in rows:
         line = (f"| {r['nodes']:,} | {r['candidates']:,} | {r['edges']:,} | {r['density']:.3%} | "
-                f"{r['engine_step_ms']:,.1f} | {r['reference_step_ms']:,.1f} | {r['ratio']:.2f}x | "
-                f"{r['engine_topk_ms']:.1f} / {r['reference_topk_ms']:.1f} |")
+                f"{r['engine_step_ms']:,.1f} | " + (f"{r['pytorch_step_ms']:,.1f} | " if pytorch else "")
+                + f"{r['reference_step_ms']:,.1f} | {r['ratio']:.2f}x | "
+                + (f"{r['pytorch_ratio']:.2f}x | " if pytorch else "")
+                + f"{r['engine_topk_ms']:.1f} / {r['reference_topk_ms']:.1f} |")
         if memory:
             e, f = r.get("engine_peak_mib"), r.get("reference_peak_mib")
             line += f" {'?' if e is None else f'{e:,.0f}'} / {'?' if f is None else f'{f:,.0f}'} |"
@@ -357,12 +380,18 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"(density {r['density']:.2%}), "
           f"batch {r['batch_size']} of {r['image_size']}x{r['image_size']}, {r['threads']} threads, "
           f"medians of {r['repeats']} alternating full training steps")
-    print(f"  {'':<10} {'images/s':>9} {'step ms':>8} {'top-k ms':>9} {'peak MiB':>9}")
-    for name in ("engine", "reference"):
+    print(f"  {'':<22} {'images/s':>9} {'step ms':>8} {'top-k ms':>9} {'peak MiB':>9}")
+    labels = {"engine": "engine", "pytorch": "engine, PyTorch ops", "reference": "reference"}
+    for name, label in labels.items():
+        if f"{name}_img_s" not in r:
+            continue
         peak = r.get(f"{name}_peak_mib")
-        print(f"  {name:<10} {r[f'{name}_img_s']:>9.1f} {r[f'{name}_step_ms']:>8.1f} {r[f'{name}_topk_ms']:>9.2f} "
+        topk = r.get(f"{name}_topk_ms", r["engine_topk_ms"])
+        print(f"  {label:<22} {r[f'{name}_img_s']:>9.1f} {r[f'{name}_step_ms']:>8.1f} {topk:>9.2f} "
               f"{'' if peak is None else f'{peak:>9.1f}'}")
-    print(f"  ratio (engine speed-up): {r['ratio']:.2f}x   outputs agree: {r['outputs_agree']}")
+    print(f"  ratio (engine speed-up): {r['ratio']:.2f}x"
+          + (f"   (PyTorch ops only: {r['pytorch_ratio']:.2f}x)" if "pytorch_ratio" in r else "")
+          + f"   outputs agree: {r['outputs_agree']}")
     print(f"  engine: {native.status()}")
     return 0
 

@@ -26,6 +26,7 @@ which is in use and why. Thread count follows :func:`torch.get_num_threads`.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -120,9 +121,25 @@ def status() -> str:
     return "native CPU kernels on"
 
 
+@contextlib.contextmanager
+def disabled():
+    """Within this block the callers take their PyTorch paths (to compare the two).
+
+    >>> with disabled():
+    ...     enabled(torch.zeros(2))
+    False
+    """
+    previous = _state.get("off", False)
+    _state["off"] = True
+    try:
+        yield
+    finally:
+        _state["off"] = previous
+
+
 def enabled(*tensors: Tensor) -> bool:
     """True when the native kernels can take these tensors: all on the CPU, one float dtype."""
-    if not tensors or any(t.device.type != "cpu" for t in tensors):
+    if _state.get("off") or not tensors or any(t.device.type != "cpu" for t in tensors):
         return False
     dtype = tensors[0].dtype
     if dtype not in _DTYPES or any(t.dtype != dtype for t in tensors):
