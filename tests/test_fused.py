@@ -69,3 +69,8 @@ def test_supported_says_no_to_what_it_cannot_run():
     assert not fused.supported(layer, [NormReLUConv(4, 2, 2), None], x)           # wrong node count
     assert fused.supported(layer, [NormReLUConv(3, 2, 2), None], x) == (native.library() is not None)
     assert not fused.supported(layer, [NormReLUConv(3, 2, 2), None], x.to(torch.bfloat16))
+
+
+def test_doctests():
+    import doctest
+    assert doctest.testmod(fused).failed == 0

@@ -131,3 +131,48 @@ def test_propagate_native_equals_pytorch_csr(monkeypatch):
         reference = run()
     for a, b in zip(fused, reference):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_doctests():
+    import doctest
+    assert doctest.testmod(native).failed == 0
+
+
+def _torch_topk(weight: torch.Tensor, k: int) -> torch.Tensor:
+    with native.disabled():
+        return ops.topk_mask(weight, k)
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_topk_mask_hand_built(dtype):
+    # |w| = 0.1 2 0.5 2 0.5 NaN: the top 3 are the two 2s and the first 0.5 (ties: lower index)
+    w = torch.tensor([0.1, -2.0, 0.5, 2.0, 0.5, float("nan")], dtype=dtype)
+    mask, threshold = native.topk_mask(w, 3)
+    assert mask.tolist() == [False, True, True, True, False, False] and threshold == 0.5
+    mask, threshold = native.topk_mask(w, 6)                    # NaN ranks last but fills the budget
+    assert mask.all() and threshold == -1.0
+
+
+@needs_native
+@pytest.mark.parametrize("floor", [0.0, 0.5, 1.0, 3.0])          # a pool of all, some, too few, none
+def test_topk_mask_equals_the_torch_path_with_ties_and_nan(floor):
+    gen = torch.Generator().manual_seed(5)
+    w = torch.randn(5000, generator=gen).mul(4).round().div(4)  # many exact ties
+    w[::97] = float("nan")
+    for k in (1, 17, 2500, 4999):
+        mask, threshold = native.topk_mask(w, k, floor)
+        reference = _torch_topk(w, k)
+        assert int(mask.sum()) == k and torch.equal(mask, reference), (k, floor)
+
+
+@needs_native
+def test_ops_topk_mask_with_a_hint_takes_the_native_path_and_keeps_the_mask():
+    gen = torch.Generator().manual_seed(6)
+    w = torch.randn(3000, generator=gen)
+    hint: dict = {}
+    first = ops.topk_mask(w, 300, hint)
+    assert isinstance(hint["threshold"], float)
+    drifted = w + 0.05 * torch.randn(3000, generator=gen)
+    assert torch.equal(ops.topk_mask(drifted, 300, hint), _torch_topk(drifted, 300))
+    assert torch.equal(first, _torch_topk(w, 300))

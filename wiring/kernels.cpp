@@ -13,9 +13,12 @@
 //                      saves the plane's mean and 1/std for the backward.
 //   wr_node_backward   the gradients of that op to its input, the norm's affine
 //                      parameters and the conv kernel, recomputing the activations.
+//   wr_topk_mask       the k largest |w| as a byte mask (selection, not a sort).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 
 namespace {
@@ -195,6 +198,52 @@ void node_backward(int64_t nodes, int64_t batch, int64_t height, int64_t width, 
   }
 }
 
+// The k largest |w| as a byte mask: exactly k ones, ties at the threshold to the lower
+// index, NaN ranked below everything (magnitude -1). The k-th largest magnitude is found by
+// selection (nth_element) among the magnitudes >= floor when at least k of them are, else
+// among all. Returns that threshold.
+template <typename T>
+inline T magnitude(T v) {
+  return v != v ? T(-1) : std::fabs(v);
+}
+
+template <typename T>
+T topk_mask(int64_t n, int64_t k, const T* w, double floor, uint8_t* mask, int threads) {
+  const bool parallel = n > (int64_t(1) << 20);  // below that, waking threads costs more than it saves
+  const T f = T(floor);
+  int64_t in_pool = 0;
+  if (floor > 0) {
+#pragma omp parallel for simd reduction(+ : in_pool) schedule(static) num_threads(threads) if (parallel)
+    for (int64_t i = 0; i < n; ++i) in_pool += magnitude(w[i]) >= f;
+  }
+  const bool pooled = floor > 0 && in_pool >= k;  // then every one of the top k is in the pool
+  const int64_t size = pooled ? in_pool : n;
+  std::unique_ptr<T[]> pool(new T[size + 1]);
+  if (pooled) {
+    int64_t at = 0;
+    for (int64_t i = 0; i < n && at < in_pool; ++i) {  // branch-free compaction
+      const T m = magnitude(w[i]);
+      pool[at] = m;
+      at += m >= f;
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) pool[i] = magnitude(w[i]);
+  }
+  std::nth_element(pool.get(), pool.get() + (k - 1), pool.get() + size, std::greater<T>());
+  const T threshold = pool[k - 1];
+  int64_t above = 0;
+#pragma omp parallel for simd reduction(+ : above) schedule(static) num_threads(threads) if (parallel)
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t real = magnitude(w[i]) > threshold;
+    mask[i] = real;
+    above += real;
+  }
+  int64_t room = k - above;  // ties at the threshold that still fit, lowest index first
+  for (int64_t i = 0; i < n && room > 0; ++i)
+    if (magnitude(w[i]) == threshold) mask[i] = 1, --room;
+  return threshold;
+}
+
 // 8x8 maps (the paper's): each map row is one vector of 8 elements held in registers, the
 // conv's column shifts are lane shuffles. No scratch plane, so no store-to-load stalls.
 template <typename T>
@@ -333,6 +382,9 @@ extern "C" {
       node_forward8<T>(nodes, batch, height, width, x, gamma, beta, kernel, eps, y, mean, rstd, threads); \
     else                                                                                                    \
       node_forward<T>(nodes, batch, height, width, x, gamma, beta, kernel, eps, y, mean, rstd, threads); \
+  }                                                                                                         \
+  T wr_topk_mask_##SUFFIX(int64_t n, int64_t k, const T* w, double floor, uint8_t* mask, int threads) {     \
+    return topk_mask<T>(n, k, w, floor, mask, threads);                                                    \
   }                                                                                                         \
   void wr_node_backward_##SUFFIX(int64_t nodes, int64_t batch, int64_t height, int64_t width, const T* x,   \
                                  const T* gamma, const T* beta, const T* kernel, const T* mean,             \

@@ -7,7 +7,8 @@ The engine's two hottest CPU paths have a fused C++ implementation in
   ``x``, in feature chunks that stay in cache; no per-edge messages, no zero-fill and
   copy of the result as ``torch.sparse`` does on CPU;
 * :func:`node_forward` / :func:`node_backward`: the paper's node op (instance norm ->
-  ReLU -> depthwise 3x3) in one pass over each ``(node, sample)`` plane.
+  ReLU -> depthwise 3x3) in one pass over each ``(node, sample)`` plane;
+* :func:`topk_mask`: the real-edge selection by a selection algorithm in one call.
 
 The first use compiles the source with the system's C++ compiler (``$CXX`` or ``g++``,
 about 2 s) into ``$WIRING_CACHE_DIR`` (default ``~/.cache/wiring``), keyed by the
@@ -201,3 +202,17 @@ def node_backward(x: Tensor, gamma: Tensor, beta: Tensor, kernel: Tensor, mean: 
                                      _ptr(beta), _ptr(kernel), _ptr(mean), _ptr(rstd), _ptr(grad_y), _ptr(gx),
                                      _ptr(ggamma), _ptr(gbeta), _ptr(gkernel), ctypes.c_int(torch.get_num_threads()))
     return gx, ggamma, gbeta, gkernel
+
+
+def topk_mask(weight: Tensor, k: int, floor: float = 0.0) -> tuple[Tensor, float]:
+    """:func:`wiring.ops.topk_mask` by selection in one native call: ``(mask, threshold)``,
+    the mask shaped like ``weight`` with exactly ``k`` (``1 <= k <= numel``) entries True and
+    the k-th largest magnitude. With ``floor > 0`` the k-th largest is first searched among
+    the magnitudes ``>= floor``, and among all when fewer than ``k`` are."""
+    w = weight.detach().contiguous()
+    mask = torch.empty(w.shape, dtype=torch.bool)
+    fn = _fn("wr_topk_mask", w.dtype)
+    fn.restype = ctypes.c_float if w.dtype == torch.float32 else ctypes.c_double
+    threshold = fn(_I64(w.numel()), _I64(k), _ptr(w), ctypes.c_double(floor), _ptr(mask),
+                   ctypes.c_int(torch.get_num_threads()))
+    return mask, float(threshold)

@@ -69,9 +69,15 @@ def topk_mask(weight: Tensor, k: int, hint: dict | None = None) -> Tensor:
     True
     """
     k = check_edges(k, weight.numel())
+    if k == weight.numel():
+        return torch.ones_like(weight, dtype=torch.bool)
+    if native.enabled(weight):                      # the same mask, by selection in one call
+        floor = float(hint["threshold"]) * HINT_MARGIN if hint is not None and "threshold" in hint else 0.0
+        mask, threshold = native.topk_mask(weight, k, floor)
+        if hint is not None:
+            hint["threshold"] = threshold
+        return mask
     mag = torch.nan_to_num(weight.detach().abs(), nan=-1.0)
-    if k == mag.numel():
-        return torch.ones_like(mag, dtype=torch.bool)
     threshold = None
     if hint is not None and mag.device.type == "cpu" and "threshold" in hint:
         pool = mag[mag >= hint["threshold"] * HINT_MARGIN]
