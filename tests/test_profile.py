@@ -133,3 +133,11 @@ def test_cli_user_mistakes_exit_2_with_one_line(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and err.startswith("error: ")
+
+
+def test_generic_counts_see_every_real_edge_whichever_kernels_run():
+    # one more real edge is 64 more MACs (an 8x8 map, batch 1): the graph was counted,
+    # also where the native kernels would run the whole graph as one fused node
+    costs = [profile_model(build_model("micro", num_classes=10, image_size=8, edges=k), in_channels=3,
+                           image_size=8)["macs"] for k in (100, 101)]
+    assert costs[1] - costs[0] == 64

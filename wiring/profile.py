@@ -48,6 +48,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from . import native
 from .cli import ArgumentParser
 from .graph import OUTPUT, GraphError
 from .layer import WiredGraph
@@ -130,7 +131,7 @@ def _generic_cost(model: nn.Module, in_channels: int, image_size: int) -> dict[s
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), native.disabled():       # the level-by-level path calls the hooks
             model(torch.zeros(1, in_channels, image_size, image_size))
     finally:
         model.train(was_training)
