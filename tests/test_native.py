@@ -176,3 +176,25 @@ def test_ops_topk_mask_with_a_hint_takes_the_native_path_and_keeps_the_mask():
     drifted = w + 0.05 * torch.randn(3000, generator=gen)
     assert torch.equal(ops.topk_mask(drifted, 300, hint), _torch_topk(drifted, 300))
     assert torch.equal(first, _torch_topk(w, 300))
+
+
+@needs_native
+def test_wrappers_refuse_what_would_read_out_of_bounds():
+    x = torch.zeros(3, 4)
+    rowptr, col, values = torch.tensor([0, 1, 2]), torch.tensor([0, 2]), torch.ones(2)
+    assert native.spmm(rowptr, col, values, x).shape == (2, 4)
+    with pytest.raises(ValueError, match="column index"):
+        native.spmm(rowptr, torch.tensor([0, 3]), values, x)
+    with pytest.raises(ValueError, match="rowptr"):
+        native.spmm(torch.tensor([0, 1, 3]), col, values, x)
+    with pytest.raises(ValueError, match="out must be"):
+        native.spmm(rowptr, col, values, x, out=torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="one dtype"):
+        native.spmm(rowptr, col, values.double(), x)
+    gamma, beta, kernel = torch.ones(3), torch.zeros(3), torch.zeros(3, 9)
+    with pytest.raises(ValueError, match="batch"):
+        native.node_forward(torch.zeros(3, 10), gamma, beta, kernel, 2, 2)
+    with pytest.raises(ValueError, match="kernel shape"):
+        native.node_forward(torch.zeros(3, 8), gamma, beta, torch.zeros(3, 3, 3), 2, 2)
+    with pytest.raises(ValueError, match="k must be"):
+        native.topk_mask(torch.ones(4), 5)

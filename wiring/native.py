@@ -159,19 +159,56 @@ def _fn(name: str, dtype: torch.dtype):
 _I64 = ctypes.c_int64
 
 
+def _check(ok: bool, message: str) -> None:
+    """The kernels trust their arguments (a wrong size reads out of bounds), so the wrappers check."""
+    if not ok:
+        raise ValueError(message)
+
+
+def _same_kind(x: Tensor, *others: Tensor) -> None:
+    _check(x.device.type == "cpu" and x.dtype in _DTYPES, f"native kernels take float32/float64 CPU tensors, "
+           f"got {x.dtype} on {x.device}")
+    _check(all(t.device == x.device and t.dtype == x.dtype for t in others), "native kernels take tensors of one "
+           "dtype and device")
+
+
+def _output(out: Tensor, shape: tuple[int, ...], like: Tensor) -> None:
+    _check(tuple(out.shape) == shape and out.is_contiguous(), f"out must be a contiguous tensor of shape "
+           f"{list(shape)}, got {list(out.shape)}")
+    _same_kind(like, out)
+
+
 def spmm(rowptr: Tensor, col: Tensor, values: Tensor, x: Tensor, out: Tensor | None = None,
          accumulate: bool = False) -> Tensor:
     """``out[r] = sum_j values[j] * x[col[j]]`` over ``rowptr[r] <= j < rowptr[r+1]``
     (``out +=`` that with ``accumulate``). ``x`` is ``[cols, F]``; returns ``[rows, F]``."""
+    _check(x.dim() == 2 and rowptr.dim() == 1 and rowptr.numel() >= 1, "spmm takes x [cols, F] and a 1-D rowptr")
+    _same_kind(x, values)
     x = x.contiguous()
     rows, features = rowptr.numel() - 1, x.size(1)
+    rowptr, col, values = rowptr.to(torch.int64).contiguous(), col.to(torch.int64).contiguous(), values.contiguous()
+    _check(col.numel() == values.numel() == int(rowptr[-1]) and int(rowptr[0]) == 0
+           and bool((rowptr[1:] >= rowptr[:-1]).all()), "spmm: rowptr must rise from 0 to the number of entries")
+    if col.numel():
+        low, high = torch.aminmax(col)
+        _check(int(low) >= 0 and int(high) < x.size(0), f"spmm: a column index is outside x's {x.size(0)} rows")
     if out is None:
         out = x.new_empty(rows, features)
         accumulate = False
-    rowptr, col, values = rowptr.to(torch.int64).contiguous(), col.to(torch.int64).contiguous(), values.contiguous()
+    _output(out, (rows, features), x)
     _fn("wr_spmm", x.dtype)(_I64(rows), _I64(features), _ptr(rowptr), _ptr(col), _ptr(values), _ptr(x), _ptr(out),
                             ctypes.c_int(int(accumulate)), ctypes.c_int(torch.get_num_threads()))
     return out
+
+
+def _node_shapes(x: Tensor, gamma: Tensor, beta: Tensor, kernel: Tensor, height: int, width: int) -> tuple[int, int]:
+    _check(x.dim() == 2 and height >= 1 and width >= 1 and x.size(1) % (height * width) == 0,
+           f"node op: x must be [nodes, batch*{height}*{width}], got {list(x.shape)}")
+    _same_kind(x, gamma, beta, kernel)
+    nodes = x.size(0)
+    _check(gamma.numel() == beta.numel() == nodes and tuple(kernel.shape) == (nodes, 9),
+           f"node op: gamma and beta need {nodes} entries and kernel shape [{nodes}, 9]")
+    return nodes, x.size(1) // (height * width)
 
 
 def node_forward(x: Tensor, gamma: Tensor, beta: Tensor, kernel: Tensor, height: int, width: int,
@@ -180,9 +217,9 @@ def node_forward(x: Tensor, gamma: Tensor, beta: Tensor, kernel: Tensor, height:
     ``x`` ``[nodes, B*height*width]``; returns ``(y, mean, rstd)``, the last two ``[nodes, B]``.
     ``out``, a contiguous tensor shaped like ``x``, receives ``y``."""
     x, gamma, beta, kernel = x.contiguous(), gamma.contiguous(), beta.contiguous(), kernel.contiguous()
-    nodes = x.size(0)
-    batch = x.size(1) // (height * width)
+    nodes, batch = _node_shapes(x, gamma, beta, kernel, height, width)
     y = torch.empty_like(x) if out is None else out
+    _output(y, tuple(x.shape), x)
     mean, rstd = x.new_empty(nodes, batch), x.new_empty(nodes, batch)
     _fn("wr_node_forward", x.dtype)(_I64(nodes), _I64(batch), _I64(height), _I64(width), _ptr(x), _ptr(gamma),
                                     _ptr(beta), _ptr(kernel), ctypes.c_double(eps), _ptr(y), _ptr(mean),
@@ -194,8 +231,11 @@ def node_backward(x: Tensor, gamma: Tensor, beta: Tensor, kernel: Tensor, mean: 
                   grad_y: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients of :func:`node_forward` to ``(x, gamma, beta, kernel)``."""
     x, gamma, beta, kernel, grad_y = (t.contiguous() for t in (x, gamma, beta, kernel, grad_y))
-    nodes = x.size(0)
-    batch = x.size(1) // (height * width)
+    mean, rstd = mean.contiguous(), rstd.contiguous()
+    nodes, batch = _node_shapes(x, gamma, beta, kernel, height, width)
+    _same_kind(x, mean, rstd, grad_y)
+    _check(grad_y.shape == x.shape and mean.shape == rstd.shape == (nodes, batch),
+           "node_backward: grad_y must be shaped like x, mean and rstd [nodes, batch]")
     gx = torch.empty_like(x)
     ggamma, gbeta, gkernel = torch.empty_like(gamma), torch.empty_like(beta), torch.empty_like(kernel)
     _fn("wr_node_backward", x.dtype)(_I64(nodes), _I64(batch), _I64(height), _I64(width), _ptr(x), _ptr(gamma),
@@ -210,6 +250,8 @@ def topk_mask(weight: Tensor, k: int, floor: float = 0.0) -> tuple[Tensor, float
     the k-th largest magnitude. With ``floor > 0`` the k-th largest is first searched among
     the magnitudes ``>= floor``, and among all when fewer than ``k`` are."""
     w = weight.detach().contiguous()
+    _same_kind(w)
+    _check(1 <= k <= w.numel(), f"topk_mask: k must be in 1..{w.numel()}, got {k}")
     mask = torch.empty(w.shape, dtype=torch.bool)
     fn = _fn("wr_topk_mask", w.dtype)
     fn.restype = ctypes.c_float if w.dtype == torch.float32 else ctypes.c_double
