@@ -108,7 +108,21 @@ def test_fused_node_op_gradcheck():
 
 
 @needs_native
-def test_propagate_native_equals_pytorch_csr(monkeypatch):
+@pytest.mark.parametrize("features", [5, 64, 1300])                 # a tail only, one tile, chunks + tail
+def test_sampled_dot_equals_gathered_dense_products(features):
+    gen = torch.Generator().manual_seed(2)
+    a = torch.randn(6, features, generator=gen, dtype=torch.float64)
+    b = torch.randn(4, features, generator=gen, dtype=torch.float64)
+    ia, ib = torch.tensor([0, 5, 5, 2, 0]), torch.tensor([3, 3, 0, 1, 1])
+    torch.testing.assert_close(native.sampled_dot(ia, ib, a, b), (a @ b.t())[ia, ib], rtol=1e-12, atol=1e-12)
+    assert native.sampled_dot(ia[:0], ib[:0], a, b).numel() == 0
+    with pytest.raises(ValueError, match="outside"):
+        native.sampled_dot(torch.tensor([6]), torch.tensor([0]), a, b)
+
+
+@needs_native
+@pytest.mark.parametrize("mode", ["dnw", "dnw_no_update"])          # every candidate / real edges only
+def test_propagate_native_equals_pytorch_csr(monkeypatch, mode):
     g = dynamic_graph(10, self_loops=False)
     gen = torch.Generator().manual_seed(4)
     w0 = torch.randn(g.num_candidates, generator=gen, dtype=torch.float64)
@@ -117,7 +131,7 @@ def test_propagate_native_equals_pytorch_csr(monkeypatch):
 
     def run():
         x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
-        out = dnw_propagate(x, g.edge_index, w, k=9)               # 10% of 90: the CSR path
+        out = dnw_propagate(x, g.edge_index, w, k=9, mode=mode)    # 10% of 90: the CSR path
         out.backward(grad)
         return out.detach(), x.grad, w.grad
 

@@ -318,6 +318,7 @@ def test_candidate_grad_paths(path, monkeypatch):
         assert all(b.fill < DENSE_GRAD_FILL for b in g.blocks)
     sampled = Spy(torch.sparse.sampled_addmm)
     mm = Spy(torch.mm)
+    monkeypatch.setattr(ops.native, "enabled", lambda *tensors: False)    # the PyTorch paths
     monkeypatch.setattr(torch.sparse, "sampled_addmm", sampled)
     monkeypatch.setattr(torch, "mm", mm)
     mask, grad_w = run_whole_graph_with_blocks(g, max(1, g.num_candidates // 5), True, torch.Generator().manual_seed(9))

@@ -13,6 +13,7 @@
 //                      saves the plane's mean and 1/std for the backward.
 //   wr_node_backward   the gradients of that op to its input, the norm's affine
 //                      parameters and the conv kernel, recomputing the activations.
+//   wr_sampled_dot     <a[i], b[j]> for a list of (i, j) pairs: the real edges' weight gradient.
 //   wr_topk_mask       the k largest |w| as a byte mask (selection, not a sort).
 #include <algorithm>
 #include <cmath>
@@ -194,6 +195,37 @@ void node_backward(int64_t nodes, int64_t batch, int64_t height, int64_t width, 
       ggamma[v] = T(sum_gamma);
       gbeta[v] = T(sum_beta);
       for (int d = 0; d < 9; ++d) gkernel[v * 9 + d] = T(sum_k[d]);
+    }
+  }
+}
+
+// out[j] = <a[ia[j]], b[ib[j]]> for every j: the edge-weight gradient of the edges in a
+// pattern (a: source states, b: target gradients), features in the same L2-sized chunks as
+// spmm. Edges sorted by target reuse b's row from L1.
+template <typename T>
+void sampled_dot(int64_t nnz, int64_t features, const int64_t* ia, const int64_t* ib, const T* a, const T* b,
+                 T* out, int threads) {
+  typedef typename Vec<T>::type V;
+  constexpr int64_t L = 64 / sizeof(T);
+  const int64_t chunks = (features + CHUNK - 1) / CHUNK;
+#pragma omp parallel num_threads(threads)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t f0 = c * CHUNK, end = std::min(features, f0 + CHUNK);
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < nnz; ++j) {
+      const T* ar = a + ia[j] * features;
+      const T* br = b + ib[j] * features;
+      V s0 = {}, s1 = {};
+      int64_t f = f0;
+      for (; f + 2 * L <= end; f += 2 * L) {
+        s0 += *(const V*)(ar + f) * *(const V*)(br + f);
+        s1 += *(const V*)(ar + f + L) * *(const V*)(br + f + L);
+      }
+      s0 += s1;
+      T sum = 0;
+      for (int64_t i = 0; i < L; ++i) sum += s0[i];
+      for (; f < end; ++f) sum += ar[f] * br[f];
+      out[j] = (c == 0 ? T(0) : out[j]) + sum;
     }
   }
 }
@@ -382,6 +414,10 @@ extern "C" {
       node_forward8<T>(nodes, batch, height, width, x, gamma, beta, kernel, eps, y, mean, rstd, threads); \
     else                                                                                                    \
       node_forward<T>(nodes, batch, height, width, x, gamma, beta, kernel, eps, y, mean, rstd, threads); \
+  }                                                                                                         \
+  void wr_sampled_dot_##SUFFIX(int64_t nnz, int64_t features, const int64_t* ia, const int64_t* ib, const T* a,  \
+                               const T* b, T* out, int threads) {                                           \
+    sampled_dot<T>(nnz, features, ia, ib, a, b, out, threads);                                             \
   }                                                                                                         \
   T wr_topk_mask_##SUFFIX(int64_t n, int64_t k, const T* w, double floor, uint8_t* mask, int threads) {     \
     return topk_mask<T>(n, k, w, floor, mask, threads);                                                    \

@@ -8,6 +8,8 @@ The engine's two hottest CPU paths have a fused C++ implementation in
   copy of the result as ``torch.sparse`` does on CPU;
 * :func:`node_forward` / :func:`node_backward`: the paper's node op (instance norm ->
   ReLU -> depthwise 3x3) in one pass over each ``(node, sample)`` plane;
+* :func:`sampled_dot`: the real edges' weight gradient ``<x[u], grad[v]>`` (the modes
+  without hallucinated gradients), in place of ``torch.sparse.sampled_addmm``;
 * :func:`topk_mask`: the real-edge selection by a selection algorithm in one call.
 
 The first use compiles the source with the system's C++ compiler (``$CXX`` or ``g++``,
@@ -198,6 +200,24 @@ def spmm(rowptr: Tensor, col: Tensor, values: Tensor, x: Tensor, out: Tensor | N
     _output(out, (rows, features), x)
     _fn("wr_spmm", x.dtype)(_I64(rows), _I64(features), _ptr(rowptr), _ptr(col), _ptr(values), _ptr(x), _ptr(out),
                             ctypes.c_int(int(accumulate)), ctypes.c_int(torch.get_num_threads()))
+    return out
+
+
+def sampled_dot(rows_a: Tensor, rows_b: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``out[j] = <a[rows_a[j]], b[rows_b[j]]>``: for the real edges ``(u, v)``, ``a`` the
+    source states and ``b`` the target gradients, their weight gradient."""
+    _check(a.dim() == 2 and b.dim() == 2 and a.size(1) == b.size(1), "sampled_dot takes a [n, F] and b [m, F]")
+    _same_kind(a, b)
+    _check(rows_a.shape == rows_b.shape and rows_a.dim() == 1, "sampled_dot takes two index lists of one length")
+    a, b = a.contiguous(), b.contiguous()
+    rows_a, rows_b = rows_a.to(torch.int64).contiguous(), rows_b.to(torch.int64).contiguous()
+    for rows, t, name in ((rows_a, a, "a"), (rows_b, b, "b")):
+        if rows.numel():
+            low, high = torch.aminmax(rows)
+            _check(int(low) >= 0 and int(high) < t.size(0), f"sampled_dot: an index is outside {name}'s rows")
+    out = a.new_empty(rows_a.numel())
+    _fn("wr_sampled_dot", a.dtype)(_I64(rows_a.numel()), _I64(a.size(1)), _ptr(rows_a), _ptr(rows_b), _ptr(a),
+                                   _ptr(b), _ptr(out), ctypes.c_int(torch.get_num_threads()))
     return out
 
 

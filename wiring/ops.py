@@ -122,6 +122,8 @@ def _candidate_grad(x: Tensor, g: Tensor, src: Tensor, dst: Tensor, blocks: Sequ
         elif b.fill >= DENSE_GRAD_FILL:
             dense = torch.mm(gb, xb.t())
             out[c] = dense[dst[c] - b.target_start, src[c] - b.source_start]
+        elif native.enabled(x, g):
+            out[c] = native.sampled_dot(src[c], dst[c], x, g)
         else:
             pattern = _csr(dst[c] - b.target_start, src[c] - b.source_start, g.new_zeros(b.cand_end - b.cand_start),
                            b.target_end - b.target_start, b.source_end - b.source_start)
@@ -136,7 +138,9 @@ def _weight_grad(x: Tensor, g: Tensor, edge_index: Tensor, real: Tensor, src: Te
     if grad_all:
         return _candidate_grad(x, g, edge_index[0], edge_index[1], blocks)
     grad_w = g.new_zeros(edge_index.size(1))
-    if real.numel():
+    if real.numel() and native.enabled(x, g):
+        grad_w[real] = native.sampled_dot(src, dst, x, g)
+    elif real.numel():
         pattern = _csr(dst, src, g.new_zeros(real.numel()), g.size(0), x.size(0))
         grad_w[real] = torch.sparse.sampled_addmm(pattern, g, x.t(), beta=0.0).values()
     return grad_w
