@@ -73,3 +73,18 @@ def checkpoint_run(path: Path, argv: Sequence[str], *,
     save_checkpoint({"model": model.state_dict(), "config": cfg.to_dict(), "data_info": DIGITS_INFO, "step": 2},
                     path / "checkpoint.pt")
     return path
+
+
+def make_multi_wiring_run(path: Path, ks: dict[str, int], steps: Sequence[int] = (0, 5, 10)) -> Path:
+    """A run directory of a model with several wirings, as the recorder writes one
+    (``history-NAME.pt``, ``initial-NAME.graphml``, ``wiring-NAME.graphml``): one small
+    :func:`make_run` wiring of ``ks[NAME]`` real edges per NAME, one metrics file."""
+    for i, (name, k) in enumerate(ks.items()):
+        part = path / f".part-{i}"
+        make_run(part, k=k, steps=steps, seed=i, history_attrs={"mode": "dnw", "k": k}, metrics=None)
+        for stem, ext in (("history", ".pt"), ("initial", ".graphml"), ("wiring", ".graphml")):
+            (part / f"{stem}{ext}").rename(path / f"{stem}-{name}{ext}")
+        part.rmdir()
+    (path / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "step": steps[-1], "test_acc": 0.5}) + "\n")
+    (path / "config.yaml").write_text("model: mobilenetv1_dnw\n")
+    return path

@@ -136,3 +136,14 @@ def test_imports_only_io_topology_and_the_cli_helpers():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == str(["wiring", "wiring.analyze", "wiring.cli", "wiring.graph", "wiring.io",
                                        "wiring.topology"])
+
+
+def test_runs_with_several_wirings_report_the_one_named(tmp_path, capsys):
+    from run_dirs import make_multi_wiring_run
+    run = make_multi_wiring_run(tmp_path / "run", {"stages-0-graph": 5, "stages-1-graph": 9})
+    with pytest.raises(analyze.AnalyzeError, match="holds 2 wirings .*choose one with --wiring NAME"):
+        analyze.analyze(run)
+    report = analyze.analyze(run, "stages-1-graph")
+    assert report["wiring"] == "wiring-stages-1-graph.graphml" and report["edges"] == 9
+    assert analyze.main([str(run), "--wiring", "stages-0-graph", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["edges"] == 5

@@ -166,3 +166,14 @@ def test_missing_run_dir_and_empty_history(tmp_path, capsys):
     assert exc.value.code == 2
     assert "no history.pt snapshots" in capsys.readouterr().err
     assert not (tmp_path / "e.gif").exists()
+
+
+def test_runs_with_several_wirings_animate_the_one_named(tmp_path, capsys):
+    from run_dirs import make_multi_wiring_run
+    run = make_multi_wiring_run(tmp_path / "run", {"stages-0-graph": 5, "stages-1-graph": 9})
+    out = tmp_path / "e.gif"
+    with pytest.raises(SystemExit) as exc:
+        animate.main([str(run), "-o", str(out)] + SMALL)
+    assert exc.value.code == 2 and "--wiring NAME" in capsys.readouterr().err and not out.exists()
+    assert animate.main([str(run), "-o", str(out), "--wiring", "stages-0-graph"] + SMALL) == 0
+    assert Image.open(out).n_frames == 3

@@ -422,3 +422,15 @@ def test_screenshot(browser, tmp_path):
         quantised = im.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     quantised.save(target, format="PNG", optimize=True)
     assert os.path.getsize(target) < 400_000
+
+
+def test_runs_with_several_wirings_explore_the_one_named(tmp_path):
+    from run_dirs import make_multi_wiring_run
+    run = make_multi_wiring_run(tmp_path / "run", {"stages-0-graph": 5, "stages-1-graph": 9})
+    with pytest.raises(explore.UsageError, match="choose one with --wiring NAME"):
+        load_frames(run)
+    frames = load_frames(run, "stages-1-graph")
+    assert len(frames) == 3 and frames.title == "run · stages-1-graph"
+    assert all(len(real) == 9 for real in frames.real)
+    out, _, count = explore.write_explorer(run, tmp_path / "w.html", wiring="stages-1-graph")
+    assert count == 3 and "run · stages-1-graph" in out.read_text()

@@ -10,7 +10,7 @@ import torch
 import wiring.io as wio
 from wiring.graph import HIDDEN, INPUT, OUTPUT, GraphError, Wiring, static_graph
 from wiring.io import (RunData, WiringFileError, WiringHistory, from_networkx, from_pyg, load_metrics,
-                       load_run, node_order, read_graphml, to_networkx, to_pyg, write_edgelist,
+                       load_run, node_order, run_wirings, read_graphml, to_networkx, to_pyg, write_edgelist,
                        write_graphml)
 
 ATTRS = {"k": 4, "density": 0.5, "candidates": 8, "preset": "random_k", "mode": "dnw",
@@ -472,3 +472,30 @@ def test_load_run_errors(tmp_path):
     (tmp_path / "config.yaml").write_text("- a list\n")
     with pytest.raises(WiringFileError, match="not a mapping"):
         load_run(tmp_path)
+
+
+def test_runs_with_several_wirings(tmp_path):
+    from run_dirs import make_multi_wiring_run
+    run = make_multi_wiring_run(tmp_path / "run", {"stages-10-graph": 5, "stages-2-graph": 7})
+    assert run_wirings(run) == ["stages-2-graph", "stages-10-graph"]            # natural order
+    data = load_run(run)                                                       # several: none chosen
+    assert data.wiring_name is None and data.history is None and data.final is None
+    assert data.wirings == ["stages-2-graph", "stages-10-graph"] and data.metrics
+    data = load_run(run, "stages-10-graph")
+    assert data.wiring_name == "stages-10-graph" and data.final.num_edges == 5
+    assert data.history.steps == [0, 5, 10] and data.initial.num_edges == 5
+    with pytest.raises(WiringFileError, match="no wiring 'stages-3-graph'; it holds: stages-2-graph"):
+        load_run(run, "stages-3-graph")
+    (run / "wiring-stages-10-graph.graphml").unlink()
+    (run / "history-stages-10-graph.pt").unlink()
+    (run / "initial-stages-10-graph.graphml").unlink()
+    data = load_run(run)                                                       # one left: read it
+    assert data.wiring_name == "stages-2-graph" and data.final.num_edges == 7
+
+
+def test_single_wiring_runs_name_their_wiring_empty(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 0}\n')
+    assert run_wirings(tmp_path) == [] and load_run(tmp_path).wiring_name is None
+    _, h = small_history()
+    h.save(tmp_path / "history.pt")
+    assert run_wirings(tmp_path) == [""] and load_run(tmp_path).wiring_name == ""

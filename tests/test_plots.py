@@ -77,3 +77,14 @@ def test_cli(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
     assert not (tmp_path / "q.png").exists() and not (tmp_path / "p.gif").exists()
+
+
+def test_runs_with_several_wirings_plot_curves_and_say_how_to_add_a_wiring(tmp_path, capsys):
+    from run_dirs import make_multi_wiring_run
+    run = make_multi_wiring_run(tmp_path / "run", {"stages-0-graph": 5, "stages-1-graph": 9})
+    assert plots.main([str(run), "-o", str(tmp_path / "p.png"), "--size", "6", "4", "--dpi", "40"]) == 0
+    assert "holds 2 wirings; --wiring NAME" in capsys.readouterr().err
+    assert plots.main([str(run), "-o", str(tmp_path / "q.png"), "--size", "6", "4", "--dpi", "40",
+                       "--wiring", "stages-1-graph"]) == 0
+    assert "holds 2 wirings" not in capsys.readouterr().err
+    assert (tmp_path / "p.png").is_file() and (tmp_path / "q.png").is_file()

@@ -181,3 +181,20 @@ def test_viz_never_imports_the_trainer():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = eval(proc.stdout)
     assert set(loaded) <= {"wiring", "wiring.cli", "wiring.graph", "wiring.io", "wiring.topology"}, loaded
+
+
+def test_runs_with_several_wirings_draw_the_one_named(tmp_path, capsys):
+    from run_dirs import make_multi_wiring_run
+    run = make_multi_wiring_run(tmp_path / "run", {"stages-0-graph": 5, "stages-1-graph": 9})
+    out = tmp_path / "w.png"
+    with pytest.raises(SystemExit) as exc:
+        render.main([str(run), "-o", str(out)])
+    assert exc.value.code == 2 and not out.exists()
+    assert "holds 2 wirings (stages-0-graph, stages-1-graph): choose one with --wiring NAME" in one_error_line(capsys)
+    assert render.main([str(run), "-o", str(out), "--wiring", "stages-1-graph", "--size", "4", "3"]) == 0
+    capsys.readouterr()
+    source = render.load_source(run, "stages-1-graph")
+    assert source.wiring.num_edges == 9 and render._title(source).startswith("run · stages-1-graph")
+    with pytest.raises(SystemExit):
+        render.main([str(run), "-o", str(out), "--wiring", "stages-9-graph"])
+    assert "no wiring 'stages-9-graph'" in one_error_line(capsys)

@@ -44,7 +44,7 @@ from matplotlib.lines import Line2D
 from wiring.io import RunData, WiringHistory
 
 from .render import (ArgumentParser, UsageError, WiringDrawing, _edge_params, add_figure_options, atomic_path,
-                     check_pixels, dead_of, die, load_run_dir, new_figure, output_path, positive_float,
+                     add_wiring_option, check_pixels, dead_of, die, load_run_dir, new_figure, output_path, positive_float,
                      positive_int, weight_range, wiring_info)
 
 __all__ = ["ANIMATION_FORMATS", "ADDED", "REMOVED", "select_frames", "EvolutionFigure", "ffmpeg_binary",
@@ -252,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="at most this many frames, spread evenly, first and last kept (default 200)")
     add_figure_options(parser, (8.0, 4.8), 80)
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_wiring_option(parser)
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
@@ -260,9 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if fmt == "mp4" and ffmpeg_binary() is None:
             raise UsageError("no ffmpeg binary for .mp4: pip install imageio-ffmpeg (or install ffmpeg), "
                              "or write a .gif")
-        run = load_run_dir(args.run_dir)
+        run = load_run_dir(args.run_dir, args.wiring)
         if run.history is None:
-            raise UsageError(f"run directory {args.run_dir} has no history.pt")
+            name = f"history-{run.wiring_name}.pt" if run.wiring_name else "history.pt"
+            raise UsageError(f"run directory {args.run_dir} has no {name}")
         import matplotlib
         matplotlib.use("Agg")
         n = animate_run(run, out, fps=args.fps, max_frames=args.max_frames, size=args.size, dpi=args.dpi,

@@ -55,7 +55,7 @@ from wiring.io import RunData, WiringFileError, read_graphml
 from .layout import columns, is_dynamic, node_positions
 from .render import (ARC_HEIGHT, ARROW_AT, ARROW_MAX_EDGES, ARROW_SIZE, CHORD_BEND, DEAD_EDGE, DEAD_FACE,
                      LOOP_RADIUS, NEGATIVE, POSITIVE, REF_PIXELS, ROLE_STYLE, ArgumentParser, UsageError,
-                     atomic_path, die, load_run_dir, output_path, weight_range)
+                     add_wiring_option, atomic_path, die, load_run_dir, output_path, weight_range)
 
 __all__ = ["HTML_FORMATS", "FORMAT_VERSION", "Frames", "frames_of_run", "frames_of_wiring", "load_frames",
            "quantise", "build_payload", "decode_frames", "explorer_html", "read_payload", "write_explorer",
@@ -122,7 +122,7 @@ def frames_of_run(run: RunData) -> "Frames":
         raise UsageError(f"run directory {run.path} has neither a history.pt with snapshots nor a "
                          f"wiring.graphml")
     frames.metrics = _metrics(run.metrics) or frames.metrics
-    frames.title = run.path.resolve().name or str(run.path)
+    frames.title = (run.path.resolve().name or str(run.path)) + (f" · {run.wiring_name}" if run.wiring_name else "")
     frames.subtitle = _subtitle(frames.attrs, run.config)
     return frames
 
@@ -190,15 +190,17 @@ def _subtitle(attrs: Mapping, config: Mapping | None = None) -> str:
     return " · ".join(dict.fromkeys(parts))
 
 
-def load_frames(path: str | Path) -> "Frames":
+def load_frames(path: str | Path, wiring: str | None = None) -> "Frames":
     """Frames of a run directory or a GraphML file; :class:`UsageError` for a
     missing or malformed input. A GraphML file whose cycle rules out a layered
     reading is read as a dynamic wiring."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path} does not exist (expected a run directory or a .graphml file)")
+    if wiring is not None and not path.is_dir():
+        raise UsageError(f"--wiring applies to run directories, not to the file {path}")
     if path.is_dir():
-        return frames_of_run(load_run_dir(path))
+        return frames_of_run(load_run_dir(path, wiring))
     try:
         try:
             wiring = read_graphml(path)
@@ -433,10 +435,11 @@ def read_payload(page: str) -> dict:
     return json.loads(match.group(1))
 
 
-def write_explorer(source: str | Path, out: str | Path, *, title: str | None = None) -> tuple[Path, int, int]:
-    """Write the explorer page of ``source`` (run directory or GraphML file) to
-    ``out`` atomically; returns (path, bytes, frames)."""
-    frames = load_frames(source)
+def write_explorer(source: str | Path, out: str | Path, *, title: str | None = None,
+                   wiring: str | None = None) -> tuple[Path, int, int]:
+    """Write the explorer page of ``source`` (run directory or GraphML file; ``wiring``
+    names one of a run's several) to ``out`` atomically; returns (path, bytes, frames)."""
+    frames = load_frames(source, wiring)
     page = explorer_html(frames, title=title).encode("utf-8")
     out = Path(out)
     with atomic_path(out) as tmp:
@@ -451,11 +454,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("source", metavar="RUN_DIR|FILE.graphml", help="run directory or GraphML file")
     parser.add_argument("-o", "--output", default="wiring.html", help="output .html file (default wiring.html)")
     parser.add_argument("--title", default=None, help="page title (default: the run directory or file name)")
+    add_wiring_option(parser)
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
         out, _ = output_path(args.output, HTML_FORMATS)
-        out, size, count = write_explorer(args.source, out, title=args.title)
+        out, size, count = write_explorer(args.source, out, title=args.title, wiring=args.wiring)
     except UsageError as err:
         die(prog, str(err))
     except OSError as err:

@@ -24,6 +24,7 @@ User mistakes exit with status 2 and one line on stderr.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -36,7 +37,7 @@ from wiring.io import RunData, to_networkx
 from wiring.topology import level_edges
 
 from .render import (FORMATS, ArgumentParser, UsageError, add_figure_options, check_pixels, die, final_wiring,
-                     initial_wiring, load_run_dir, new_figure, output_path, save_figure, wiring_info, write_figure)
+                     add_wiring_option, initial_wiring, load_run_dir, new_figure, output_path, save_figure, wiring_info, write_figure)
 
 __all__ = ["PANELS", "level_matrix", "in_degrees", "skip_fraction", "plot_run", "main"]
 
@@ -205,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", default="plots.png", help="output file: .png, .svg or .pdf "
                                                                     "(default plots.png)")
     add_figure_options(parser, (14.0, 8.0), 100)
+    add_wiring_option(parser)
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
@@ -213,9 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not os.path.isdir(args.run_dir):
             what = "is not a directory" if os.path.exists(args.run_dir) else "does not exist"
             raise UsageError(f"run directory {args.run_dir} {what}")
-        run = load_run_dir(args.run_dir)
+        run = load_run_dir(args.run_dir, args.wiring, need_wiring=False)
     except UsageError as err:
         die(prog, str(err))
+    if run.wiring_name is None and len(run.wirings) > 1:
+        print(f"note: {args.run_dir} holds {len(run.wirings)} wirings; --wiring NAME "
+              f"({', '.join(run.wirings)}) adds that wiring's panels", file=sys.stderr)
     return write_figure(prog, out, lambda: plot_run(run, out, size=args.size, dpi=args.dpi))
 
 

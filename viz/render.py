@@ -57,7 +57,8 @@ from matplotlib.lines import Line2D
 
 from wiring.graph import GraphError, Wiring
 from wiring.cli import ArgumentParser, die
-from wiring.io import RunData, WiringFileError, atomic_path, load_run, read_graphml, to_networkx
+from wiring.io import (WIRING_OPTION_HELP, RunData, WiringFileError, atomic_path, load_run, read_graphml,
+                       to_networkx, unchosen_wiring)
 from wiring.topology import dead_nodes
 
 from .layout import is_dynamic, node_positions
@@ -67,7 +68,7 @@ __all__ = [
     "FORMATS", "POSITIVE", "NEGATIVE", "ROLE_STYLE", "weight_range", "edge_style", "dead_of", "WiringDrawing",
     "new_figure", "save_figure", "render_wiring", "main",
     # sources
-    "Source", "load_source", "load_run_dir", "final_wiring", "initial_wiring", "metrics_at", "wiring_info",
+    "Source", "load_source", "load_run_dir", "add_wiring_option", "final_wiring", "initial_wiring", "metrics_at", "wiring_info",
     "stats_line",
     # command line
     "UsageError", "ArgumentParser", "die", "output_path", "add_figure_options", "check_pixels", "write_figure", "atomic_path", "positive_int", "positive_float",
@@ -158,21 +159,33 @@ class Source:
         return self.run.metrics if self.run is not None else []
 
 
-def load_run_dir(path: str | os.PathLike) -> RunData:
-    """:func:`wiring.io.load_run`, its errors turned into :class:`UsageError`."""
+def add_wiring_option(parser) -> None:
+    """``--wiring NAME``: which wiring of a run with several to read."""
+    parser.add_argument("--wiring", metavar="NAME", default=None, help=WIRING_OPTION_HELP)
+
+
+def load_run_dir(path: str | os.PathLike, wiring: str | None = None, need_wiring: bool = True) -> RunData:
+    """:func:`wiring.io.load_run`, its errors turned into :class:`UsageError`; with
+    ``need_wiring``, a run of several wirings and no ``wiring`` chosen is one too."""
     try:
-        return load_run(path)
+        run = load_run(path, wiring)
     except (WiringFileError, GraphError, OSError) as err:
         raise UsageError(_message(err)) from None
+    if need_wiring and unchosen_wiring(run):
+        raise UsageError(unchosen_wiring(run))
+    return run
 
 
-def load_source(path: str | os.PathLike) -> Source:
-    """A run directory's final wiring, or the wiring of a GraphML file."""
+def load_source(path: str | os.PathLike, wiring: str | None = None) -> Source:
+    """A run directory's final wiring (``wiring`` names one of several), or the wiring of
+    a GraphML file."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path} does not exist (expected a run directory or a .graphml file)")
+    if wiring is not None and not path.is_dir():
+        raise UsageError(f"--wiring applies to run directories, not to the file {path}")
     if path.is_dir():
-        run = load_run_dir(path)
+        run = load_run_dir(path, wiring)
         wiring = final_wiring(run)
         if wiring is None:
             raise UsageError(f"run directory {path} has neither wiring.graphml nor a history.pt "
@@ -578,7 +591,8 @@ def render_wiring(wiring: Wiring, path: str | os.PathLike | None = None, *, ax=N
 def _title(source) -> str:
     attrs = source.wiring.attrs or {}
     what = " · ".join(str(attrs[key]) for key in ("preset", "mode") if attrs.get(key) is not None)
-    return f"{source.path.name}" + (f"  ({what})" if what else "")
+    name = source.run.wiring_name if source.run is not None else None
+    return f"{source.path.name}" + (f" · {name}" if name else "") + (f"  ({what})" if what else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -590,6 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_figure_options(parser, (12.0, 7.0), 100)
     parser.add_argument("--palette", action="store_true",
                         help="write a 256-colour PNG (3-4x smaller for large wirings; .png only)")
+    add_wiring_option(parser)
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
@@ -597,7 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.palette and fmt != "png":
             raise UsageError(f"--palette applies to .png output only, not {out.name}")
         check_pixels(args.size, args.dpi, 20000)
-        source = load_source(args.source)
+        source = load_source(args.source, args.wiring)
     except UsageError as err:
         die(prog, str(err))
     return write_figure(prog, out, lambda: render_wiring(source.wiring, out, title=_title(source),

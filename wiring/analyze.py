@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .cli import ArgumentParser, die
-from .io import GraphError, WiringFileError, load_run, read_graphml, to_networkx
+from .io import WIRING_OPTION_HELP, GraphError, WiringFileError, load_run, read_graphml, to_networkx, unchosen_wiring
 from .topology import churn, cycle_stats, dead_nodes, degree_stats, depth, generations, level_edges
 
 __all__ = ["AnalyzeError", "wiring_numbers", "analyze", "format_report", "main"]
@@ -76,29 +76,35 @@ def wiring_numbers(wiring) -> dict:
     return out
 
 
-def analyze(path: str | os.PathLike) -> dict:
-    """The report of a run directory or a GraphML file (see the module docstring).
+def analyze(path: str | os.PathLike, wiring: str | None = None) -> dict:
+    """The report of a run directory or a GraphML file (see the module docstring);
+    ``wiring`` names one of a run's several wirings (MobileNetV1-DNW: one per stage).
     Raises :class:`AnalyzeError` with a one-line message for a user mistake."""
     path = Path(path)
     if not path.exists():
         raise AnalyzeError(f"{path} does not exist (expected a run directory or a .graphml file)")
+    if wiring is not None and not path.is_dir():
+        raise AnalyzeError(f"--wiring applies to run directories, not to the file {path}")
     try:
         if not path.is_dir():
             report = {"source": str(path), "kind": "graphml", "wiring": path.name}
             report.update(wiring_numbers(read_graphml(path)))
             return report
-        run = load_run(path)
+        run = load_run(path, wiring)
     except (WiringFileError, GraphError, OSError) as err:
         raise AnalyzeError(str(err)) from None
+    if unchosen_wiring(run):
+        raise AnalyzeError(unchosen_wiring(run))
+    suffix = f"-{run.wiring_name}" if run.wiring_name else ""
     history = run.history if run.history is not None and len(run.history) else None
-    final, final_name = run.final, "wiring.graphml"
+    final, final_name = run.final, f"wiring{suffix}.graphml"
     if final is None and history is not None:
-        final, final_name = history.frame(-1), f"history.pt snapshot {len(history) - 1}"
+        final, final_name = history.frame(-1), f"history{suffix}.pt snapshot {len(history) - 1}"
     if final is None:
         raise AnalyzeError(f"run directory {path} has neither wiring.graphml nor a history.pt with snapshots")
-    initial, initial_name = run.initial, "initial.graphml"
+    initial, initial_name = run.initial, f"initial{suffix}.graphml"
     if initial is None and history is not None:
-        initial, initial_name = history.frame(0), "history.pt snapshot 0"
+        initial, initial_name = history.frame(0), f"history{suffix}.pt snapshot 0"
     report = {"source": str(path), "kind": "run", "wiring": final_name}
     report.update(wiring_numbers(final))
     if report["test_acc"] is None and report["step"] is not None:
@@ -186,9 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                      description="Report the topology of a wiring (run directory or GraphML file).")
     parser.add_argument("source", metavar="RUN_DIR|FILE.graphml", help="run directory or GraphML file")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--wiring", metavar="NAME", default=None, help=WIRING_OPTION_HELP)
     args = parser.parse_args(argv)
     try:
-        report = analyze(args.source)
+        report = analyze(args.source, args.wiring)
     except AnalyzeError as err:
         die(parser.prog, str(err))
     try:

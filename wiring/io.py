@@ -763,6 +763,23 @@ def load_metrics(path: PathLike) -> list[dict]:
 
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "history.pt", "wiring.graphml", "initial.graphml")
+# a model with several wirings (MobileNetV1-DNW: one per stage) writes wiring-NAME.graphml,
+# history-NAME.pt and initial-NAME.graphml, NAME the wiring module's name with dots as dashes
+WIRING_FILES = (("wiring", ".graphml"), ("history", ".pt"), ("initial", ".graphml"))
+
+
+def run_wirings(run_dir: PathLike) -> list[str]:
+    """The wirings a run folder holds: ``""`` for a model's only wiring (``wiring.graphml``,
+    ``history.pt``, ``initial.graphml``), else each NAME of ``wiring-NAME.graphml``,
+    ``history-NAME.pt`` or ``initial-NAME.graphml``, in natural order (stage 2 before 10).
+    """
+    run_dir = Path(run_dir)
+    names = set()
+    for stem, ext in WIRING_FILES:
+        if (run_dir / f"{stem}{ext}").is_file():
+            names.add("")
+        names.update(p.name[len(stem) + 1:-len(ext)] for p in run_dir.glob(f"{stem}-*{ext}") if p.is_file())
+    return sorted(names, key=_natural_key)
 
 
 @dataclass
@@ -775,24 +792,51 @@ class RunData:
     history: WiringHistory | None = None
     final: Wiring | None = None
     initial: Wiring | None = None
+    #: every wiring the folder holds (:func:`run_wirings`) and the one read (None: none chosen)
+    wirings: list[str] = field(default_factory=list)
+    wiring_name: str | None = None
 
 
-def load_run(run_dir: PathLike) -> RunData:
+#: the help of the ``--wiring NAME`` option of the tools that read a run's wiring
+WIRING_OPTION_HELP = ("for a run of a model with several learned graphs (MobileNetV1-DNW: one per stage), "
+                      "the one to use: stages-0-graph, stages-1-graph, ... (the NAME of wiring-NAME.graphml)")
+
+
+def unchosen_wiring(run: RunData) -> str | None:
+    """A one-line message when ``run`` holds several wirings and none was chosen, else None."""
+    if run.wiring_name is None and len(run.wirings) > 1:
+        return (f"run directory {run.path} holds {len(run.wirings)} wirings ({', '.join(run.wirings)}): "
+                f"choose one with --wiring NAME")
+    return None
+
+
+def load_run(run_dir: PathLike, wiring: str | None = None) -> RunData:
     """Read a run folder: ``config.yaml`` (``yaml.safe_load``), ``metrics.jsonl``,
     ``history.pt``, ``wiring.graphml`` (final) and ``initial.graphml``.
 
-    A missing folder, or one with none of those files, is a :class:`WiringFileError`.
+    For a model with several wirings, ``wiring`` names the one whose files to read
+    (``history-NAME.pt``...; :func:`run_wirings` lists them). Without it the only
+    wiring is read, and with several none is (``history``, ``final`` and ``initial``
+    stay None, ``wirings`` says what there is).
+
+    A missing folder, one with none of those files, or an unknown ``wiring`` is a
+    :class:`WiringFileError`.
     """
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise WiringFileError(f"run directory {run_dir} does not exist")
     if not run_dir.is_dir():
         raise WiringFileError(f"run directory {run_dir} is not a directory")
+    names = run_wirings(run_dir)
     present = [name for name in RUN_FILES if (run_dir / name).is_file()]
-    if not present:
+    if not present and not names:
         raise WiringFileError(f"{run_dir} is not a run directory: expected at least one of "
                               f"{', '.join(RUN_FILES)}")
-    run = RunData(run_dir)
+    if wiring is not None and wiring not in names:
+        held = ", ".join(n or "(the only one)" for n in names) or "none"
+        raise WiringFileError(f"run directory {run_dir} has no wiring {wiring!r}; it holds: {held}")
+    chosen = wiring if wiring is not None else ("" if "" in names else names[0] if len(names) == 1 else None)
+    run = RunData(run_dir, wirings=names, wiring_name=chosen)
     if "config.yaml" in present:
         import yaml
         try:
@@ -805,10 +849,12 @@ def load_run(run_dir: PathLike) -> RunData:
         run.config = config or {}
     if "metrics.jsonl" in present:
         run.metrics = load_metrics(run_dir / "metrics.jsonl")
-    if "history.pt" in present:
-        run.history = WiringHistory.load(run_dir / "history.pt")
-    if "wiring.graphml" in present:
-        run.final = read_graphml(run_dir / "wiring.graphml")
-    if "initial.graphml" in present:
-        run.initial = read_graphml(run_dir / "initial.graphml")
+    if chosen is not None:
+        suffix = f"-{chosen}" if chosen else ""
+        if (run_dir / f"history{suffix}.pt").is_file():
+            run.history = WiringHistory.load(run_dir / f"history{suffix}.pt")
+        if (run_dir / f"wiring{suffix}.graphml").is_file():
+            run.final = read_graphml(run_dir / f"wiring{suffix}.graphml")
+        if (run_dir / f"initial{suffix}.graphml").is_file():
+            run.initial = read_graphml(run_dir / f"initial{suffix}.graphml")
     return run
