@@ -42,10 +42,10 @@ order, as the authors' code).
   other reading, nodes scaled by ``d`` (then a one-block stage is complete).
 * **--edges.** The trainer's ``edges`` is ignored by these models, except ``None``
   (``--mode complete`` or ``--graph complete``), which makes every candidate of every
-  graph real: the budget is a per-stage property set by ``--width`` (the trainer's
-  default of 12,000 cannot be told from a user's choice, and one number would have
-  to be split over graphs of very different sizes). From Python, ``budget=K``
-  splits a total of K edges over the graphs in proportion to their default k.
+  graph real: the budget is a per-stage property set by ``--width`` (one number would
+  have to be split over graphs of very different sizes), and ``wiring.config`` refuses
+  an ``--edges`` the user gives for them. From Python, ``budget=K`` splits a total of
+  K edges over the graphs in proportion to their default k.
 * **Stride.** A node's state has the spatial size of its level. The stride of a
   stage sits in the depthwise convolution of its first block, which is the op of
   level 0: level-0 nodes take ``H x W`` maps in and give ``H/s x W/s`` states, so

@@ -225,3 +225,17 @@ def test_to_dict_is_plain():
     assert d["milestones"] == [80, 120] and d["from_run"] is None
     assert set(d) == {f.name for f in dataclasses.fields(Config)}
     yaml.safe_dump(d)                            # only plain types
+
+
+def test_edges_for_a_model_whose_budget_is_its_width_is_refused(tmp_path):
+    # mobilenet models take k per stage from --width: an --edges the user asks for is a mistake
+    assert parse_config(["--model", "mobilenetv1_dnw", "--width", "0.25"]).edges == 12000   # the default: fine
+    with pytest.raises(ConfigError, match="--edges: mobilenetv1_dnw takes its real edges per stage from --width"):
+        parse_config(["--model", "mobilenetv1_dnw", "--edges", "500"])
+    path = tmp_path / "c.yaml"
+    path.write_text("model: mobilenetv1_dnw_small\nedges: 500\n")
+    with pytest.raises(ConfigError, match="--edges: mobilenetv1_dnw_small"):
+        parse_config(["--config", str(path)])
+    # a resumed run's saved edges are not the user's request
+    assert parse_config([], base={"model": "mobilenetv1_dnw", "edges": 31045}).edges == 31045
+    assert parse_config(["--model", "tiny", "--edges", "500"]).edges == 500

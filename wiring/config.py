@@ -27,6 +27,10 @@ GRAPHS = tuple(PRESETS)
 SCHEDULES = ("cosine", "multistep", "constant")
 
 
+# models whose real-edge budget is a property of --width, one per stage, not --edges
+WIDTH_BUDGET_MODELS = ("mobilenetv1", "mobilenetv1_dnw", "mobilenetv1_dnw_small")
+
+
 class ConfigError(ValueError):
     """A setting is invalid; the message names it."""
 
@@ -285,7 +289,15 @@ def parse_config(argv: Sequence[str] | None = None, prog: str = "python -m wirin
     known = {f.name for f in fields(Config)}
     if base:
         values.update({k: v for k, v in base.items() if k in known and k not in INVOCATION})
+    given = set(args)                              # what this invocation asks for (flags, YAML)
     if args.get("config"):
-        values.update(_from_yaml(args["config"]))
+        from_file = _from_yaml(args["config"])
+        values.update(from_file)
+        given |= set(from_file)
     values.update(args)
-    return config_from_dict(values).validate()
+    cfg = config_from_dict(values).validate()
+    if "edges" in given and cfg.model in WIDTH_BUDGET_MODELS and cfg.edges is not None:
+        raise ConfigError(f"--edges: {cfg.model} takes its real edges per stage from --width (k = the pointwise "
+                          f"weights of MobileNetV1 at that width); drop --edges, or use --mode complete for "
+                          f"every candidate")
+    return cfg
