@@ -5,7 +5,10 @@ run alternately in one process:
 
 * **engine**: :class:`models.tiny.TinyClassifier` as trained by ``wiring.train``
   (node-major features, top-k over the admissible candidates, real edges as a CSR
-  product, hallucinated-edge gradients as one GEMM per target level);
+  product, hallucinated-edge gradients as one GEMM per target level), on the native
+  CPU kernels of :mod:`wiring.native` where they load;
+* **engine on PyTorch ops** (``pytorch`` in ``--json``): the same engine with the native
+  kernels off (:func:`wiring.native.disabled`), run only when they are on;
 * **reference**: the same network computed as the authors did: ``[B, C, H, W]``
   feature maps, a dense weight matrix over all node pairs, masked by a straight-through
   top-k of a *full sort* of its entries (non-admissible pairs pushed to the end), and
