@@ -43,8 +43,8 @@ from matplotlib.lines import Line2D
 
 from wiring.io import RunData, WiringHistory
 
-from .render import (ArgumentParser, UsageError, WiringDrawing, _edge_params, add_figure_options, atomic_path,
-                     add_wiring_option, check_pixels, dead_of, die, load_run_dir, new_figure, output_path, positive_float,
+from .render import (ArgumentParser, UsageError, WiringDrawing, _edge_params, add_figure_options, add_wiring_option,
+                     atomic_path, check_pixels, dead_of, die, load_run_dir, new_figure, output_path, positive_float,
                      positive_int, weight_range, wiring_info)
 
 __all__ = ["ANIMATION_FORMATS", "ADDED", "REMOVED", "select_frames", "EvolutionFigure", "ffmpeg_binary",
@@ -263,8 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "or write a .gif")
         run = load_run_dir(args.run_dir, args.wiring)
         if run.history is None:
-            name = f"history-{run.wiring_name}.pt" if run.wiring_name else "history.pt"
-            raise UsageError(f"run directory {args.run_dir} has no {name}")
+            raise UsageError(f"run directory {args.run_dir} has no {run.wiring_file('history', '.pt')}")
         import matplotlib
         matplotlib.use("Agg")
         n = animate_run(run, out, fps=args.fps, max_frames=args.max_frames, size=args.size, dpi=args.dpi,

@@ -33,11 +33,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from wiring.graph import Wiring
-from wiring.io import RunData, to_networkx
+from wiring.io import RunData, to_networkx, unchosen_wiring
 from wiring.topology import level_edges
 
-from .render import (FORMATS, ArgumentParser, UsageError, add_figure_options, check_pixels, die, final_wiring,
-                     add_wiring_option, initial_wiring, load_run_dir, new_figure, output_path, save_figure, wiring_info, write_figure)
+from .render import (FORMATS, ArgumentParser, UsageError, add_figure_options, add_wiring_option, check_pixels, die,
+                     final_wiring, initial_wiring, load_run_dir, new_figure, output_path, save_figure, wiring_info,
+                     write_figure)
 
 __all__ = ["PANELS", "level_matrix", "in_degrees", "skip_fraction", "plot_run", "main"]
 
@@ -218,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = load_run_dir(args.run_dir, args.wiring, need_wiring=False)
     except UsageError as err:
         die(prog, str(err))
-    if run.wiring_name is None and len(run.wirings) > 1:
+    if unchosen_wiring(run):
         print(f"note: {args.run_dir} holds {len(run.wirings)} wirings; --wiring NAME "
               f"({', '.join(run.wirings)}) adds that wiring's panels", file=sys.stderr)
     return write_figure(prog, out, lambda: plot_run(run, out, size=args.size, dpi=args.dpi))

@@ -68,7 +68,8 @@ __all__ = [
     "FORMATS", "POSITIVE", "NEGATIVE", "ROLE_STYLE", "weight_range", "edge_style", "dead_of", "WiringDrawing",
     "new_figure", "save_figure", "render_wiring", "main",
     # sources
-    "Source", "load_source", "load_run_dir", "add_wiring_option", "final_wiring", "initial_wiring", "metrics_at", "wiring_info",
+    "Source", "load_source", "load_run_dir", "add_wiring_option", "final_wiring", "initial_wiring", "metrics_at",
+    "wiring_info",
     "stats_line",
     # command line
     "UsageError", "ArgumentParser", "die", "output_path", "add_figure_options", "check_pixels", "write_figure", "atomic_path", "positive_int", "positive_float",
@@ -171,8 +172,9 @@ def load_run_dir(path: str | os.PathLike, wiring: str | None = None, need_wiring
         run = load_run(path, wiring)
     except (WiringFileError, GraphError, OSError) as err:
         raise UsageError(_message(err)) from None
-    if need_wiring and unchosen_wiring(run):
-        raise UsageError(unchosen_wiring(run))
+    message = unchosen_wiring(run) if need_wiring else None
+    if message:
+        raise UsageError(message)
     return run
 
 

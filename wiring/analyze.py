@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .cli import ArgumentParser, die
-from .io import WIRING_OPTION_HELP, GraphError, WiringFileError, load_run, read_graphml, to_networkx, unchosen_wiring
+from .io import (WIRING_OPTION_HELP, GraphError, WiringFileError, load_run, read_graphml, to_networkx,
+                 unchosen_wiring)
 from .topology import churn, cycle_stats, dead_nodes, degree_stats, depth, generations, level_edges
 
 __all__ = ["AnalyzeError", "wiring_numbers", "analyze", "format_report", "main"]
@@ -93,18 +94,19 @@ def analyze(path: str | os.PathLike, wiring: str | None = None) -> dict:
         run = load_run(path, wiring)
     except (WiringFileError, GraphError, OSError) as err:
         raise AnalyzeError(str(err)) from None
-    if unchosen_wiring(run):
-        raise AnalyzeError(unchosen_wiring(run))
-    suffix = f"-{run.wiring_name}" if run.wiring_name else ""
+    message = unchosen_wiring(run)
+    if message:
+        raise AnalyzeError(message)
+    history_name = run.wiring_file("history", ".pt")
     history = run.history if run.history is not None and len(run.history) else None
-    final, final_name = run.final, f"wiring{suffix}.graphml"
+    final, final_name = run.final, run.wiring_file("wiring", ".graphml")
     if final is None and history is not None:
-        final, final_name = history.frame(-1), f"history{suffix}.pt snapshot {len(history) - 1}"
+        final, final_name = history.frame(-1), f"{history_name} snapshot {len(history) - 1}"
     if final is None:
         raise AnalyzeError(f"run directory {path} has neither wiring.graphml nor a history.pt with snapshots")
-    initial, initial_name = run.initial, f"initial{suffix}.graphml"
+    initial, initial_name = run.initial, run.wiring_file("initial", ".graphml")
     if initial is None and history is not None:
-        initial, initial_name = history.frame(0), f"history{suffix}.pt snapshot 0"
+        initial, initial_name = history.frame(0), f"{history_name} snapshot 0"
     report = {"source": str(path), "kind": "run", "wiring": final_name}
     report.update(wiring_numbers(final))
     if report["test_acc"] is None and report["step"] is not None:

@@ -39,7 +39,7 @@ from . import native
 from .layer import WiredGraph
 from .modes import Selection
 from .nodeops import INSTANCE_NORM_EPS, NormReLUConv
-from .ops import DENSE_FORWARD_FILL, _dense, _rowptr, _weight_grad
+from .ops import _real_edges, _real_product, _weight_grad
 
 
 def supported(layer: WiredGraph, ops: Sequence[NormReLUConv | None], inputs: Tensor) -> bool:
@@ -52,8 +52,12 @@ def supported(layer: WiredGraph, ops: Sequence[NormReLUConv | None], inputs: Ten
         return False
     if len({(op.height, op.width) for op in ops[:-1]}) > 1:
         return False
-    params = [p for op in ops[:-1] for p in (op.norm_weight, op.norm_bias, op.conv_weight)]
-    return native.enabled(inputs, layer.weight, *params)
+    return native.enabled(inputs, layer.weight, *_op_params(ops))
+
+
+def _op_params(ops: Sequence[NormReLUConv | None]) -> list[Tensor]:
+    """Each op level's instance-norm scale and shift and conv kernel, in level order."""
+    return [p for op in ops[:-1] for p in (op.norm_weight, op.norm_bias, op.conv_weight)]
 
 
 class _Level:
@@ -61,33 +65,18 @@ class _Level:
 
     def __init__(self, layer: WiredGraph, level: int, weight: Tensor, mask: Tensor) -> None:
         self.edge_index, self.candidates, self.nodes, self.blocks = layer.level_candidates(level)
-        self.real = mask[self.candidates].nonzero().flatten()
-        self.src, self.dst = self.edge_index[0, self.real], self.edge_index[1, self.real]
-        self.values = weight[self.candidates][self.real]
         self.rows, self.cols = self.nodes.stop - self.nodes.start, self.nodes.start
-        self.dense = self.real.numel() >= DENSE_FORWARD_FILL * self.rows * self.cols
+        self.real, self.src, self.dst, self.values, self.dense = _real_edges(
+            self.edge_index, weight[self.candidates], mask[self.candidates], self.rows, self.cols)
 
     def forward(self, states: Tensor, out: Tensor) -> None:
         """``out = A states[:t0]``."""
-        x = states[:self.cols]
-        if self.dense:
-            torch.mm(_dense(self.dst, self.src, self.values, self.rows, self.cols), x, out=out)
-        else:
-            native.spmm(_rowptr(self.dst, self.rows), self.src, self.values, x, out=out)
+        _real_product(self.dst, self.src, self.values, self.rows, self.cols, states[:self.cols], self.dense, out=out)
 
     def backward_sources(self, grad: Tensor, grad_states: Tensor, first: bool) -> None:
         """``grad_states[:t0] (+)= A^T grad`` (``=`` when ``first``)."""
-        out = grad_states[:self.cols]
-        if self.dense:
-            mat = _dense(self.dst, self.src, self.values, self.rows, self.cols).t()
-            if first:
-                torch.mm(mat, grad, out=out)
-            else:
-                out.addmm_(mat, grad)
-        else:
-            order = torch.sort(self.src, stable=True).indices
-            native.spmm(_rowptr(self.src[order], self.cols), self.dst[order], self.values[order], grad, out=out,
-                        accumulate=not first)
+        _real_product(self.dst, self.src, self.values, self.rows, self.cols, grad, self.dense, transpose=True,
+                      out=grad_states[:self.cols], accumulate=not first)
 
 
 class _StaticGraph(torch.autograd.Function):
@@ -149,6 +138,6 @@ def run_static(layer: WiredGraph, inputs: Tensor, ops: Sequence[NormReLUConv | N
     """The output level's states ``[n_L, F]`` of ``layer`` run on ``inputs`` (level-0
     states) with ``ops[l - 1]`` at level ``l`` (``None`` at the output level)."""
     selection = layer.select() if selection is None else selection
-    params = [p for op in ops[:-1] for p in (op.norm_weight, op.norm_bias, op.conv_weight)]
+    params = _op_params(ops)
     sizes = (ops[0].height, ops[0].width) if len(ops) > 1 else (1, 1)
     return _StaticGraph.apply(layer, selection, sizes, inputs.contiguous(), layer.weight, *params)

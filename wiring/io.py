@@ -796,6 +796,11 @@ class RunData:
     wirings: list[str] = field(default_factory=list)
     wiring_name: str | None = None
 
+    def wiring_file(self, stem: str, ext: str) -> str:
+        """The chosen wiring's file name: ``history.pt`` for a model's only wiring,
+        ``history-NAME.pt`` for wiring NAME (``stem`` "history", ``ext`` ".pt")."""
+        return f"{stem}-{self.wiring_name}{ext}" if self.wiring_name else f"{stem}{ext}"
+
 
 #: the help of the ``--wiring NAME`` option of the tools that read a run's wiring
 WIRING_OPTION_HELP = ("for a run of a model with several learned graphs (MobileNetV1-DNW: one per stage), "
@@ -850,11 +855,11 @@ def load_run(run_dir: PathLike, wiring: str | None = None) -> RunData:
     if "metrics.jsonl" in present:
         run.metrics = load_metrics(run_dir / "metrics.jsonl")
     if chosen is not None:
-        suffix = f"-{chosen}" if chosen else ""
-        if (run_dir / f"history{suffix}.pt").is_file():
-            run.history = WiringHistory.load(run_dir / f"history{suffix}.pt")
-        if (run_dir / f"wiring{suffix}.graphml").is_file():
-            run.final = read_graphml(run_dir / f"wiring{suffix}.graphml")
-        if (run_dir / f"initial{suffix}.graphml").is_file():
-            run.initial = read_graphml(run_dir / f"initial{suffix}.graphml")
+        final, history, initial = (run_dir / run.wiring_file(stem, ext) for stem, ext in WIRING_FILES)
+        if history.is_file():
+            run.history = WiringHistory.load(history)
+        if final.is_file():
+            run.final = read_graphml(final)
+        if initial.is_file():
+            run.initial = read_graphml(initial)
     return run

@@ -37,7 +37,6 @@ import platform
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -48,7 +47,7 @@ FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu++17")
 ABI_VERSION = 1
 _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 
-_state: dict = {}      # "lib": the loaded library or None, "reason": why not, "path", "seconds"
+_state: dict = {}      # "lib": the loaded library or None, "reason": why not, "path": its file, "off"
 
 
 def cache_dir() -> Path:
@@ -83,7 +82,6 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
                                      _cpu_signature().encode(), platform.machine().encode()])).hexdigest()[:16]
     target = cache_dir() / "native" / f"kernels-{key}.so"
     if not target.exists():
-        start = time.perf_counter()
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
@@ -96,7 +94,6 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
                 os.replace(built, target)           # atomic: concurrent builders never see half a file
         except (OSError, subprocess.SubprocessError) as err:
             return None, f"the C++ build failed: {err}"
-        _state["seconds"] = time.perf_counter() - start
     try:
         lib = ctypes.CDLL(str(target))
         if lib.wr_abi_version() != ABI_VERSION:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from . import native
 
-INSTANCE_NORM_EPS = 1e-5        # F.instance_norm's default, which the PyTorch path uses
+INSTANCE_NORM_EPS = 1e-5        # both paths' instance-norm epsilon (F.instance_norm's default)
 
 
 class _FusedNormReLUConv(torch.autograd.Function):
@@ -84,7 +84,7 @@ class NormReLUConv(nn.Module):
         if self.norm == "instance":
             # one "channel" per (node, sample); the node's affine repeated over its samples
             x = F.instance_norm(x.reshape(1, n * batch, hw), weight=self.norm_weight.repeat_interleave(batch),
-                                bias=self.norm_bias.repeat_interleave(batch)).view(n, -1)
+                                bias=self.norm_bias.repeat_interleave(batch), eps=INSTANCE_NORM_EPS).view(n, -1)
         else:
             x = self.bn(x.reshape(1, n, batch * hw)).view(n, -1)
         x = F.relu(x)

@@ -146,21 +146,45 @@ def _weight_grad(x: Tensor, g: Tensor, edge_index: Tensor, real: Tensor, src: Te
     return grad_w
 
 
+def _real_edges(edge_index: Tensor, weight: Tensor, real_mask: Tensor, rows: int,
+                cols: int) -> tuple[Tensor, Tensor, Tensor, Tensor, bool]:
+    """``(real, src, dst, values, dense)`` of the real candidates: their ids, ends and
+    weights, and whether they fill enough of the ``rows x cols`` rectangle for a dense product."""
+    real = real_mask.nonzero().flatten()
+    src, dst = edge_index[0, real], edge_index[1, real]
+    return real, src, dst, weight[real], real.numel() >= DENSE_FORWARD_FILL * rows * cols
+
+
+def _real_product(dst: Tensor, src: Tensor, values: Tensor, rows: int, cols: int, x: Tensor, dense: bool, *,
+                  transpose: bool = False, out: Tensor | None = None, accumulate: bool = False) -> Tensor:
+    """``A x`` (``A^T x`` with ``transpose``) for the real edges, ``A`` ``[rows, cols]`` with
+    ``A[dst, src] = values`` (edges sorted by ``dst``): a dense product when ``dense``, else the
+    native CSR kernel where it loads, else torch's CSR product. The result goes into ``out``
+    when given (added to it with ``accumulate``)."""
+    if dense:
+        mat = _dense(dst, src, values, rows, cols)
+        mat = mat.t() if transpose else mat
+        if out is None:
+            return mat @ x
+        return out.addmm_(mat, x) if accumulate else torch.mm(mat, x, out=out)
+    if transpose:                                   # the CSR of A^T: edges sorted by source
+        order = torch.sort(src, stable=True).indices
+        dst, src, values, rows, cols = src[order], dst[order], values[order], cols, rows
+    if native.enabled(x, values):
+        return native.spmm(_rowptr(dst, rows), src, values, x, out=out, accumulate=accumulate)
+    result = _csr(dst, src, values, rows, cols) @ x
+    if out is None:
+        return result
+    return out.add_(result) if accumulate else out.copy_(result)
+
+
 class _Propagate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, edge_index: Tensor, real_mask: Tensor,
                 num_targets: int, blocks: tuple[Block, ...], grad_all: bool) -> Tensor:
-        real = real_mask.nonzero().flatten()
-        src, dst = edge_index[0, real], edge_index[1, real]
-        values = weight[real]
         rows, cols = num_targets, x.size(0)
-        dense = real.numel() >= DENSE_FORWARD_FILL * rows * cols
-        if dense:
-            out = _dense(dst, src, values, rows, cols) @ x
-        elif native.enabled(x, values):
-            out = native.spmm(_rowptr(dst, rows), src, values, x)
-        else:
-            out = _csr(dst, src, values, rows, cols) @ x
+        real, src, dst, values, dense = _real_edges(edge_index, weight, real_mask, rows, cols)
+        out = _real_product(dst, src, values, rows, cols, x, dense)
         ctx.save_for_backward(x, edge_index, real, src, dst, values)
         ctx.meta = (rows, cols, dense, blocks, grad_all)
         return out
@@ -172,14 +196,7 @@ class _Propagate(torch.autograd.Function):
         g = grad_out.contiguous()
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            if dense:
-                grad_x = _dense(dst, src, values, rows, cols).t() @ g
-            else:
-                order = torch.sort(src, stable=True).indices
-                if native.enabled(g, values):
-                    grad_x = native.spmm(_rowptr(src[order], cols), dst[order], values[order], g)
-                else:
-                    grad_x = _csr(src[order], dst[order], values[order], cols, rows) @ g
+            grad_x = _real_product(dst, src, values, rows, cols, g, dense, transpose=True)
         if ctx.needs_input_grad[1]:
             grad_w = _weight_grad(x, g, edge_index, real, src, dst, blocks, grad_all)
         return grad_x, grad_w, None, None, None, None, None
