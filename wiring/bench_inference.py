@@ -4,7 +4,7 @@
 with ``k = round(d * candidates)`` real edges (its initial ``random_k`` wiring, seeded)
 and times eval-mode forwards under ``torch.no_grad`` of
 
-* **reference**: :class:`wiring.bench.DenseReference` of that model, the authors'
+* **reference**: :class:`wiring.bench_reference.DenseReference` of that model, the authors'
   formulation (``[B, C, H, W]`` maps, a dense masked 1x1 convolution over every
   candidate of a level, the real set found by a full sort each forward);
 * **engine**: the model itself in eval mode (top-k over the candidates, real edges as a
@@ -44,7 +44,7 @@ from torch import Tensor
 from models import build_model
 from models.tiny import TinyClassifier
 from wiring.allocator import tune_malloc
-from wiring.bench import DenseReference
+from wiring.bench_reference import DenseReference
 from wiring.cli import ArgumentParser
 from wiring.compact import compact_model, load_run_model, time_alternating
 
