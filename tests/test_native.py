@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wiring import native, ops
+from wiring import backends, native, ops
 from wiring.graph import dynamic_graph
 from wiring.nodeops import NormReLUConv, _FusedNormReLUConv
 from wiring.ops import dnw_propagate
@@ -138,9 +138,10 @@ def test_propagate_native_equals_pytorch_csr(monkeypatch, mode):
     calls = []
     real_spmm = native.spmm
     monkeypatch.setattr(ops.native, "spmm", lambda *a, **kw: calls.append(1) or real_spmm(*a, **kw))
-    fused = run()
+    with backends.using("native"):
+        fused = run()
     assert len(calls) == 2                                          # forward and gradient to the sources
-    with monkeypatch.context() as m:
+    with monkeypatch.context() as m, backends.using("torch"):
         _unfused(m)
         reference = run()
     for a, b in zip(fused, reference):

@@ -14,6 +14,7 @@ import torch
 import wiring.graph
 import wiring.ops
 from wiring import ops
+from backend_params import skip_unless_on
 from wiring.graph import GraphError, dynamic_graph, from_edge_index, static_graph
 from wiring.ops import (
     DENSE_FORWARD_FILL,
@@ -178,7 +179,7 @@ CASES = ["static", "static_big", "dynamic", "dynamic_self_loops", "capped", "cap
 
 @pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("mode", MODES)
-def test_dnw_propagate_matches_dense_reference(name, mode):
+def test_dnw_propagate_matches_dense_reference(name, mode, product_backend):
     edge_index, n, w, ks = case(name)
     c = edge_index.size(1)
     gen = torch.Generator().manual_seed(17)
@@ -195,7 +196,7 @@ def test_dnw_propagate_matches_dense_reference(name, mode):
             assert torch.equal(mode_selection(mode, w, k, None)[0], reference_topk(w, k))
 
 
-def test_nodes_without_real_in_edges_get_zero():
+def test_nodes_without_real_in_edges_get_zero(product_backend):
     g = static_graph([6, 10, 10, 4])
     gen = torch.Generator().manual_seed(2)
     w = torch.randn(g.num_candidates, generator=gen, dtype=DT)
@@ -216,7 +217,7 @@ def test_nodes_without_real_in_edges_get_zero():
 
 @pytest.mark.parametrize("sizes, cap", [([4, 5, 6, 3], None), ([10, 6, 7, 3], 3), ([40, 5, 4], 2)])
 @pytest.mark.parametrize("grad_all", [True, False])
-def test_propagate_one_level_matches_whole_graph(sizes, cap, grad_all):
+def test_propagate_one_level_matches_whole_graph(sizes, cap, grad_all, product_backend):
     g = static_graph(sizes, max_in_degree=cap, seed=11)
     gen = torch.Generator().manual_seed(4)
     n, c = g.num_nodes, g.num_candidates
@@ -261,7 +262,7 @@ def test_propagate_one_level_matches_whole_graph(sizes, cap, grad_all):
         assert_rel_close(w.grad, wd.grad)
 
 
-def test_propagate_default_block_and_offsets_doc_case():
+def test_propagate_default_block_and_offsets_doc_case(product_backend):
     x = torch.tensor([[1.0], [2.0], [3.0]], dtype=DT, requires_grad=True)
     ei = torch.tensor([[0, 1, 0, 2], [1, 2, 3, 3]])
     w = torch.tensor([1.0, 0.5, -1.0, 2.0], dtype=DT, requires_grad=True)
@@ -330,7 +331,7 @@ def test_candidate_grad_paths(path, monkeypatch):
     assert bool((grad_w[~mask] != 0).all())
 
 
-def test_candidate_grad_mixed_blocks_one_graph():
+def test_candidate_grad_mixed_blocks_one_graph(product_backend):
     # level 1 complete (4 <= 4 sources), level 2 gather, level 3 sampled
     g = static_graph([4, 30, 20, 50], max_in_degree=4, seed=2)
     kinds = [b.complete for b in g.blocks], [round(b.fill, 3) for b in g.blocks]
@@ -350,10 +351,10 @@ def test_forward_paths_csr_and_dense(k_fraction, dense, monkeypatch):
     w0 = torch.randn(c, generator=gen, dtype=DT)
     x0 = torch.randn(n, 3, generator=gen, dtype=DT)
     grad_out = torch.randn(n, 3, generator=gen, dtype=DT)
-    spy_dense, spy_csr = Spy(ops._dense), Spy(ops._csr)
+    spy_dense, spy_csr = Spy(ops._dense), Spy(ops.backends.spmm)
     monkeypatch.setattr(ops.native, "enabled", lambda *tensors: False)    # the PyTorch CSR path
     monkeypatch.setattr(ops, "_dense", spy_dense)
-    monkeypatch.setattr(ops, "_csr", spy_csr)
+    monkeypatch.setattr(ops.backends, "spmm", spy_csr)
     for mode in MODES:
         fixed = random_fixed_mask(c, k, gen)
         x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
@@ -434,7 +435,7 @@ def four_node(mode, k, fixed=None):
     return out.detach(), x.grad, w.grad
 
 
-def test_dnw_gradient_by_hand_on_four_nodes():
+def test_dnw_gradient_by_hand_on_four_nodes(product_backend):
     out, gx, gw = four_node("dnw", 3)  # real: 0->2 (2.0), 1->3 (-1.5), 2->3 (1.0)
     # out[2] = 2 x0; out[3] = -1.5 x1 + x2; inputs get nothing
     assert out.tolist() == [[0, 0], [0, 0], [2.0, 4.0], [-4.0, 3.5]]
@@ -482,7 +483,7 @@ def test_hallucinated_gradient_nonzero_only_for_dnw(name):
         assert bool((w.grad[mask] != 0).all())
 
 
-def test_gradient_does_not_flow_through_hallucinated_edges():
+def test_gradient_does_not_flow_through_hallucinated_edges(product_backend):
     # top-2 of the four-node graph: 0->2 and 1->3; node 2's only out-edge (2->3) is hallucinated
     x = torch.tensor(FOUR_X, dtype=DT, requires_grad=True)
     w = torch.tensor(FOUR_W, dtype=DT, requires_grad=True)
@@ -559,7 +560,8 @@ def test_doctests(module):
 @CUDA
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", ["static", "dynamic", "capped_sparse", "ties"])
-def test_cuda_matches_dense_reference(name, mode):
+def test_cuda_matches_dense_reference(name, mode, product_backend):
+    skip_unless_on("cuda", product_backend)
     edge_index, n, w0, ks = case(name)
     dev = torch.device("cuda")
     c = edge_index.size(1)
@@ -586,7 +588,8 @@ def test_cuda_topk_mask_matches_cpu():
 
 
 @CUDA
-def test_cuda_propagate_one_level_blocks():
+def test_cuda_propagate_one_level_blocks(product_backend):
+    skip_unless_on("cuda", product_backend)
     g = static_graph([10, 6, 7, 3], max_in_degree=3, seed=11)
     for grad_all in (True, False):
         gen = torch.Generator().manual_seed(0)

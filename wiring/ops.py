@@ -5,8 +5,9 @@ Given node features ``x`` (node-major, ``[num_sources, F]`` with
 ``(target, source)``), one weight per candidate and a boolean ``real_mask``:
 
 * forward: ``out[v] = sum over real (u, v) of w_uv * x[u]`` as one fused
-  sparse-dense (CSR) product, or one dense product when most of the rectangle is
-  real. No per-edge message tensor is ever built. Targets with no real in-edge get 0.
+  sparse-dense (CSR) product on the backend :mod:`wiring.backends` chooses, or one
+  dense product when most of the rectangle is real. No per-edge message tensor is
+  ever built at full width. Targets with no real in-edge get 0.
 * backward: ``grad_x[u] = sum over real (u, v) of w_uv * grad_out[v]`` (gradient
   flows *through* real edges only) and
 
@@ -31,7 +32,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from . import native
+from . import backends, native
 from .graph import Block, GraphError, check_edges
 
 warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
@@ -159,7 +160,7 @@ def _real_product(dst: Tensor, src: Tensor, values: Tensor, rows: int, cols: int
                   transpose: bool = False, out: Tensor | None = None, accumulate: bool = False) -> Tensor:
     """``A x`` (``A^T x`` with ``transpose``) for the real edges, ``A`` ``[rows, cols]`` with
     ``A[dst, src] = values`` (edges sorted by ``dst``): a dense product when ``dense``, else the
-    native CSR kernel where it loads, else torch's CSR product. The result goes into ``out``
+    CSR product of the backend :mod:`wiring.backends` chooses. The result goes into ``out``
     when given (added to it with ``accumulate``)."""
     if dense:
         mat = _dense(dst, src, values, rows, cols)
@@ -170,12 +171,7 @@ def _real_product(dst: Tensor, src: Tensor, values: Tensor, rows: int, cols: int
     if transpose:                                   # the CSR of A^T: edges sorted by source
         order = torch.sort(src, stable=True).indices
         dst, src, values, rows, cols = src[order], dst[order], values[order], cols, rows
-    if native.enabled(x, values):
-        return native.spmm(_rowptr(dst, rows), src, values, x, out=out, accumulate=accumulate)
-    result = _csr(dst, src, values, rows, cols) @ x
-    if out is None:
-        return result
-    return out.add_(result) if accumulate else out.copy_(result)
+    return backends.spmm(_rowptr(dst, rows), src, values, x, out=out, accumulate=accumulate)
 
 
 class _Propagate(torch.autograd.Function):
