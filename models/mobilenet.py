@@ -367,21 +367,19 @@ class MobileNetV1DNW(nn.Module):
         evaluation-time real edges to a live output (the last stage's outputs all are
         with the dense classifier; the class nodes with the graph classifier), where a
         stage's output nodes are live when they are live as the next graph's inputs."""
-        from wiring.profile import live_nodes
-
         graphs = self.wired_graphs()
         masks: list[Tensor] = [torch.zeros(0, dtype=torch.bool)] * len(graphs)
         final = self.stages[-1].graph.graph.level_sizes[-1]
         following = torch.ones(final, dtype=torch.bool)
         start = len(self.stages)
         if self.small:
-            masks[-1] = live_nodes(graphs[-1])
+            masks[-1] = graphs[-1].live_nodes()
             following = masks[-1][:final]
         for i in range(start - 1, -1, -1):
             g = graphs[i].graph
             outputs = torch.zeros(g.num_nodes, dtype=torch.bool)
             outputs[g.num_nodes - following.numel():] = following
-            masks[i] = live_nodes(graphs[i], outputs)
+            masks[i] = graphs[i].live_nodes(outputs)
             following = masks[i][:g.level_sizes[0]]
         return masks
 

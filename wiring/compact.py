@@ -524,7 +524,7 @@ def tiny_state(model: nn.Module, image_size: int | None = None) -> dict[str, Any
     (``tiny`` or ``micro``): its evaluation-time real edges and running BatchNorm statistics.
 
     Nodes are sorted into three kinds: **dead** (no path along real edges to an output
-    node: :func:`wiring.profile.live_nodes`), **constant** (live, but no input node
+    node: :meth:`wiring.layer.WiredGraph.live_nodes`), **constant** (live, but no input node
     reaches them: their states do not depend on the image, so they are computed here once
     and folded into the inputs of the kept nodes they feed, or, for output nodes, into
     the head's bias) and **kept** (the rest). ``counts`` holds ``nodes``, ``dead``,
@@ -533,7 +533,6 @@ def tiny_state(model: nn.Module, image_size: int | None = None) -> dict[str, Any
     ``model.image_size`` when the model records it, else to the smallest side its stem takes
     to 8x8 maps."""
     from models.tiny import GRID, TinyClassifier, centre_pool
-    from wiring.profile import live_nodes
 
     if not isinstance(model, TinyClassifier):
         raise ValueError(f"not a static tiny classifier: {type(model).__name__}")
@@ -548,7 +547,7 @@ def tiny_state(model: nn.Module, image_size: int | None = None) -> dict[str, Any
     src, dst = layer.edge_index.cpu()[:, real]
     w = layer.weight.detach().cpu()[real]
     target_level = level[dst]
-    live = live_nodes(layer)
+    live = layer.live_nodes()
     reached = torch.zeros(g.num_nodes, dtype=torch.bool)
     reached[:ptr[1]] = True
     for l in range(1, ops + 1):                                   # sources lie on lower levels

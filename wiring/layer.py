@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .graph import Block, GraphError, NeuralGraph, Wiring, check_edges
+from .graph import OUTPUT, Block, GraphError, NeuralGraph, Wiring, check_edges
 from .modes import Mode, Selection, make_mode
 from .ops import propagate
 from .presets import initial_weights
@@ -128,6 +128,38 @@ class WiredGraph(nn.Module):
             raise GraphError("a real edge refers to a node out of range")
         if self.graph.static and bool((self.level[ei[0]] >= self.level[ei[1]]).any()):
             raise GraphError("a real edge of a static graph does not go to a higher level: the wiring has a cycle")
+
+    @torch.no_grad()
+    def live_nodes(self, outputs: Tensor | None = None) -> Tensor:
+        """Bool ``[num_nodes]``: the nodes with a path along the evaluation-time real
+        edges to a node of ``outputs`` (default: the output-role nodes; outputs reach
+        themselves).
+
+        >>> from wiring.graph import static_graph
+        >>> layer = WiredGraph(static_graph([2, 2, 1]), edges=8)       # every candidate real
+        >>> layer.live_nodes().tolist()
+        [True, True, True, True, True]
+        >>> layer.live_nodes(torch.tensor([False, False, True, False, False])).tolist()
+        [True, True, True, False, False]
+        """
+        graph = self.graph
+        live = (graph.role == OUTPUT) if outputs is None else outputs.to(torch.bool).cpu().clone()
+        if live.shape != (graph.num_nodes,):
+            raise GraphError(f"outputs must be a bool mask of {graph.num_nodes} nodes")
+        real = self.real_mask().cpu()
+        src, dst = self.edge_index.cpu()[:, real]
+        if graph.static:
+            target_level = graph.level[dst]
+            for level in range(graph.num_levels - 1, 0, -1):      # sources lie on lower levels
+                pick = (target_level == level) & live[dst]
+                live[src[pick]] = True
+            return live
+        while True:                                               # dynamic: fixed point
+            grown = live.clone()
+            grown[src[live[dst]]] = True
+            if torch.equal(grown, live):
+                return live
+            live = grown
 
     def level_candidates(self, level: int) -> tuple[Tensor, slice, slice, tuple[Block, ...]]:
         """A static graph's candidates into ``level``: their ``edge_index`` with sources as

@@ -6,7 +6,7 @@ Counts what an inference network needs, not what training holds:
   one multiply-accumulate per edge and output position, one parameter per edge;
 * only **live nodes**: a node is dead when it has no path along real edges to an
   output (the tensor equivalent of :func:`wiring.topology.dead_nodes` restricted to
-  that side: see :func:`live_nodes`); dead nodes, their ops and their in-edges are
+  that side: see :meth:`wiring.layer.WiredGraph.live_nodes`); dead nodes, their ops and their in-edges are
   dropped, and in MobileNetV1-DNW a stage output that is dead as the next stage's
   input is dead too (so is the stem channel feeding it);
 * MACs of convolutions, graph edges and linear layers (a k x k depthwise
@@ -50,39 +50,22 @@ from torch import Tensor, nn
 
 from . import native
 from .cli import ArgumentParser
-from .graph import OUTPUT, GraphError
+from .graph import GraphError
 from .layer import WiredGraph
 from .nodeops import NormReLUConv
 
 
 def live_nodes(layer: WiredGraph, outputs: Tensor | None = None) -> Tensor:
     """Bool ``[num_nodes]``: the nodes with a path along ``layer``'s evaluation-time
-    real edges to a node of ``outputs`` (default: the output-role nodes; outputs
-    reach themselves).
+    real edges to a node of ``outputs`` (default: the output-role nodes); the same as
+    :meth:`wiring.layer.WiredGraph.live_nodes`.
 
     >>> from wiring.graph import static_graph
     >>> layer = WiredGraph(static_graph([2, 2, 1]), edges=8)
     >>> live_nodes(layer).tolist()
     [True, True, True, True, True]
     """
-    graph = layer.graph
-    live = (graph.role == OUTPUT) if outputs is None else outputs.to(torch.bool).cpu().clone()
-    if live.shape != (graph.num_nodes,):
-        raise GraphError(f"outputs must be a bool mask of {graph.num_nodes} nodes")
-    real = layer.real_mask().cpu()
-    src, dst = layer.edge_index.cpu()[:, real]
-    if graph.static:
-        target_level = graph.level[dst]
-        for level in range(graph.num_levels - 1, 0, -1):      # sources lie on lower levels
-            pick = (target_level == level) & live[dst]
-            live[src[pick]] = True
-        return live
-    while True:                                               # dynamic: fixed point
-        grown = live.clone()
-        grown[src[live[dst]]] = True
-        if torch.equal(grown, live):
-            return live
-        live = grown
+    return layer.live_nodes(outputs)
 
 
 def _generic_cost(model: nn.Module, in_channels: int, image_size: int) -> dict[str, Any]:
