@@ -20,6 +20,14 @@ Following ``shared/design/DNW.md`` sections 1 and 5 (Table 1's dynamic rows):
 The real set is selected once per forward, so every step or function evaluation of
 one forward uses the same wiring; DNW's hallucinated-edge gradients accumulate over
 them. The continuous model counts function evaluations (:meth:`pop_metrics`).
+
+Initialisation (``init``): ``"authors"`` (the default) is PyTorch's default of the
+authors' modules, a dense ``nodes x nodes`` 1x1 convolution and one
+``nn.Conv2d(nodes, nodes, 3, groups=nodes)``: every candidate edge weight
+``U(-1/sqrt(S), 1/sqrt(S))`` with ``S`` the nodes that send edges (all of them: 800,
++-0.035, std 0.020) and node kernels ``U(-1/3, 1/3)`` (fan-in 9, std 0.19).
+``"kaiming"``: edges normal with std ``sqrt(2 / mean candidate fan-in)`` (0.050 for
+800 nodes) and node kernels ``kaiming_normal_(fan_out)``, std ``sqrt(2 / (9 nodes))``.
 """
 from __future__ import annotations
 
@@ -59,7 +67,8 @@ class DynamicClassifier(nn.Module):
                  seed: int = 0, nodes: int = 800, inputs: int = 32, outputs: int = 100, steps: int = 5,
                  solver: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-3, ode_steps: int = 1,
                  self_loops: bool = False,
-                 preset_options: dict | None = None, mode_options: dict | None = None) -> None:
+                 preset_options: dict | None = None, mode_options: dict | None = None,
+                 init: str = "authors") -> None:
         super().__init__()
         if setting not in SETTINGS:
             raise ValueError(f"setting must be one of {', '.join(SETTINGS)}, got {setting!r}")
@@ -72,8 +81,8 @@ class DynamicClassifier(nn.Module):
         self.stem = Stem(in_channels, image_size, inputs)
         graph = dynamic_graph(nodes, inputs=inputs, outputs=outputs, self_loops=self_loops)
         edges = graph.num_candidates if edges is None else edges
-        self.graph = WiredGraph(graph, edges, mode, preset, seed, preset_options, mode_options)
-        self.node_op = NormReLUConv(nodes, GRID, GRID)
+        self.graph = WiredGraph(graph, edges, mode, preset, seed, preset_options, mode_options, init=init)
+        self.node_op = NormReLUConv(nodes, GRID, GRID, init=init)
         self.fc = nn.Linear(outputs, num_classes)
         self._nfe = 0
         self._forwards = 0

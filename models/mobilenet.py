@@ -57,6 +57,17 @@ order, as the authors' code).
   ``static_graph([C_last, classes])`` with ``k = int(1024 d) * classes`` (the dense
   classifier's weight count at width d) plus a bias per class (the paper's
   "MobileNetV1-DNW-small").
+* **Initialisation** (``init``). ``"authors"`` (the default): PyTorch's defaults of
+  the authors' ``MobileNetV1Like``, whose stage graph is one dense 1x1 convolution
+  from the ``c_in + (blocks - 1) c_out`` channels that send (node width) to the
+  ``blocks c_out`` that receive: every candidate of a stage ``U(-1/sqrt(S), 1/sqrt(S))``
+  with that per-stage fan-in ``S`` (:func:`wiring.presets.fan_in`; the small
+  classifier's ``S`` is its input features), and every depthwise node kernel
+  ``U(-1/3, 1/3)`` (``nn.Conv2d(c, c, 3, groups=c)``, fan-in 9). ``"kaiming"``: the
+  engine's earlier init (edges normal, std ``sqrt(2 / mean candidate fan-in)``; kernels
+  ``kaiming_normal_(fan_out)``, std ``sqrt(2 / (9 c))``). The stem convolution, the batch
+  norms and the dense classifier are PyTorch's defaults under both, as the dense
+  :class:`MobileNetV1`.
 
 Every wiring mode and preset works per graph (each graph has its own k, its own
 seed ``seed + index``). The ``graphml`` preset takes ``wiring=`` either a dict
@@ -217,15 +228,15 @@ class DNWStage(nn.Module):
 
     def __init__(self, n_in: int, n_out: int, stride: int, blocks: int, k: int | None,
                  in_size: tuple[int, int], *, mode: str, preset: str, seed: int,
-                 preset_options: dict | None, mode_options: dict | None) -> None:
+                 preset_options: dict | None, mode_options: dict | None, init: str = "authors") -> None:
         super().__init__()
         graph = static_graph([n_in] + [n_out] * blocks)
         k = graph.num_candidates if k is None else k
-        self.graph = WiredGraph(graph, k, mode, preset, seed, preset_options, mode_options)
+        self.graph = WiredGraph(graph, k, mode, preset, seed, preset_options, mode_options, init=init)
         self.blocks, self.stride = blocks, stride
-        self.ops = nn.ModuleList([NormReLUConv(n_in, *in_size, norm="batch", stride=stride)])
+        self.ops = nn.ModuleList([NormReLUConv(n_in, *in_size, norm="batch", stride=stride, init=init)])
         self.in_size, self.out_size = tuple(in_size), self.ops[0].out_size
-        self.ops.extend(NormReLUConv(n_out, *self.out_size, norm="batch") for _ in range(blocks - 1))
+        self.ops.extend(NormReLUConv(n_out, *self.out_size, norm="batch", init=init) for _ in range(blocks - 1))
 
     def forward(self, z: Tensor) -> Tensor:
         last = self.blocks
@@ -240,11 +251,11 @@ class GraphClassifier(nn.Module):
     """The small variant's classifier: a learned graph ``[features, classes]`` plus a bias."""
 
     def __init__(self, features: int, num_classes: int, k: int | None, *, mode: str, preset: str, seed: int,
-                 preset_options: dict | None, mode_options: dict | None) -> None:
+                 preset_options: dict | None, mode_options: dict | None, init: str = "authors") -> None:
         super().__init__()
         graph = static_graph([features, num_classes])
         k = graph.num_candidates if k is None else k
-        self.graph = WiredGraph(graph, k, mode, preset, seed, preset_options, mode_options)
+        self.graph = WiredGraph(graph, k, mode, preset, seed, preset_options, mode_options, init=init)
         self.bias = nn.Parameter(torch.zeros(num_classes))
 
     def forward(self, pooled: Tensor) -> Tensor:
@@ -291,7 +302,7 @@ class MobileNetV1DNW(nn.Module):
                  edges: int | None = 0, budget: int | None = None, mode: str = "dnw",
                  preset: str = "random_k", seed: int = 0, preset_options: dict | None = None,
                  mode_options: dict | None = None, stages: Sequence[tuple[int, int, int, int]] = STAGES,
-                 setting: str = "static") -> None:
+                 setting: str = "static", init: str = "authors") -> None:
         super().__init__()
         _check_static(setting)
         stages = _check_stages(stages)
@@ -331,14 +342,15 @@ class MobileNetV1DNW(nn.Module):
         size = self.stem_size
         for i, (n_i, n_o, stride, blocks) in enumerate(sizes):
             stage = DNWStage(n_i, n_o, stride, blocks, ks[i], size, mode=mode, preset=presets[i][0],
-                             seed=seed + i, preset_options=presets[i][1], mode_options=mode_options)
+                             seed=seed + i, preset_options=presets[i][1], mode_options=mode_options,
+                             init=init)
             self.stages.append(stage)
             size = stage.out_size
         self.bn = nn.BatchNorm1d(last)
         if small:
             self.classifier = GraphClassifier(last, num_classes, ks[-1], mode=mode, preset=presets[-1][0],
                                               seed=seed + len(sizes), preset_options=presets[-1][1],
-                                              mode_options=mode_options)
+                                              mode_options=mode_options, init=init)
         else:
             self.fc = nn.Linear(last, num_classes)
 

@@ -16,6 +16,17 @@ stem -> graph -> head, following ``shared/design/DNW.md`` section 5:
   the top-left 2x2 of that window, as the authors' code does) -> linear 100 -> classes.
 
 Node features are node-major ``[nodes, batch*8*8]`` from the stem to the head.
+
+Initialisation (``init``, ``--init``): ``"authors"`` (the default) is what the
+authors' code gets from PyTorch's module defaults. Their graph is one dense 800x800
+1x1 convolution, so every candidate edge weight is ``U(-1/sqrt(800), 1/sqrt(800))``
+(+-0.035, std 0.020): the bound of the dense formulation's fan-in, the 800 nodes that
+send edges (:func:`wiring.presets.fan_in`; the ``micro`` model's 56). Their node
+kernels are ``nn.Conv2d(n, n, 3, groups=n)``'s default, fan-in 9: ``U(-1/3, 1/3)``
+(std 0.19) on every level. ``"kaiming"`` is this engine's earlier init: edges
+normal with std ``sqrt(2 / mean candidate fan-in)`` (0.073 here) and node kernels
+``kaiming_normal_(fan_out)`` with std ``sqrt(2 / (9 n))`` (0.034 on a 192-node
+level). The stem, the head and the norms are PyTorch's defaults under both.
 """
 from __future__ import annotations
 
@@ -85,13 +96,14 @@ class TinyClassifier(nn.Module):
     def __init__(self, *, in_channels: int = 3, num_classes: int = 10, image_size: int = 32,
                  edges: int | None = 12000, mode: str = "dnw", preset: str = "random_k", seed: int = 0,
                  levels: tuple[int, ...] = (32, 192, 192, 192, 192), outputs: int = 100,
-                 preset_options: dict | None = None, mode_options: dict | None = None) -> None:
+                 preset_options: dict | None = None, mode_options: dict | None = None,
+                 init: str = "authors") -> None:
         super().__init__()
         self.stem = Stem(in_channels, image_size, levels[0])
         graph = static_graph(list(levels) + [outputs])
         edges = graph.num_candidates if edges is None else edges      # None: every candidate real
-        self.graph = WiredGraph(graph, edges, mode, preset, seed, preset_options, mode_options)
-        self.node_ops = nn.ModuleList(NormReLUConv(n, GRID, GRID) for n in levels)
+        self.graph = WiredGraph(graph, edges, mode, preset, seed, preset_options, mode_options, init=init)
+        self.node_ops = nn.ModuleList(NormReLUConv(n, GRID, GRID, init=init) for n in levels)
         self.fc = nn.Linear(outputs, num_classes)
         self.outputs = outputs
 

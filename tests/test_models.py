@@ -152,3 +152,103 @@ def test_sgd_step_updates_hallucinated_edges_under_dnw_only(mode):
     else:
         assert not bool(changed[~real].any())
     assert int(m.graph.real_mask().sum()) == 3000
+
+
+# ----------------------------------------------------------------------------- initialisation
+
+def _uniform_std(bound: float) -> float:
+    return bound / 3 ** 0.5
+
+
+def _check_uniform(w: torch.Tensor, bound: float, rel: float) -> None:
+    """``w`` looks like U(-bound, bound): inside the bound, reaching it, std bound/sqrt(3)."""
+    w = w.detach().flatten()
+    assert float(w.abs().max()) <= bound * (1 + 1e-6)
+    assert float(w.abs().max()) > bound * 0.95
+    assert float(w.std()) == pytest.approx(_uniform_std(bound), rel=rel)
+
+
+def test_authors_initial_scales_tiny_static():
+    """The authors' code (PyTorch defaults): edges U(+-1/sqrt(800)) from the dense 800x800 1x1
+    conv, std 0.0204; node kernels nn.Conv2d(n, n, 3, groups=n): U(+-1/3), std 0.192, every level."""
+    torch.manual_seed(0)
+    m = TinyClassifier(in_channels=1, image_size=28, edges=32000, seed=0)      # default init = authors
+    bound = 1 / 800 ** 0.5
+    _check_uniform(m.graph.weight, bound, rel=0.01)
+    assert float(m.graph.weight.detach().std()) == pytest.approx(0.0204, abs=2e-4)
+    for level, op in zip([32, 192, 192, 192, 192], m.node_ops):
+        assert op.conv_weight.shape == (level, 1, 3, 3)
+        _check_uniform(op.conv_weight, 1 / 3, rel=0.12 if level == 32 else 0.06)
+    # the real set is the top-k of |w|: 32,000 edges, all above the 32,000th magnitude
+    assert int(m.graph.real_mask().sum()) == 32000
+
+
+def test_kaiming_initial_scales_tiny_static():
+    """--init kaiming (the engine's earlier init): edges normal std sqrt(2 / mean fan-in),
+    0.073; node kernels std sqrt(2 / (9 n)), 0.034 on a 192-node level."""
+    torch.manual_seed(0)
+    m = TinyClassifier(in_channels=1, image_size=28, edges=32000, seed=0, init="kaiming")
+    fan = 325760 / (4 * 192 + 100)                       # mean candidate in-edges of a receiving node
+    assert float(m.graph.weight.detach().std()) == pytest.approx((2 / fan) ** 0.5, rel=0.01)
+    assert float(m.graph.weight.detach().std()) == pytest.approx(0.073, abs=1e-3)
+    for level, op in zip([32, 192, 192, 192, 192], m.node_ops):
+        assert float(op.conv_weight.detach().std()) == pytest.approx((2 / (9 * level)) ** 0.5, rel=0.12)
+
+
+def test_authors_initial_scales_dynamic_and_micro():
+    """Dynamic graphs: the authors' one dense nodes x nodes conv, U(+-1/sqrt(nodes)); micro's
+    static graph: 56 sending nodes, U(+-1/sqrt(56))."""
+    torch.manual_seed(0)
+    d = build_model("tiny", setting="discrete", in_channels=1, image_size=8, edges=12000)
+    _check_uniform(d.graph.weight, 1 / 800 ** 0.5, rel=0.01)
+    _check_uniform(d.node_op.conv_weight, 1 / 3, rel=0.03)
+    micro = build_model("micro", in_channels=1, image_size=8, edges=300)
+    _check_uniform(micro.graph.weight, 1 / 56 ** 0.5, rel=0.05)
+
+
+def test_authors_initial_scales_mobilenet_per_stage():
+    """MobileNetV1-DNW: each stage's dense pointwise formulation sends from
+    c_in + (blocks - 1) c_out channels, so its edges are U(+-1/sqrt of that); kernels U(+-1/3)."""
+    from models.mobilenet import STAGES, channels
+    torch.manual_seed(0)
+    m = build_model("mobilenetv1_dnw_small", width=0.0625, node_width=0.125, num_classes=10, image_size=16)
+    for stage, (c_in, c_out, _, blocks) in zip(m.stages, STAGES):
+        n_in, n_out = channels(c_in, 0.125), channels(c_out, 0.125)
+        w = stage.graph.weight.detach()
+        bound = 1 / (n_in + (blocks - 1) * n_out) ** 0.5
+        assert float(w.abs().max()) <= bound * (1 + 1e-6) and float(w.abs().max()) > 0.9 * bound
+        for op in stage.ops:
+            assert float(op.conv_weight.detach().abs().max()) <= 1 / 3 + 1e-7
+    w = m.classifier.graph.weight.detach()
+    assert float(w.abs().max()) <= 1 / channels(1024, 0.125) ** 0.5 * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("preset", ["er", "ws", "ba"])
+def test_authors_init_keeps_structured_presets_on_top(preset):
+    """ER / WS / BA under the authors' init: the same U(+-b) magnitudes as random_k, moved so
+    the preset's edges are the largest (the initial real set)."""
+    from wiring.presets import initial_weights
+    g = _cached_graph((8, 16, 16, 16, 10))
+    ref = initial_weights("random_k", g, 200, seed=1, init="authors")
+    w = initial_weights(preset, g, 200, seed=1, init="authors")
+    assert torch.equal(w.abs().sort().values, ref.abs().sort().values)
+    assert float(w.abs().max()) <= 1 / 56 ** 0.5
+
+
+def test_init_kaiming_is_the_previous_default_bit_for_bit():
+    """--init kaiming draws exactly what the engine drew before the authors' init: the edge
+    weights seeded normal x init_std and kaiming_normal_(fan_out) node kernels from torch's RNG."""
+    import math
+    from wiring.presets import init_std
+    torch.manual_seed(0)
+    m = TinyClassifier(in_channels=1, image_size=28, edges=2000, seed=3, init="kaiming")
+    g = m.graph.graph
+    expected = torch.randn(g.num_candidates, generator=torch.Generator().manual_seed(3)) * init_std(g)
+    assert torch.equal(m.graph.weight.detach(), expected)
+    torch.manual_seed(0)
+    Stem(1, 28, 32)                                     # the stem draws first, as in the model
+    for n, op in zip([32, 192, 192, 192, 192], m.node_ops):
+        ref = torch.empty(n, 1, 3, 3)
+        torch.nn.init.kaiming_normal_(ref, mode="fan_out", nonlinearity="relu")
+        assert torch.equal(op.conv_weight.detach(), ref)
+    assert math.isclose(init_std(g), (2 / (325760 / 868)) ** 0.5)

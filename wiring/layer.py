@@ -6,7 +6,8 @@
 :meth:`~WiredGraph.select`-ion of real edges, then aggregates node features with
 it, either level by level (static graphs, :meth:`~WiredGraph.run_static`) or over
 all nodes at once (dynamic graphs, :meth:`~WiredGraph.aggregate`). Gradients
-follow :func:`wiring.ops.propagate`.
+follow :func:`wiring.ops.propagate`. ``init`` picks the candidates' initial
+distribution (:data:`wiring.presets.INITS`; the models pass ``"authors"``).
 
 Example, a 5-node static graph trained in a plain loop::
 
@@ -38,13 +39,14 @@ class WiredGraph(nn.Module):
     """Learned wiring of one graph: candidate weights, real-edge selection, aggregation."""
 
     def __init__(self, graph: NeuralGraph, edges: int, mode: str | Mode = "dnw", preset: str = "random_k",
-                 seed: int = 0, preset_options: dict | None = None, mode_options: dict | None = None) -> None:
+                 seed: int = 0, preset_options: dict | None = None, mode_options: dict | None = None,
+                 init: str = "kaiming") -> None:
         super().__init__()
         self.graph = graph
         self.k = check_edges(edges, graph.num_candidates)
         self.mode = mode if isinstance(mode, Mode) else make_mode(mode, self.k, **(mode_options or {}))
-        self.preset, self.seed = preset, seed
-        weight = initial_weights(preset, graph, self.k, seed, **(preset_options or {}))
+        self.preset, self.seed, self.init = preset, seed, init
+        weight = initial_weights(preset, graph, self.k, seed, init=init, **(preset_options or {}))
         self.weight = nn.Parameter(weight)
         # Structure buffers follow the module's device but are not saved: the graph
         # rebuilds them. Checkpoints hold the weights and the frozen real set.

@@ -2,11 +2,22 @@
 
 A preset is a function ``(graph, k, seed, **options) -> Tensor [C]`` giving every
 candidate an initial weight; the initial real set is then the top-k of ``|w|``.
-All presets are reproducible from ``seed`` and share one weight distribution:
-i.i.d. normal with the Kaiming standard deviation ``sqrt(2 / fan_in)``, where
-``fan_in`` is the mean number of candidate in-edges of a receiving node (the
-fan-in of the authors' dense formulation). Structured presets only decide
-*which* candidates receive the k largest magnitudes.
+All presets are reproducible from ``seed`` and share one weight distribution,
+chosen by ``init`` (:data:`INITS`):
+
+* ``"authors"``: PyTorch's default of the authors' dense formulation, a 1x1
+  convolution from every node that can send to every node that can receive:
+  i.i.d. ``U(-1/sqrt(S), 1/sqrt(S))`` with ``S`` the number of distinct source
+  nodes of the candidates (:func:`fan_in`; the tiny classifier's 800, a
+  MobileNetV1 stage's ``c_in + (blocks - 1) c_out``), the same bound for every
+  candidate (``kaiming_uniform(a=sqrt(5))`` over that fan-in);
+* ``"kaiming"`` (this engine before the authors' init): i.i.d. normal with std
+  ``sqrt(2 / f)``, ``f`` the mean number of candidate in-edges of a receiving
+  node (:func:`init_std`); about 3.6x the authors' std for the tiny classifier.
+
+Every edge feeds a normalisation, so the forward does not depend on the scale,
+but the learning does (``shared/design/DNW.md`` section 5). Structured presets
+only decide *which* candidates receive the k largest magnitudes.
 
 * ``random_k``: i.i.d. weights, so the initial real set is a uniformly random
   k-edge subset of the candidates (the DNW default).
@@ -38,6 +49,8 @@ from .graph import GraphError, NeuralGraph, Wiring, check_edges
 
 Preset = Callable[..., Tensor]
 PRESETS: dict[str, Preset] = {}
+#: the initial weight distributions (see the module doc); the engine's default is "kaiming"
+INITS = ("authors", "kaiming")
 
 
 def register(name: str) -> Callable[[Preset], Preset]:
@@ -48,8 +61,9 @@ def register(name: str) -> Callable[[Preset], Preset]:
     return add
 
 
-def initial_weights(name: str, graph: NeuralGraph, k: int, seed: int = 0, **options) -> Tensor:
-    """Initial candidate weights of preset ``name`` (validated ``k``).
+def initial_weights(name: str, graph: NeuralGraph, k: int, seed: int = 0, *, init: str = "kaiming",
+                    **options) -> Tensor:
+    """Initial candidate weights of preset ``name`` (validated ``k``), drawn from ``init``.
 
     >>> from wiring.graph import static_graph
     >>> g = static_graph([2, 2, 1])
@@ -59,8 +73,10 @@ def initial_weights(name: str, graph: NeuralGraph, k: int, seed: int = 0, **opti
     """
     if name not in PRESETS:
         raise GraphError(f"unknown graph preset {name!r}; expected one of {', '.join(PRESETS)}")
+    if init not in INITS:
+        raise GraphError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
     check_edges(k, graph.num_candidates)
-    return PRESETS[name](graph, k, seed, **options)
+    return PRESETS[name](graph, k, seed, init=init, **options)
 
 
 def init_std(graph: NeuralGraph) -> float:
@@ -69,8 +85,27 @@ def init_std(graph: NeuralGraph) -> float:
     return math.sqrt(2.0 / (graph.num_candidates / receivers))
 
 
-def _iid(graph: NeuralGraph, seed: int) -> Tensor:
+def fan_in(graph: NeuralGraph) -> int:
+    """The fan-in of the authors' dense formulation: the distinct source nodes of the
+    candidates (every node that may send an edge).
+
+    >>> from wiring.graph import static_graph, dynamic_graph
+    >>> fan_in(static_graph([32, 192, 192, 192, 192, 100])), fan_in(dynamic_graph(800))
+    (800, 800)
+    """
+    return int(torch.unique(graph.edge_index[0]).numel())
+
+
+def authors_bound(graph: NeuralGraph) -> float:
+    """``1 / sqrt(fan_in)``: the bound of the authors' ``U(-b, b)`` edge weights."""
+    return 1.0 / math.sqrt(fan_in(graph))
+
+
+def _iid(graph: NeuralGraph, seed: int, init: str = "kaiming") -> Tensor:
     gen = torch.Generator().manual_seed(seed)
+    if init == "authors":
+        bound = authors_bound(graph)
+        return (torch.rand(graph.num_candidates, generator=gen) * 2.0 - 1.0) * bound
     return torch.randn(graph.num_candidates, generator=gen) * init_std(graph)
 
 
@@ -117,7 +152,7 @@ def ring_order(graph: NeuralGraph) -> list[int]:
     return [v for _, _, v in sorted(keys)]
 
 
-def _structured(graph: NeuralGraph, k: int, seed: int, undirected: nx.Graph) -> Tensor:
+def _structured(graph: NeuralGraph, k: int, seed: int, undirected: nx.Graph, init: str = "kaiming") -> Tensor:
     order = ring_order(graph)
     n = graph.num_nodes
     pairs = [(order[a], order[b]) for a, b in undirected.edges()]
@@ -125,7 +160,7 @@ def _structured(graph: NeuralGraph, k: int, seed: int, undirected: nx.Graph) -> 
     cand_key = graph.edge_index[1] * n + graph.edge_index[0]   # sorted ascending
     pos = torch.searchsorted(cand_key, key).clamp(max=cand_key.numel() - 1)
     hit = cand_key[pos] == key
-    return with_real_set(_iid(graph, seed), torch.unique(pos[hit]), k, seed)
+    return with_real_set(_iid(graph, seed, init), torch.unique(pos[hit]), k, seed)
 
 
 def _pairs_available(graph: NeuralGraph) -> int:
@@ -135,13 +170,14 @@ def _pairs_available(graph: NeuralGraph) -> int:
 
 
 @register("random_k")
-def random_k(graph: NeuralGraph, k: int, seed: int = 0) -> Tensor:
+def random_k(graph: NeuralGraph, k: int, seed: int = 0, init: str = "kaiming") -> Tensor:
     """I.i.d. weights: the initial top-k is a uniformly random k-edge graph."""
-    return _iid(graph, seed)
+    return _iid(graph, seed, init)
 
 
 @register("er")
-def erdos_renyi(graph: NeuralGraph, k: int, seed: int = 0, p: float | None = None) -> Tensor:
+def erdos_renyi(graph: NeuralGraph, k: int, seed: int = 0, p: float | None = None,
+                init: str = "kaiming") -> Tensor:
     """Erdos-Renyi G(n, p); default p gives k candidate edges in expectation."""
     n = graph.num_nodes
     p = min(1.0, k / _pairs_available(graph)) if p is None else p
@@ -150,39 +186,41 @@ def erdos_renyi(graph: NeuralGraph, k: int, seed: int = 0, p: float | None = Non
         # restricted to the candidates is each candidate kept with probability p.
         gen = torch.Generator().manual_seed(seed + 2)
         chosen = (torch.rand(graph.num_candidates, generator=gen) < p).nonzero().flatten()
-        return with_real_set(_iid(graph, seed), chosen, k, seed)
-    return _structured(graph, k, seed, nx.fast_gnp_random_graph(n, p, seed=seed))
+        return with_real_set(_iid(graph, seed, init), chosen, k, seed)
+    return _structured(graph, k, seed, nx.fast_gnp_random_graph(n, p, seed=seed), init)
 
 
 @register("ws")
 def watts_strogatz(graph: NeuralGraph, k: int, seed: int = 0, neighbours: int | None = None,
-                   p: float = 0.75) -> Tensor:
+                   p: float = 0.75, init: str = "kaiming") -> Tensor:
     """Watts-Strogatz ring lattice with rewiring probability p (RandWire: 0.75)."""
     n = graph.num_nodes
     if neighbours is None:
         neighbours = max(2, 2 * round(k / n))
-    return _structured(graph, k, seed, nx.watts_strogatz_graph(n, min(neighbours, n - 1), p, seed=seed))
+    return _structured(graph, k, seed, nx.watts_strogatz_graph(n, min(neighbours, n - 1), p, seed=seed), init)
 
 
 @register("ba")
-def barabasi_albert(graph: NeuralGraph, k: int, seed: int = 0, m: int | None = None) -> Tensor:
+def barabasi_albert(graph: NeuralGraph, k: int, seed: int = 0, m: int | None = None,
+                    init: str = "kaiming") -> Tensor:
     """Barabasi-Albert preferential attachment with m edges per new node."""
     n = graph.num_nodes
     m = max(1, min(n - 1, round(k / n))) if m is None else m
-    return _structured(graph, k, seed, nx.barabasi_albert_graph(n, m, seed=seed))
+    return _structured(graph, k, seed, nx.barabasi_albert_graph(n, m, seed=seed), init)
 
 
 @register("complete")
-def complete(graph: NeuralGraph, k: int, seed: int = 0) -> Tensor:
+def complete(graph: NeuralGraph, k: int, seed: int = 0, init: str = "kaiming") -> Tensor:
     """Every candidate is real: k must be the number of candidates."""
     if k != graph.num_candidates:
         raise GraphError(f"the complete preset makes all {graph.num_candidates} candidates real, "
                          f"but edges={k}; use edges={graph.num_candidates}")
-    return _iid(graph, seed)
+    return _iid(graph, seed, init)
 
 
 @register("graphml")
-def from_wiring(graph: NeuralGraph, k: int, seed: int = 0, wiring: Wiring | None = None) -> Tensor:
+def from_wiring(graph: NeuralGraph, k: int, seed: int = 0, wiring: Wiring | None = None,
+                init: str = "kaiming") -> Tensor:
     """The real edges of a saved wiring become the initial real set.
 
     Its edges keep their weights (the k largest by magnitude if it has more than
@@ -211,9 +249,10 @@ def from_wiring(graph: NeuralGraph, k: int, seed: int = 0, wiring: Wiring | None
         raise GraphError("the wiring file has weights that are not finite in float32")
     order = saved.abs().argsort(descending=True)[:k]
     pos, saved = pos[order], saved[order]
-    floor = max(float(saved.abs().min()), 1e-6) if saved.numel() else init_std(graph)
+    floor = max(float(saved.abs().min()), 1e-6) if saved.numel() else (
+        init_std(graph) if init == "kaiming" else authors_bound(graph))
     # Every other candidate below half the smallest saved magnitude ...
-    base = _iid(graph, seed)
+    base = _iid(graph, seed, init)
     base = base / base.abs().max().clamp_min(1e-12) * (0.5 * floor)
     if saved.numel() < k:
         # ... except a random fill-up of the real set, just above them.
