@@ -239,3 +239,64 @@ def test_edges_for_a_model_whose_budget_is_its_width_is_refused(tmp_path):
     # a resumed run's saved edges are not the user's request
     assert parse_config([], base={"model": "mobilenetv1_dnw", "edges": 31045}).edges == 31045
     assert parse_config(["--model", "tiny", "--edges", "500"]).edges == 500
+
+
+# ----------------------------------------------------------------------------- init and schedules
+
+def test_init_default_choices_and_old_saved_configs():
+    from wiring.config import config_from_saved
+    assert Config().init == "authors" and parse_config([]).init == "authors"
+    assert parse_config(["--init", "kaiming"]).init == "kaiming"
+    with pytest.raises(ConfigError, match="--init"):
+        parse_config(["--init", "xavier"])
+    with pytest.raises(ConfigError, match="--init: unknown init 'xavier'"):
+        config_from_dict({"init": "xavier"}).validate()
+    # a run saved before --init existed was trained with kaiming: resuming or rebuilding it keeps that
+    old = {k: v for k, v in Config(edges=500).to_dict().items() if k != "init"}
+    assert parse_config([], base=old).init == "kaiming"
+    assert config_from_saved(old).init == "kaiming"
+    assert config_from_saved({**old, "init": "authors"}).init == "authors"
+    assert config_from_dict(old).init == "authors"           # a new config (a study's base) gets the default
+
+
+def _lrs(scheduler_cfg: Config, steps_per_epoch: int, epochs: int, scheduler=None, optimizer=None):
+    """The learning rate each optimizer step used, over ``epochs`` epochs of ``steps_per_epoch``."""
+    import torch
+    from wiring.train import make_scheduler
+    if optimizer is None:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=scheduler_cfg.lr)
+        scheduler = make_scheduler(scheduler_cfg, optimizer, steps_per_epoch)
+    used = []
+    for _ in range(epochs):
+        for _ in range(steps_per_epoch):
+            optimizer.step()
+            used.append(optimizer.param_groups[0]["lr"])
+        scheduler.step()                                        # the trainer's per-epoch call
+    return used, scheduler, optimizer
+
+
+def test_cosine_step_schedule_is_stepped_every_iteration_exactly():
+    import math
+    cfg = Config(schedule="cosine_step", epochs=2, lr=0.1)
+    used, scheduler, _ = _lrs(cfg, 3, 2)
+    assert used == [0.1 * 0.5 * (1 + math.cos(math.pi * t / 6)) for t in range(6)]
+    assert used[0] == 0.1 and scheduler.state_dict()["iteration"] == 6
+    # per-epoch cosine: constant within an epoch, 0.5 (1 + cos(pi e / E))
+    used, _, _ = _lrs(Config(schedule="cosine", epochs=2, lr=0.1), 3, 2)
+    assert used == [0.1] * 3 + [0.1 * 0.5 * (1 + math.cos(math.pi / 2))] * 3
+    # multistep: x gamma at the milestones
+    used, _, _ = _lrs(Config(schedule="multistep", epochs=3, lr=0.1, milestones=[1, 2], gamma=0.5), 2, 3)
+    assert used == [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
+
+
+def test_cosine_step_resumes_where_it_stopped():
+    import torch
+    from wiring.train import make_scheduler
+    cfg = Config(schedule="cosine_step", epochs=3, lr=0.2)
+    whole, _, _ = _lrs(cfg, 4, 3)
+    first, scheduler, _ = _lrs(cfg, 4, 1)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    again = make_scheduler(cfg, optimizer, 4)
+    again.load_state_dict(scheduler.state_dict())
+    rest, _, _ = _lrs(cfg, 4, 2, scheduler=again, optimizer=optimizer)
+    assert first + rest == whole

@@ -275,3 +275,20 @@ def test_train_subset_trains_on_that_many_images_the_same_for_every_seed(tmp_pat
     train_set = load_dataset("digits", seed=0)[0]
     picked = subset(train_set, 300).tensors[1]
     assert torch.equal(picked, subset(train_set, 300).tensors[1])      # fixed: not drawn from the run's seed
+
+
+def test_a_run_saved_before_init_existed_resumes_with_kaiming(tmp_path):
+    """Run folders and checkpoints without the "init" key were trained with kaiming: they resume
+    with it (not with the new default, which would mix two initialisations in one run)."""
+    out = train(tmp_path, "--epochs", "1", "--edges", "90", "--init", "kaiming")
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    del state["config"]["init"]
+    torch.save(state, out / "checkpoint.pt")
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["init"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert main(["--out", str(out), "--resume", "--epochs", "2", "--progress", "none"]) == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["config"]["init"] == "kaiming"
+    from wiring.train import model_from_checkpoint
+    assert model_from_checkpoint(state).graph.init == "kaiming"

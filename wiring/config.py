@@ -19,13 +19,16 @@ import yaml
 
 from models import MODELS, SETTINGS
 
-from .backends import CHOICES as BACKENDS
 from .modes import MODES
 from .presets import PRESETS
 
 DATASETS = ("digits", "fashion-mnist", "mnist5k", "cifar10", "mnist", "imagenet")
 GRAPHS = tuple(PRESETS)
-SCHEDULES = ("cosine", "multistep", "constant")
+SCHEDULES = ("cosine", "cosine_step", "multistep", "constant")
+# --init: "authors" = PyTorch's module defaults of the authors' code (models/tiny.py states them),
+# "kaiming" = this engine's init before it (runs saved without an "init" key were trained with it)
+INITS = ("authors", "kaiming")
+LEGACY_INIT = "kaiming"
 
 
 # models whose real-edge budget is a property of --width, one per stage, not --edges
@@ -54,6 +57,7 @@ class Config:
     mode: str = "dnw"
     td_rho: float = 0.95
     candidate_grad_every: int = 1
+    init: str = "authors"
     from_run: str | None = None
     # data
     data: str = "digits"
@@ -73,7 +77,6 @@ class Config:
     # run
     seed: int = 0
     device: str = "auto"
-    backend: str | None = None
     out: str | None = None
     resume: bool = False
     overwrite: bool = False
@@ -109,6 +112,8 @@ class Config:
             raise bad("graph-file", "--graph graphml needs --graph-file FILE.graphml")
         if self.graph_file and not Path(self.graph_file).is_file():
             raise bad("graph-file", f"no such file: {self.graph_file}")
+        if self.init not in INITS:
+            raise bad("init", f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
         if self.mode not in MODES:
             raise bad("mode", f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}")
         if self.mode in ("fine_tune", "lottery") and not self.from_run:
@@ -143,8 +148,6 @@ class Config:
             raise bad("progress", "choose from auto, bar, lines, none")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise bad("device", f"expected auto, cpu or cuda[:N], got {self.device!r}")
-        if self.backend is not None and self.backend not in BACKENDS:
-            raise bad("backend", f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
         return self
 
 
@@ -159,6 +162,8 @@ _HELP = {
     "self_loops": "dynamic settings: allow self-loop candidates",
     "graph_file": "GraphML wiring to start from (with --graph graphml)",
     "edges": "k, the number of real edges (default 12000; with --mode complete: all candidates)",
+    "init": "initial weights: authors (PyTorch's module defaults, as the authors' code: edges U(+-1/sqrt(fan-in)), "
+            "node kernels U(+-1/3)) or kaiming (this engine's earlier init)",
     "mode": "how real edges are chosen and updated", "td_rho": "targeted dropout probability (--mode td)",
     "from_run": "trained run directory that fine_tune / lottery start from",
     "data": "data set", "data_dir": "folder holding the data set's files",
@@ -167,12 +172,11 @@ _HELP = {
     "test_subset": "evaluate on this many test images (a fixed random subset; default: all)",
     "epochs": "training epochs", "batch_size": "training batch size", "lr": "initial learning rate",
     "momentum": "SGD momentum", "weight_decay": "weight decay (edge weights included)",
-    "schedule": "learning-rate schedule", "milestones": "multistep: epochs where lr is multiplied by gamma",
+    "schedule": "learning-rate schedule: cosine (stepped every epoch), cosine_step (stepped every iteration, "
+                "the authors' MobileNet runs), multistep (x gamma at --milestones), constant",
+    "milestones": "multistep: epochs where lr is multiplied by gamma",
     "gamma": "multistep factor", "seed": "random seed (wiring, data order, weights)",
-    "device": "auto, cpu or cuda[:N]",
-    "backend": "real-edge product: auto (measured fastest per device), native, torch, torch_sparse, torch_scatter "
-               "(default: $WIRING_BACKEND, else auto)",
-    "out": "run directory (default runs/<data>-<graph>-<mode>-<edges>-s<seed>)",
+    "device": "auto, cpu or cuda[:N]", "out": "run directory (default runs/<data>-<graph>-<mode>-<edges>-s<seed>)",
     "resume": "continue the run in --out from its checkpoint",
     "overwrite": "replace an existing run directory",
     "check_wiring_every": "distributed runs: assert every N steps that all ranks hold the same real edges (0: never)",
@@ -181,7 +185,8 @@ _HELP = {
     "eval_batch_size": "evaluation batch size", "progress": "auto (bar on a terminal, lines otherwise), bar, lines, none",
     "config": "YAML file of settings (command-line flags win)",
 }
-_CHOICES = {"backend": BACKENDS, "model": tuple(MODELS), "setting": SETTINGS, "graph": GRAPHS, "mode": tuple(MODES), "data": DATASETS, "schedule": SCHEDULES}
+_CHOICES = {"model": tuple(MODELS), "setting": SETTINGS, "graph": GRAPHS, "mode": tuple(MODES), "data": DATASETS, "schedule": SCHEDULES}
+_CHOICES["init"] = INITS
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -272,6 +277,18 @@ def _convert(name: str, kind: str, value: Any) -> Any:
     raise ConfigError(f"{flag}: expected {kind}, got {value!r}")
 
 
+def saved_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's config dict with the keys added since it was saved filled in as
+    that run had them: ``init`` missing means the run was trained with ``kaiming``."""
+    return {"init": LEGACY_INIT, **values}
+
+
+def config_from_saved(values: dict[str, Any]) -> Config:
+    """:func:`config_from_dict` of a saved run's config (``config.yaml``, a checkpoint's
+    ``config``): settings it predates take the value the run was trained with."""
+    return config_from_dict(saved_values(values))
+
+
 def config_from_dict(values: dict[str, Any]) -> Config:
     """A :class:`Config` from a plain dict (a saved ``config.yaml``), type-checked."""
     known = {f.name: f for f in fields(Config)}
@@ -295,7 +312,7 @@ def parse_config(argv: Sequence[str] | None = None, prog: str = "python -m wirin
     values: dict[str, Any] = {}
     known = {f.name for f in fields(Config)}
     if base:
-        values.update({k: v for k, v in base.items() if k in known and k not in INVOCATION})
+        values.update({k: v for k, v in saved_values(base).items() if k in known and k not in INVOCATION})
     given = set(args)                              # what this invocation asks for (flags, YAML)
     if args.get("config"):
         from_file = _from_yaml(args["config"])

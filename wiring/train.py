@@ -24,10 +24,10 @@ from typing import Any, Sequence
 
 import torch
 
-from . import __version__, backends, distributed, native
+from . import __version__, distributed, native
 from .allocator import tune_malloc
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import Config, ConfigError, config_from_dict, parse_config
+from .config import Config, ConfigError, config_from_saved, parse_config, saved_values
 from .data import DataError, check_dataset, load_dataset, subset
 from .graph import GraphError
 from .io import read_graphml
@@ -39,7 +39,7 @@ from .trainer import Progress, Trainer, TrainingStopped, edge_budget, find_wirin
 RUN_ENTRIES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "best.pt", "history*.pt",
                "initial*.graphml", "wiring*.graphml")
 # Settings that may change when a run is resumed.
-RESUMABLE = {"epochs", "resume", "overwrite", "device", "backend", "out", "progress", "eval_batch_size", "config",
+RESUMABLE = {"epochs", "resume", "overwrite", "device", "out", "progress", "eval_batch_size", "config",
              "debug", "deterministic", "check_wiring_every"}
 
 
@@ -112,7 +112,7 @@ def check_resumable(saved: dict[str, Any], run_dir: Path) -> None:
 
 
 def check_resume_config(cfg: Config, saved: dict[str, Any]) -> None:
-    now = cfg.to_dict()
+    now, saved = cfg.to_dict(), saved_values(saved)      # a run saved before --init was trained with kaiming
     ignored = set(RESUMABLE)
     if cfg.mode == "complete" or cfg.graph == "complete":
         ignored.add("edges")             # saved as the number of candidates, whatever was asked
@@ -124,7 +124,8 @@ def check_resume_config(cfg: Config, saved: dict[str, Any]) -> None:
 
 def lr_factor(cfg: Config, epoch: int) -> float:
     """The learning-rate multiplier of ``epoch`` (0-based): a closed form of the
-    config, so a resumed run follows its current ``--epochs`` / ``--milestones``."""
+    config, so a resumed run follows its current ``--epochs`` / ``--milestones``.
+    (``cosine_step`` changes within an epoch: :func:`step_lr_factor`.)"""
     if cfg.schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * min(epoch, cfg.epochs) / cfg.epochs))
     if cfg.schedule == "multistep":
@@ -132,7 +133,52 @@ def lr_factor(cfg: Config, epoch: int) -> float:
     return 1.0
 
 
-def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer):
+def step_lr_factor(cfg: Config, iteration: int, steps_per_epoch: int) -> float:
+    """``cosine_step``'s multiplier of training step ``iteration`` (0-based, counted over
+    the whole run): ``0.5 (1 + cos(pi t / T))`` with ``T = epochs x steps_per_epoch``,
+    the authors' ``cosine_lr`` stepped every iteration (no warm-up)."""
+    total = cfg.epochs * steps_per_epoch
+    return 0.5 * (1.0 + math.cos(math.pi * min(iteration, total) / total))
+
+
+class IterationCosine:
+    """The ``cosine_step`` schedule: before every optimizer step the learning rate is set
+    to ``lr x step_lr_factor(t)`` (an optimizer step pre-hook), ``t`` the steps taken so
+    far; the trainer's per-epoch :meth:`step` does nothing. ``state_dict`` holds ``t``,
+    so a resumed run continues the curve (over its current ``--epochs``)."""
+
+    def __init__(self, cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> None:
+        self.cfg, self.optimizer, self.steps_per_epoch = cfg, optimizer, max(1, steps_per_epoch)
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.iteration = 0
+        self._hook = optimizer.register_step_pre_hook(self._before_step)
+
+    def _before_step(self, optimizer, args, kwargs) -> None:
+        factor = step_lr_factor(self.cfg, self.iteration, self.steps_per_epoch)
+        for group, base in zip(optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        self.iteration += 1
+
+    def step(self) -> None:
+        """Per-epoch call of the trainer: the rate already moved with every step."""
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"iteration": self.iteration, "base_lrs": list(self.base_lrs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.iteration = int(state["iteration"])
+        self.base_lrs = [float(v) for v in state.get("base_lrs", self.base_lrs)]
+
+
+def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int = 1):
+    """The schedule of ``cfg``: per-epoch ``cosine`` / ``multistep`` / ``constant`` as a
+    ``LambdaLR``, or ``cosine_step`` (:class:`IterationCosine`, ``steps_per_epoch``
+    optimizer steps an epoch)."""
+    if cfg.schedule == "cosine_step":
+        return IterationCosine(cfg, optimizer, steps_per_epoch)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(cfg, epoch))
 
 
@@ -157,7 +203,7 @@ def build(cfg: Config, info) -> torch.nn.Module:
         return build_model(cfg.model, in_channels=info.channels, num_classes=info.num_classes,
                            image_size=info.image_size, edges=None if all_real else cfg.edges, mode=cfg.mode,
                            preset=cfg.graph, seed=cfg.seed, preset_options=preset_options,
-                           mode_options=mode_options, **setting)
+                           mode_options=mode_options, init=cfg.init, **setting)
     except ImportError as err:
         raise UsageError(str(err)) from None
     except TypeError as err:
@@ -170,7 +216,7 @@ def model_from_checkpoint(checkpoint: dict[str, Any]) -> torch.nn.Module:
     """Rebuild the model a ``wiring.train`` checkpoint was saved from, with its weights."""
     if "data_info" not in checkpoint or "config" not in checkpoint:
         raise CheckpointError("the checkpoint lacks its config or data_info: was it written by wiring.train?")
-    cfg = config_from_dict(checkpoint["config"])
+    cfg = config_from_saved(checkpoint["config"])
     cfg.graph = "random_k" if cfg.graph == "graphml" else cfg.graph   # weights come from the checkpoint
     model = build(cfg, SimpleNamespace(**checkpoint["data_info"]))
     try:
@@ -227,14 +273,14 @@ def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Pat
         f"  graph       {graphs}",
         f"  nodes       {nodes}   candidates {candidates}",
         f"  edges       k = {k}   density {k / max(candidates, 1):.4%}",
-        f"  preset      {cfg.graph}{' (' + cfg.graph_file + ')' if cfg.graph_file else ''}   mode {cfg.mode}",
+        f"  preset      {cfg.graph}{' (' + cfg.graph_file + ')' if cfg.graph_file else ''}   mode {cfg.mode}   init {cfg.init}",
         f"  data        {info.name}: {len(train_set)} train / {len(test_set)} test, "
         f"{info.channels}x{info.image_size}x{info.image_size}, {info.num_classes} classes",
         f"  parameters  {total:,} in all, {real_params:,} in the real network",
         f"  training    {cfg.epochs} epochs, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum} "
         f"weight decay {cfg.weight_decay}, {cfg.schedule} schedule, seed {cfg.seed}",
         f"  device      {device} ({torch.get_num_threads()} threads)"
-        + (f", {native.status()}" if device.type == "cpu" else "") + f", {backends.status(device)}",
+        + (f", {native.status()}" if device.type == "cpu" else ""),
         f"  run dir     {run_dir}",
     ]
     return "\n".join(lines)
@@ -244,10 +290,6 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> di
     """Train per ``cfg``; returns the last epoch's metrics and the run directory."""
     info = distributed.from_environment()
     device = resolve_device(cfg.device, info.local_rank)
-    try:
-        backends.select(cfg.backend, device)
-    except backends.BackendError as err:
-        raise UsageError(str(err)) from None
     check_dataset(cfg.data, cfg.data_dir)
     if info.enabled and cfg.batch_size < info.world_size:
         raise UsageError(f"--batch-size {cfg.batch_size} is the global batch: it must be at least the "
@@ -280,7 +322,7 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> di
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
-    scheduler = make_scheduler(cfg, optimizer)
+    scheduler = make_scheduler(cfg, optimizer, math.ceil(len(train_set) / cfg.batch_size))
 
     if not resuming and info.is_main:
         if run_dir.exists() and cfg.overwrite:
