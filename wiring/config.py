@@ -19,6 +19,7 @@ import yaml
 
 from models import MODELS, SETTINGS
 
+from .backends import CHOICES as BACKENDS
 from .modes import MODES
 from .presets import PRESETS
 
@@ -77,6 +78,7 @@ class Config:
     # run
     seed: int = 0
     device: str = "auto"
+    backend: str | None = None
     out: str | None = None
     resume: bool = False
     overwrite: bool = False
@@ -148,6 +150,8 @@ class Config:
             raise bad("progress", "choose from auto, bar, lines, none")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise bad("device", f"expected auto, cpu or cuda[:N], got {self.device!r}")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise bad("backend", f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
         return self
 
 
@@ -176,7 +180,10 @@ _HELP = {
                 "the authors' MobileNet runs), multistep (x gamma at --milestones), constant",
     "milestones": "multistep: epochs where lr is multiplied by gamma",
     "gamma": "multistep factor", "seed": "random seed (wiring, data order, weights)",
-    "device": "auto, cpu or cuda[:N]", "out": "run directory (default runs/<data>-<graph>-<mode>-<edges>-s<seed>)",
+    "device": "auto, cpu or cuda[:N]",
+    "backend": "real-edge product: auto (measured fastest per device), native, torch, torch_sparse, torch_scatter "
+               "(default: $WIRING_BACKEND, else auto)",
+    "out": "run directory (default runs/<data>-<graph>-<mode>-<edges>-s<seed>)",
     "resume": "continue the run in --out from its checkpoint",
     "overwrite": "replace an existing run directory",
     "check_wiring_every": "distributed runs: assert every N steps that all ranks hold the same real edges (0: never)",
@@ -185,7 +192,7 @@ _HELP = {
     "eval_batch_size": "evaluation batch size", "progress": "auto (bar on a terminal, lines otherwise), bar, lines, none",
     "config": "YAML file of settings (command-line flags win)",
 }
-_CHOICES = {"model": tuple(MODELS), "setting": SETTINGS, "graph": GRAPHS, "mode": tuple(MODES), "data": DATASETS, "schedule": SCHEDULES}
+_CHOICES = {"backend": BACKENDS, "model": tuple(MODELS), "setting": SETTINGS, "graph": GRAPHS, "mode": tuple(MODES), "data": DATASETS, "schedule": SCHEDULES}
 _CHOICES["init"] = INITS
 
 

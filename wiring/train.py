@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import torch
 
-from . import __version__, distributed, native
+from . import __version__, backends, distributed, native
 from .allocator import tune_malloc
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Config, ConfigError, config_from_saved, parse_config, saved_values
@@ -39,7 +39,7 @@ from .trainer import Progress, Trainer, TrainingStopped, edge_budget, find_wirin
 RUN_ENTRIES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "best.pt", "history*.pt",
                "initial*.graphml", "wiring*.graphml")
 # Settings that may change when a run is resumed.
-RESUMABLE = {"epochs", "resume", "overwrite", "device", "out", "progress", "eval_batch_size", "config",
+RESUMABLE = {"epochs", "resume", "overwrite", "device", "backend", "out", "progress", "eval_batch_size", "config",
              "debug", "deterministic", "check_wiring_every"}
 
 
@@ -280,7 +280,7 @@ def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Pat
         f"  training    {cfg.epochs} epochs, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum} "
         f"weight decay {cfg.weight_decay}, {cfg.schedule} schedule, seed {cfg.seed}",
         f"  device      {device} ({torch.get_num_threads()} threads)"
-        + (f", {native.status()}" if device.type == "cpu" else ""),
+        + (f", {native.status()}" if device.type == "cpu" else "") + f", {backends.status(device)}",
         f"  run dir     {run_dir}",
     ]
     return "\n".join(lines)
@@ -290,6 +290,10 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> di
     """Train per ``cfg``; returns the last epoch's metrics and the run directory."""
     info = distributed.from_environment()
     device = resolve_device(cfg.device, info.local_rank)
+    try:
+        backends.select(cfg.backend, device)
+    except backends.BackendError as err:
+        raise UsageError(str(err)) from None
     check_dataset(cfg.data, cfg.data_dir)
     if info.enabled and cfg.batch_size < info.world_size:
         raise UsageError(f"--batch-size {cfg.batch_size} is the global batch: it must be at least the "
