@@ -97,3 +97,33 @@ def test_inference_flag_hands_over_to_the_inference_benchmark(capsys):
                  "--image-size", "8", "--repeats", "1", "--json"]) == 0
     (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert row["outputs_agree"] is True and row["compact_img_s"] > 0
+
+
+def test_backend_all_puts_every_installed_backend_side_by_side(tmp_path, capsys):
+    from wiring import backends
+    table = tmp_path / "perf.md"
+    table.write_text("# Perf\n\nkept\n")
+    assert main(["--backend", "all", "--backend-nodes", "136", "--densities", "0.05", "0.5", "--batch-size", "2",
+                 "--image-size", "8", "--repeats", "2", "--warmup", "1", "--json", "--table", str(table)]) == 0
+    rows = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert [(r["nodes"], r["density"]) for r in rows] == [(136, pytest.approx(0.05, abs=1e-3)),
+                                                          (136, pytest.approx(0.5, abs=1e-3))]
+    for r in rows:
+        assert set(r["img_s"]) == set(backends.installed()) and r["winner"] in r["img_s"]
+        assert r["losses_agree"] is True                          # the same weights on every backend
+    assert rows[0]["dense_levels"] < rows[1]["dense_levels"] == rows[1]["levels"]
+    text = table.read_text()
+    assert text.startswith("# Perf\n\nkept\n") and bench.BACKENDS_BEGIN in text and bench.BACKENDS_END in text
+    assert "| 136 |" in text and "`torch` img/s" in text
+
+
+def test_backend_and_device_errors_are_one_line_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--backend", "fastest"])
+    assert exit_.value.code == 2 and "--backend" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+    with native.disabled():
+        assert main(["--backend", "native", "--edges", "800"]) == 2
+        assert "backend 'native' not available" in capsys.readouterr().err

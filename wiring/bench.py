@@ -20,6 +20,13 @@ warm-up, and the report gives medians, the ratio, the top-k time of each, and th
 peak memory of one step of each (``VmHWM`` of a fresh subprocess). ``--json``
 prints one line ``{"engine_img_s": ..., "reference_img_s": ..., "ratio": ...}``.
 
+``--backend NAME`` runs the engine on one real-edge product backend (:mod:`wiring.backends`);
+``--backend all`` instead races the engine on every installed backend (same weights, same
+batch, alternating) at ``--backend-nodes`` x ``--densities`` (default 900 and 4,000 nodes at
+1%, 5%, 20%), and writes its Markdown table into ``--table FILE.md`` when given.
+``--device cuda`` runs everything on the GPU (peak memory then is
+``torch.cuda.max_memory_allocated`` over one step, in process).
+
 ``--nodes N`` scales the network (:func:`levels_for`); ``--table FILE.md`` runs a grid of
 node and edge counts and writes its Markdown table into ``FILE.md`` between two marker
 comments (the rest of the file is kept). ``--inference ...`` hands over to
@@ -40,7 +47,7 @@ from typing import Sequence
 
 import torch
 
-from wiring import native
+from wiring import backends, native
 from wiring.allocator import tune_malloc
 from wiring.cli import ArgumentParser
 import torch.nn.functional as F
@@ -69,10 +76,14 @@ def levels_for(nodes: int) -> tuple[int, ...]:
     return (32,) + tuple(m + (i < extra) for i in range(4))
 
 
-def make_models(edges: int, image_size: int, seed: int, nodes: int = PAPER_NODES) -> tuple[nn.Module, nn.Module]:
+def make_engine(edges: int, image_size: int, seed: int, nodes: int = PAPER_NODES) -> TinyClassifier:
     torch.manual_seed(seed)
-    engine = TinyClassifier(in_channels=3, num_classes=10, image_size=image_size, edges=edges, seed=seed,
-                            levels=levels_for(nodes))
+    return TinyClassifier(in_channels=3, num_classes=10, image_size=image_size, edges=edges, seed=seed,
+                          levels=levels_for(nodes))
+
+
+def make_models(edges: int, image_size: int, seed: int, nodes: int = PAPER_NODES) -> tuple[nn.Module, nn.Module]:
+    engine = make_engine(edges, image_size, seed, nodes)
     return engine, DenseReference(engine)
 
 
@@ -98,13 +109,22 @@ def step_fn(model: nn.Module, x: Tensor, y: Tensor):
     return step
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def topk_time(engine: TinyClassifier, reference: DenseReference, repeats: int = 5) -> tuple[float, float]:
+    device = engine.graph.weight.device
+
     def timed(fn) -> float:
         fn()
         times = []
         for _ in range(repeats):
+            _synchronize(device)
             t = time.perf_counter()
             fn()
+            _synchronize(device)
             times.append(time.perf_counter() - t)
         return statistics.median(times) * 1e3
     hint: dict = {}                                     # as the engine's mode keeps it between steps
@@ -151,16 +171,16 @@ def run(args: argparse.Namespace, peaks_of: Sequence[str] | None = None) -> dict
     """One row of the benchmark; with ``args.memory``, the peak memory of ``peaks_of``
     (default: every contestant that ran)."""
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     engine, reference = make_models(args.edges, args.image_size, args.seed, args.nodes)
-    gen = torch.Generator().manual_seed(args.seed)
-    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=gen)
-    y = torch.randint(0, 10, (args.batch_size,), generator=gen)
+    engine, reference = engine.to(device), reference.to(device)
+    x, y = _batch(args, device)
     with torch.no_grad():
         engine.eval(), reference.eval()
         agree = torch.allclose(engine(x), reference(x), atol=1e-3, rtol=1e-3)
         engine.train(), reference.train()
     steps = {"engine": step_fn(engine, x, y), "reference": step_fn(reference, x, y)}
-    if native.library() is not None:             # the engine on PyTorch ops alone, for comparison
+    if native.library() is not None and device.type == "cpu":     # the engine on PyTorch ops alone, for comparison
         torch_engine = copy.deepcopy(engine)
         steps["pytorch"] = _without_native(step_fn(torch_engine, x, y))
     for _ in range(args.warmup):
@@ -191,18 +211,150 @@ def run(args: argparse.Namespace, peaks_of: Sequence[str] | None = None) -> dict
         "density": round(args.edges / engine.graph.num_candidates, 5),
         "batch_size": args.batch_size, "image_size": args.image_size, "threads": args.threads,
         "repeats": args.repeats, "outputs_agree": bool(agree), "native": native.library() is not None,
+        "device": str(device), "backend": backends.resolved(device.type),
     }
     if args.memory:
         for name in steps if peaks_of is None else peaks_of:
-            result[f"{name}_peak_mib"] = peak_memory_mib(name, args)
+            result[f"{name}_peak_mib"] = (cuda_peak_mib(steps[name], device) if device.type == "cuda"
+                                          else peak_memory_mib(name, args))
     return result
+
+
+def _batch(args: argparse.Namespace, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The benchmark's one batch of random images and labels (the same for every contestant)."""
+    gen = torch.Generator().manual_seed(args.seed)
+    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=gen)
+    y = torch.randint(0, 10, (args.batch_size,), generator=gen)
+    return x.to(device), y.to(device)
+
+
+def cuda_peak_mib(step, device: torch.device) -> float:
+    """Peak CUDA memory allocated over one training step beyond what was allocated before it
+    (``torch.cuda.max_memory_allocated``; in process: the caching allocator counts tensors)."""
+    _synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    step()
+    _synchronize(device)
+    return round((torch.cuda.max_memory_allocated(device) - before) / 2**20, 1)
 
 
 def _without_native(step):
     def run_step() -> float:
-        with native.disabled():
+        with native.disabled(), backends.using("torch"):
             return step()
     return run_step
+
+
+def _on_backend(name: str, step):
+    def run_step() -> float:
+        with backends.using(name):
+            return step()
+    return run_step
+
+
+BACKEND_NODES = (PAPER_NODES, 4000)
+BACKEND_DENSITIES = (0.01, 0.05, 0.20)
+BACKENDS_BEGIN = ("<!-- backend table: generated by python -m wiring.bench --backend all --table FILE.md; "
+                  "edits inside are overwritten -->")
+BACKENDS_END = "<!-- end of backend table -->"
+
+
+def dense_levels(engine: TinyClassifier) -> int:
+    """How many target levels' real edges fill enough of their rectangle for the dense product
+    (there every backend hands over to one GEMM), at the engine's current selection."""
+    from wiring import ops
+    layer, mask = engine.graph, engine.graph.select().mask
+    count = 0
+    for level in range(1, len(layer.graph.level_sizes)):
+        _, candidates, nodes, _ = layer.level_candidates(level)
+        count += int(mask[candidates].sum()) >= ops.DENSE_FORWARD_FILL * (nodes.stop - nodes.start) * nodes.start
+    return count
+
+
+def backend_row(args: argparse.Namespace, names: Sequence[str]) -> dict:
+    """Full training steps of one engine (the same weights) on each backend of ``names``,
+    alternating (reversed order every other round); medians after warm-up."""
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    engine = make_engine(args.edges, args.image_size, args.seed, args.nodes).to(device)
+    x, y = _batch(args, device)
+    steps = {name: _on_backend(name, step_fn(copy.deepcopy(engine), x, y)) for name in names}
+    first = {name: fn() for name, fn in steps.items()}                 # the same weights: the same loss
+    for _ in range(args.warmup - 1):
+        for fn in steps.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(args.repeats):
+        for name, fn in (steps.items() if i % 2 == 0 else reversed(steps.items())):
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    losses = list(first.values())
+    return {
+        "nodes": args.nodes, "edges": args.edges, "candidates": engine.graph.num_candidates,
+        "density": round(args.edges / engine.graph.num_candidates, 5), "dense_levels": dense_levels(engine),
+        "levels": len(engine.graph.graph.level_sizes) - 1,
+        "img_s": {name: round(args.batch_size / m, 1) for name, m in med.items()},
+        "step_ms": {name: round(m * 1e3, 1) for name, m in med.items()},
+        "winner": min(med, key=med.get), "losses_agree": max(losses) - min(losses) <= 1e-4 * max(1.0, abs(losses[0])),
+        "batch_size": args.batch_size, "image_size": args.image_size, "threads": args.threads,
+        "repeats": args.repeats, "device": str(device),
+    }
+
+
+def backend_grid(args: argparse.Namespace, names: Sequence[str],
+                 say=lambda line: print(line, file=sys.stderr, flush=True)) -> list[dict]:
+    """:func:`backend_row` at every node count of ``args.backend_nodes`` and density of ``args.densities``."""
+    rows = []
+    cells = [(n, d) for n in args.backend_nodes for d in args.densities]
+    for i, (nodes, density) in enumerate(cells, 1):
+        edges = max(1, round(density * candidates_for(nodes)))
+        say(f"[{i}/{len(cells)}] {nodes} nodes, {edges} edges ({density:.0%}) on {', '.join(names)} ...")
+        row = backend_row(argparse.Namespace(**{**vars(args), "nodes": nodes, "edges": edges}), names)
+        say("    " + ", ".join(f"{name} {row['img_s'][name]} img/s" for name in names))
+        rows.append(row)
+    return rows
+
+
+def backend_markdown(rows: list[dict], names: Sequence[str], args: argparse.Namespace) -> str:
+    """The backend table (img/s and the ratio to the first backend) between :data:`BACKENDS_BEGIN` / ``END``."""
+    base = names[0]
+    command = ("python -m wiring.bench --backend all --table FILE.md"
+               + (f" --device {args.device}" if args.device != "cpu" else "")
+               + (f" --backend-nodes {' '.join(map(str, args.backend_nodes))}"
+                  if tuple(args.backend_nodes) != BACKEND_NODES else "")
+               + (f" --densities {' '.join(f'{d:g}' for d in args.densities)}"
+                  if tuple(args.densities) != BACKEND_DENSITIES else "")
+               + (f" --batch-size {args.batch_size}" if args.batch_size != 128 else "")
+               + (f" --image-size {args.image_size}" if args.image_size != 32 else "")
+               + (f" --warmup {args.warmup}" if args.warmup != 2 else "")
+               + (f" --repeats {args.repeats}" if args.repeats != 10 else ""))
+    device = rows[0]["device"] if rows else args.device
+    lines = [BACKENDS_BEGIN, "",
+             f"Static tiny classifier (N nodes: 32 inputs, 4 equal op levels, 100 outputs), full training steps "
+             f"(forward, backward, SGD) at batch {args.batch_size} of {args.image_size}x{args.image_size} on "
+             f"{device}, {args.threads} threads, medians of {args.repeats} steps per backend run alternately "
+             f"(reversed order every other round) after {args.warmup} warm-up; torch {torch.__version__}. "
+             f"img/s, and in brackets the speed relative to `{base}`. \"dense\" counts the target levels "
+             f"whose real edges fill at least {_dense_fill():.0%} of their rectangle, where every backend hands "
+             f"the product to one dense GEMM. Produced by `{command}`.", "",
+             "| nodes | edges (k) | density | dense levels | " + " | ".join(f"`{n}` img/s" for n in names)
+             + " | fastest | first losses agree |",
+             "|---:|---:|---:|---:|" + "---:|" * len(names) + "---|---|"]
+    for r in rows:
+        cells = [f"{r['img_s'][n]:,.1f}" + ("" if n == base else f" ({r['step_ms'][base] / r['step_ms'][n]:.2f}x)")
+                 for n in names]
+        lines.append(f"| {r['nodes']:,} | {r['edges']:,} | {r['density']:.0%} | {r['dense_levels']} of "
+                     f"{r['levels']} | " + " | ".join(cells) + f" | `{r['winner']}` | {r['losses_agree']} |")
+    lines += ["", BACKENDS_END]
+    return "\n".join(lines)
+
+
+def _dense_fill() -> float:
+    from wiring import ops
+    return ops.DENSE_FORWARD_FILL
 
 
 TABLE_NODES = (800, 2000, 4000, 8000)
@@ -261,13 +413,13 @@ def table_markdown(rows: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def write_table(path: Path, block: str) -> None:
+def write_table(path: Path, block: str, begin: str = TABLE_BEGIN, end: str = TABLE_END) -> None:
     """Put ``block`` into ``path``: between the markers of an existing file, else a new file."""
     if path.exists():
         text = path.read_text()
-        if TABLE_BEGIN in text and TABLE_END in text:
-            head, rest = text.split(TABLE_BEGIN, 1)
-            text = head + block + rest.split(TABLE_END, 1)[1]
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            text = head + block + rest.split(end, 1)[1]
         else:
             text = text.rstrip("\n") + "\n\n" + block + "\n"
     else:
@@ -300,8 +452,47 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "into FILE.md (between its markers, or appended)")
     parser.add_argument("--table-nodes", type=int, nargs="+", default=list(TABLE_NODES), metavar="N")
     parser.add_argument("--table-edges", type=int, nargs="+", default=list(TABLE_EDGES), metavar="K")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    parser.add_argument("--backend", choices=("all", *backends.CHOICES), default=None,
+                        help="the engine's real-edge product backend (default: $WIRING_BACKEND, else auto); all: "
+                             "every installed backend side by side at --backend-nodes x --densities (with --table "
+                             "FILE.md, its Markdown table goes into FILE.md)")
+    parser.add_argument("--backend-nodes", type=int, nargs="+", default=list(BACKEND_NODES), metavar="N")
+    parser.add_argument("--densities", type=float, nargs="+", default=list(BACKEND_DENSITIES), metavar="D",
+                        help="--backend all: densities k / candidates (default 0.01 0.05 0.2)")
     args = parser.parse_args(argv)
     tune_malloc()
+    if not (args.device == "cpu" or args.device.startswith("cuda")):
+        print(f"error: --device: expected cpu or cuda[:N], got {args.device!r}", file=sys.stderr)
+        return 2
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"error: --device {args.device}: CUDA is not available on this machine", file=sys.stderr)
+        return 2
+    device_type = torch.device(args.device).type
+    try:
+        names = [n for n in backends.installed() if (d := backends.module(n).DEVICES) is None or device_type in d]
+        if args.backend != "all":
+            backends.select(args.backend, device_type)
+    except backends.BackendError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.backend == "all":
+        if min(args.backend_nodes) < 136 or not all(0 < d <= 1 for d in args.densities):
+            print("error: --backend-nodes must be at least 136 and --densities in (0, 1]", file=sys.stderr)
+            return 2
+        if args.table is not None and not args.table.parent.is_dir():
+            print(f"error: --table: no such folder: {args.table.parent}", file=sys.stderr)
+            return 2
+        rows = backend_grid(args, names)
+        block = backend_markdown(rows, names, args)
+        if args.json:
+            print(json.dumps(rows))
+        elif args.table is None:
+            print(block)
+        if args.table is not None:
+            write_table(args.table, block, BACKENDS_BEGIN, BACKENDS_END)
+            print(f"backend table ({len(rows)} rows) written to {args.table}")
+        return 0
     sizes = [args.edges, args.batch_size, args.repeats, args.threads, *args.table_edges]
     if min(sizes) <= 0:
         print("error: --edges, --batch-size, --repeats, --threads and --table-edges must be positive", file=sys.stderr)
@@ -347,7 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  ratio (engine speed-up): {r['ratio']:.2f}x"
           + (f"   (PyTorch ops only: {r['pytorch_ratio']:.2f}x)" if "pytorch_ratio" in r else "")
           + f"   outputs agree: {r['outputs_agree']}")
-    print(f"  engine: {native.status()}")
+    print(f"  engine: {native.status()}, {backends.status(args.device)}")
     return 0
 
 
