@@ -45,8 +45,11 @@ from models import build_model
 from models.tiny import TinyClassifier
 from wiring.allocator import tune_malloc
 from wiring.bench_reference import DenseReference
+from wiring.checkpoint import CheckpointError
 from wiring.cli import ArgumentParser
 from wiring.compact import compact_model, load_run_model, time_alternating
+from wiring.config import ConfigError
+from wiring.graph import GraphError
 
 DENSITIES = (0.01, 0.05, 0.20)
 NAMES = ("reference", "engine", "compact")
@@ -152,9 +155,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON line per row")
     args = parser.parse_args(argv)
     tune_malloc()                                   # an entry point: freed blocks stay warm (see wiring.allocator)
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .graph import GraphError
     try:
         rows = inference_table(args.densities, args.batch_size, args.image_size, args.repeats,
                                threads=args.threads, model=args.model, seed=args.seed, runs=args.run)

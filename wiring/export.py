@@ -23,11 +23,13 @@ from typing import Sequence
 
 
 from .cli import ArgumentParser
+from .compact import main as compact_main
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError
 from .graph import GraphError, Wiring
 from .io import write_edgelist, write_graphml
 from .recorder import wiring_file_stem
+from .train import model_from_checkpoint
 from .trainer import find_wirings
 
 FORMATS = {"graphml": ".graphml", "pyg": ".pt", "edgelist": ".txt"}
@@ -35,8 +37,6 @@ FORMATS = {"graphml": ".graphml", "pyg": ".pt", "edgelist": ".txt"}
 
 def load_wirings(checkpoint: dict, all_candidates: bool = False) -> dict[str, Wiring]:
     """The wirings of a training checkpoint, by module name."""
-    from .train import model_from_checkpoint
-
     model = model_from_checkpoint(checkpoint)
     step = int(checkpoint.get("step", 0))
     return {name: layer.wiring(all_candidates, step=step) for name, layer in find_wirings(model).items()}
@@ -91,7 +91,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "operators); see python -m wiring.compact --help")
     args = parser.parse_args(argv)
     if args.compact:
-        from .compact import main as compact_main
         forward = [str(args.run_dir)] + (["--best"] if args.best else []) + \
             (["--checkpoint", str(args.checkpoint)] if args.checkpoint else []) + \
             (["-o", str(args.out)] if args.out else [])

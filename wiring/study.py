@@ -72,6 +72,8 @@ from models import SETTINGS
 from .allocator import tune_malloc
 from .cli import ArgumentParser
 from .config import Config, ConfigError, config_from_dict
+from .data import DataError, check_dataset
+from .io import WiringFileError, load_metrics
 from .modes import MODES
 from .train import run, solver_text
 
@@ -490,8 +492,6 @@ def run_study(study: Study, out: Path, *, jobs: int = 1, say: Callable[[str], No
 
 def _epochs(run_dir: Path) -> list[dict]:
     """The run's per-epoch records (the last record of an epoch repeated by a resume wins)."""
-    from .io import WiringFileError, load_metrics
-
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return []
@@ -893,7 +893,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     failed: dict[str, str] = {}
     if not args.report_only:
-        from .data import DataError, check_dataset
         try:
             check_dataset(study.base_config().data, study.base_config().data_dir)
         except DataError as err:

@@ -24,6 +24,9 @@ from typing import Any, Sequence
 
 import torch
 
+from models import build_model
+from models.dynamic import FIXED_STEP_SOLVERS
+
 from . import __version__, backends, distributed, native
 from .allocator import tune_malloc
 from .checkpoint import CheckpointError, load_checkpoint
@@ -184,8 +187,6 @@ def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoc
 
 def build(cfg: Config, info) -> torch.nn.Module:
     """The model for ``cfg`` and a data set described by ``info``."""
-    from models import build_model
-
     preset_options: dict[str, Any] = {}
     if cfg.graph == "graphml":
         preset_options["wiring"] = read_graphml(cfg.graph_file)
@@ -251,8 +252,6 @@ def start_from_run(cfg: Config, model: torch.nn.Module) -> str:
 
 def solver_text(cfg: Config) -> str:
     """How the continuous setting integrates: ``dopri5 rtol 0.001 atol 0.001`` or ``rk4, 2 steps of 0.5``."""
-    from models.dynamic import FIXED_STEP_SOLVERS
-
     if cfg.solver in FIXED_STEP_SOLVERS:
         return f"{cfg.solver}, {cfg.ode_steps} step{'s' if cfg.ode_steps > 1 else ''} of {1 / cfg.ode_steps:g}"
     return f"{cfg.solver} rtol {cfg.rtol} atol {cfg.atol}"

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from .distributed import DistInfo, all_reduce_sum, current, same_on_all_ranks, shard, wiring_hash
 from .graph import GraphError
 from .layer import WiredGraph
+from .sparsify import budget_of, check_sparse, real_masks
 
 
 class TrainingStopped(RuntimeError):
@@ -51,7 +52,6 @@ def find_wirings(model: nn.Module) -> dict[str, WiredGraph]:
 def real_sets(model: nn.Module) -> dict[str, Tensor]:
     """Every learned real set of ``model``: its wirings' real edges and, for models made
     sparse with :func:`wiring.sparsify.sparsify`, each layer's real weights."""
-    from .sparsify import real_masks
     out = {name: w.real_mask() for name, w in find_wirings(model).items()}
     out.update({f"sparse:{name}": mask for name, mask in real_masks(model).items()})
     return out
@@ -59,7 +59,6 @@ def real_sets(model: nn.Module) -> dict[str, Tensor]:
 
 def edge_budget(model: nn.Module) -> tuple[int, int]:
     """``(k, candidates)`` over the model's wirings and sparsified layers."""
-    from .sparsify import budget_of
     wirings = find_wirings(model).values()
     k = sum(w.k for w in wirings)
     candidates = sum(w.num_candidates for w in wirings)
@@ -170,7 +169,6 @@ class Trainer:
     def check_invariants(self) -> None:
         """Every wiring's invariants (see :meth:`WiredGraph.check_invariants`) and, for
         sparsified layers, :func:`wiring.sparsify.check_sparse`."""
-        from .sparsify import check_sparse
         for name, layer in self.wirings.items():
             try:
                 layer.check_invariants()
