@@ -96,10 +96,13 @@ def topk_mask(weight: Tensor, k: int, hint: dict | None = None) -> Tensor:
 
 
 def _rowptr(rows_of: Tensor, rows: int) -> Tensor:
-    """CSR row pointers of entries sorted by row (``rows_of``)."""
-    crow = torch.zeros(rows + 1, dtype=torch.long, device=rows_of.device)
-    crow[1:] = torch.cumsum(torch.bincount(rows_of, minlength=rows), 0)
-    return crow
+    """CSR row pointers of entries sorted by row (``rows_of``): where each row's run starts.
+    A binary search, not ``bincount``, which on CUDA copies its input's maximum to the host.
+
+    >>> _rowptr(torch.tensor([0, 0, 2]), 4).tolist()
+    [0, 2, 2, 3, 3]
+    """
+    return torch.searchsorted(rows_of, torch.arange(rows + 1, device=rows_of.device, dtype=rows_of.dtype))
 
 
 def _csr(dst: Tensor, src: Tensor, values: Tensor, rows: int, cols: int) -> Tensor:
