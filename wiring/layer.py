@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from .graph import OUTPUT, Block, GraphError, NeuralGraph, Wiring, check_edges
 from .modes import Mode, Selection, make_mode
 from .ops import propagate
+from .topk import topk_mask
 from .presets import initial_weights
 
 NodeOp = Callable[[int, Tensor], Tensor]
@@ -54,7 +55,7 @@ class WiredGraph(nn.Module):
         self.register_buffer("level", graph.level.clone(), persistent=False)
         self.register_buffer("role", graph.role.clone(), persistent=False)
         self.register_buffer("frozen_mask", torch.zeros(graph.num_candidates, dtype=torch.bool))
-        self.freeze(make_mode("dnw", self.k).select(weight, self.frozen_mask, False).mask)
+        self.freeze_top_k()
         self._node_ptr = graph.level_ptr
         self._cand_ptr = graph.candidate_level_ptr if graph.static else [0, graph.num_candidates]
         self._level_blocks: dict[int, tuple[Block, ...]] = {}
@@ -96,6 +97,12 @@ class WiredGraph(nn.Module):
             raise GraphError(f"the frozen real set has {int(mask.sum())} edges, expected k={self.k}")
         self.frozen_mask.copy_(mask)
 
+    @torch.no_grad()
+    def freeze_top_k(self, weight: Tensor | None = None) -> None:
+        """Freeze the top-k of ``weight`` (default: the layer's own weights) as the real set:
+        the initial wiring, or a trained run's for ``fine_tune`` / ``lottery``."""
+        self.freeze(topk_mask(self.weight if weight is None else weight, self.k))
+
     def select(self) -> Selection:
         """The real edges for this forward (call once per forward).
 
@@ -122,7 +129,7 @@ class WiredGraph(nn.Module):
             bad = int((~torch.isfinite(self.weight)).sum())
             raise GraphError(f"{bad} edge weights are not finite")
         mask = self.real_mask()
-        expected = self.num_candidates if self.mode.name == "complete" else self.k
+        expected = self.num_candidates if self.mode.all_real else self.k
         if int(mask.sum()) != expected:
             raise GraphError(f"{int(mask.sum())} real edges, expected {expected}")
         ei = self.edge_index[:, mask]

@@ -6,6 +6,14 @@ whether every candidate (``grad_all=True``) or only the used edges receive a
 weight gradient. ``frozen`` is the layer's stored real set (the initial wiring,
 or a trained model's top-k for ``fine_tune`` / ``lottery``).
 
+This module is the one place that interprets mode names. Every :class:`Mode` class
+says what the rest of the project needs to know without instantiating it (class
+attributes, read with :func:`mode_class`): its :attr:`~Mode.label` (plots) and
+:attr:`~Mode.phrase` (report text), whether it takes the real set from the layer's
+frozen mask (``uses_frozen``), makes every candidate real (``all_real``, no budget),
+starts from a trained source run (``needs_source``, ``--from``), rewinds the weights to
+that run's initialisation (``rewinds``) or selects by chance (``stochastic``).
+
 =============== ================================================ =====================
 mode            real edges                                       gradient to weights
 =============== ================================================ =====================
@@ -28,7 +36,7 @@ import torch
 from torch import Tensor
 
 from .graph import GraphError
-from .ops import topk_mask
+from .topk import topk_mask
 
 
 @dataclass(frozen=True)
@@ -45,13 +53,24 @@ class Selection:
 
 
 class Mode:
+    """A wiring mode: :meth:`select` picks each forward's real edges (see the module)."""
     name = "mode"
+    #: how plots name the mode, and how report text does
+    label = phrase = "mode"
     #: whether the real set is taken from the layer's frozen mask
     uses_frozen = False
+    #: whether every candidate is real (the budget k does not apply)
+    all_real = False
+    #: whether the mode starts from a trained run (its weights and frozen top-k)
+    needs_source = False
+    #: whether the weights are rewound to the source run's initialisation
+    rewinds = False
+    #: whether the training-time selection is random
+    stochastic = False
 
     def __init__(self, k: int) -> None:
         self.k = k
-        #: the previous top-k threshold: :func:`wiring.ops.topk_mask` searches near it first
+        #: the previous top-k threshold: :func:`wiring.topk.topk_mask` searches near it first
         self.topk_hint: dict = {}
 
     def select(self, weight: Tensor, frozen: Tensor, training: bool) -> Selection:
@@ -64,6 +83,7 @@ class Mode:
 class DNW(Mode):
     """Top-k real edges every step; the gradient reaches every candidate."""
     name = "dnw"
+    label = phrase = "DNW"
 
     def select(self, weight, frozen, training):
         return Selection(topk_mask(weight, self.k, self.topk_hint), True)
@@ -72,6 +92,7 @@ class DNW(Mode):
 class DNWNoUpdate(Mode):
     """Top-k real edges every step, but only real edges get gradients (ablation)."""
     name = "dnw_no_update"
+    label, phrase = "DNW, no update rule", "no update rule"
 
     def select(self, weight, frozen, training):
         return Selection(topk_mask(weight, self.k, self.topk_hint), False)
@@ -80,6 +101,7 @@ class DNWNoUpdate(Mode):
 class Fixed(Mode):
     """The frozen real set, never changing: the random-graph baseline."""
     name = "fixed"
+    label, phrase = "random graph (fixed)", "random graph"
     uses_frozen = True
 
     def select(self, weight, frozen, training):
@@ -89,16 +111,22 @@ class Fixed(Mode):
 class FineTune(Fixed):
     """The frozen top-k of a trained model, trained further (real edges only)."""
     name = "fine_tune"
+    label, phrase = "fine-tune (top-k of trained)", "fine-tuned top-k of the complete graph"
+    needs_source = True
 
 
 class Lottery(Fixed):
     """One-shot lottery ticket: a trained model's top-k with rewound weights."""
     name = "lottery"
+    label = phrase = "one-shot lottery ticket"
+    needs_source = rewinds = True
 
 
 class Complete(Mode):
     """Every candidate is real."""
     name = "complete"
+    label = phrase = "complete graph"
+    all_real = True
 
     def select(self, weight, frozen, training):
         return Selection(torch.ones_like(weight, dtype=torch.bool), True)
@@ -108,6 +136,8 @@ class TargetedDropout(Mode):
     """Targeted dropout: during training the candidates outside the top-k are
     each dropped with probability ``rho``; at evaluation only the top-k remain."""
     name = "td"
+    label = phrase = "targeted dropout"
+    stochastic = True
 
     def __init__(self, k: int, rho: float = 0.95) -> None:
         super().__init__(k)
@@ -127,12 +157,27 @@ MODES: dict[str, type[Mode]] = {cls.name: cls for cls in
                                 (DNW, Fixed, DNWNoUpdate, Complete, FineTune, Lottery, TargetedDropout)}
 
 
+#: the modes a bare function can apply (:func:`wiring.ops.dnw_propagate`): no source run, no chance
+STATELESS: tuple[str, ...] = tuple(name for name, cls in MODES.items() if not (cls.needs_source or cls.stochastic))
+
+
+def mode_class(name: str) -> type[Mode]:
+    """The class of the mode called ``name``, whose attributes describe it.
+
+    >>> mode_class("lottery").needs_source, mode_class("lottery").rewinds, mode_class("complete").all_real
+    (True, True, True)
+    >>> mode_class("dnw").label, mode_class("fixed").phrase
+    ('DNW', 'random graph')
+    """
+    if name not in MODES:
+        raise GraphError(f"unknown mode {name!r}; expected one of {', '.join(MODES)}")
+    return MODES[name]
+
+
 def make_mode(name: str, k: int, **options) -> Mode:
     """The mode called ``name`` with budget ``k``.
 
     >>> make_mode("dnw", 3)
     DNW(k=3)
     """
-    if name not in MODES:
-        raise GraphError(f"unknown mode {name!r}; expected one of {', '.join(MODES)}")
-    return MODES[name](k, **options)
+    return mode_class(name)(k, **options)

@@ -34,65 +34,17 @@ from torch import Tensor
 
 from . import backends, native
 from .graph import Block, GraphError, check_edges
+from .modes import STATELESS as MODES
+from .modes import make_mode, mode_class
+from .topk import HINT_MARGIN, topk_mask  # noqa: F401  (wiring.ops.topk_mask is public)
 
 warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
-
-MODES = ("dnw", "dnw_no_update", "fixed", "complete")
 
 # A block whose candidates fill at least this fraction of its rectangle gets its
 # candidate gradient from one dense GEMM (then a gather); sparser ones use a
 # sampled product. Real edges filling this fraction of the rectangle use a dense forward.
 DENSE_GRAD_FILL = 0.10
 DENSE_FORWARD_FILL = 0.15   # measured: dense wins above ~0.12-0.15 fill on a 2-core AVX-512 CPU
-
-
-HINT_MARGIN = 0.9   # the pre-filter keeps |w| >= 0.9 x the previous threshold
-
-
-def topk_mask(weight: Tensor, k: int, hint: dict | None = None) -> Tensor:
-    """Boolean mask of the ``k`` candidates with the largest ``|weight|``.
-
-    Exactly ``k`` entries are True; among equal magnitudes the lower index wins,
-    so the result is deterministic (and equal on every rank of a distributed run).
-
-    ``hint``, a dict the caller keeps between calls (a mode keeps one), makes repeated
-    selections on slowly changing weights cheaper on CPU: the k-th largest magnitude is
-    searched only among the entries within :data:`HINT_MARGIN` of the previous
-    threshold, a small pool, and among all of them when the pool holds fewer than k.
-    Either way the result is the same mask (what changes is the cost: 5-8x less at 24
-    million candidates). On other devices the hint is ignored.
-
-    >>> topk_mask(torch.tensor([0.1, -2.0, 0.5, 2.0, 0.5]), 3).tolist()
-    [False, True, True, True, False]
-    >>> cache = {}
-    >>> w = torch.tensor([0.1, -2.0, 0.5, 2.0, 0.5])
-    >>> topk_mask(w, 3, cache).tolist() == topk_mask(w * 1.05, 3, cache).tolist()
-    True
-    """
-    k = check_edges(k, weight.numel())
-    if k == weight.numel():
-        return torch.ones_like(weight, dtype=torch.bool)
-    if native.enabled(weight):                      # the same mask, by selection in one call
-        floor = float(hint["threshold"]) * HINT_MARGIN if hint is not None and "threshold" in hint else 0.0
-        mask, threshold = native.topk_mask(weight, k, floor)
-        if hint is not None:
-            hint["threshold"] = threshold
-        return mask
-    mag = torch.nan_to_num(weight.detach().abs(), nan=-1.0)
-    threshold = None
-    if hint is not None and mag.device.type == "cpu" and "threshold" in hint:
-        pool = mag[mag >= hint["threshold"] * HINT_MARGIN]
-        if pool.numel() >= k:                       # every one of the top k is in the pool
-            threshold = torch.topk(pool, k, sorted=False).values.min()
-    if threshold is None:
-        threshold = torch.topk(mag, k, sorted=False).values.min()
-    if hint is not None:
-        hint["threshold"] = threshold
-    mask = mag > threshold
-    ties = mag == threshold
-    room = k - mask.sum()
-    mask |= ties & (torch.cumsum(ties, 0) <= room)
-    return mask
 
 
 def _rowptr(rows_of: Tensor, rows: int) -> Tensor:
@@ -234,18 +186,19 @@ def propagate(x: Tensor, weight: Tensor, edge_index: Tensor, real_mask: Tensor, 
 
 
 def mode_selection(mode: str, weight: Tensor, k: int | None, real_mask: Tensor | None) -> tuple[Tensor, bool]:
-    """``(real_mask, grad_all)`` for the basic modes of :func:`dnw_propagate`."""
-    if mode in ("dnw", "dnw_no_update"):
-        if k is None:
-            raise GraphError(f"mode {mode!r} needs k, the number of real edges")
-        return topk_mask(weight, k), mode == "dnw"
-    if mode == "fixed":
+    """``(real_mask, grad_all)`` for the modes of :func:`dnw_propagate` (:data:`MODES`, the
+    :mod:`wiring.modes` modes that need no trained source run and select without chance):
+    the mode's training-time :class:`~wiring.modes.Selection`."""
+    if mode not in MODES:
+        raise GraphError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    cls = mode_class(mode)
+    if cls.uses_frozen:
         if real_mask is None or real_mask.dtype != torch.bool or real_mask.shape != weight.shape:
-            raise GraphError("mode 'fixed' needs real_mask, a bool tensor with one entry per candidate")
-        return real_mask, False
-    if mode == "complete":
-        return torch.ones_like(weight, dtype=torch.bool), True
-    raise GraphError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+            raise GraphError(f"mode {mode!r} needs real_mask, a bool tensor with one entry per candidate")
+    elif k is None and not cls.all_real:
+        raise GraphError(f"mode {mode!r} needs k, the number of real edges")
+    selection = make_mode(mode, weight.numel() if k is None else k).select(weight, real_mask, True)
+    return selection.mask, selection.grad_all
 
 
 def dnw_propagate(x: Tensor, edge_index: Tensor, edge_weight: Tensor, k: int | None = None,
