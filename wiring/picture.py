@@ -1,0 +1,147 @@
+"""Ranked edge style and a quick wiring picture from plain tensors (below training and viz).
+
+Contract:
+
+* :func:`edge_ranks` and :func:`rank_emphasis` turn edge weights into a
+  per-edge emphasis in ``(0, 1]`` from the RANK of ``|w|`` (never its value): the
+  ``strong`` strongest edges get an emphasis near 1, it is 1/2 at rank ``strong``
+  and falls as ``1 / (1 + (rank / strong) ** 4)`` after it, so a 12,000-edge wiring
+  shows its few hundred strongest edges and keeps the rest as faint context.
+* :func:`ranked_style` maps the emphasis to RGBA colours (blue ``w > 0``, red
+  ``w < 0``) and line widths, and returns the drawing order (weakest first, so the
+  strongest lie on top). The context opacity falls with the number of edges.
+  :mod:`viz.render` draws large wirings with it; the tensorboard hook of
+  :mod:`wiring.train` draws with :func:`wiring_picture`.
+* :func:`wiring_picture` draws a wiring given as ``level``, ``role``,
+  ``edge_index`` and ``weight`` tensors in the ranked style (levels as columns,
+  outputs in the last column; a circle when every node shares one level) and
+  returns an ``[H, W, 3]`` uint8 array, ``size`` x ``dpi`` pixels. It uses
+  matplotlib's Agg canvas only (no pyplot, nothing global).
+
+This module imports nothing from the trainer or from :mod:`viz` (both use it).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["POSITIVE", "NEGATIVE", "STRONG_EDGES", "edge_ranks", "rank_emphasis", "ranked_params", "ranked_style",
+           "layered_positions", "wiring_picture"]
+
+POSITIVE = "#1f5fbf"   # blue: positive weight
+NEGATIVE = "#d62728"   # red: negative weight
+STRONG_EDGES = 250     # default number of edges that stand out
+
+
+def edge_ranks(weight) -> np.ndarray:
+    """Rank of each edge by ``|w|``, 0 for the strongest (ties: the lower index first).
+
+    >>> edge_ranks(np.array([0.1, -3.0, 2.0, 0.5])).tolist()
+    [3, 0, 1, 2]
+    """
+    w = np.abs(np.nan_to_num(np.asarray(weight, dtype=np.float64).ravel()))
+    order = np.argsort(-w, kind="stable")
+    ranks = np.empty(w.size, dtype=np.int64)
+    ranks[order] = np.arange(w.size)
+    return ranks
+
+
+def rank_emphasis(weight, strong: int = STRONG_EDGES) -> np.ndarray:
+    """``1 / (1 + (rank / strong) ** 4)``: near 1 for the ``strong`` strongest edges,
+    1/2 at rank ``strong``, about 0.06 at ``2 * strong``.
+
+    >>> rank_emphasis(np.array([1.0, -4.0, 2.0, 3.0]), strong=2).round(3).tolist()
+    [0.165, 1.0, 0.5, 0.941]
+    """
+    ranks = edge_ranks(weight).astype(np.float64)
+    return 1.0 / (1.0 + (ranks / max(float(strong), 1e-9)) ** 4)
+
+
+def ranked_params(n_edges: float) -> tuple[float, float, float, float]:
+    """``(alpha_context, alpha_strong, width_context, width_strong)`` (widths in points)
+    for ``n_edges`` edges on a picture of about 1200 x 600 pixels: the context fades
+    as edges are added (12,000 edges: opacity 0.0083, 0.17 points wide, each one
+    below what the eye sees, their crowd a light haze), the strong edges stay opaque.
+
+    >>> ranked_params(12000)
+    (0.008333333333333333, 0.85, 0.16666666666666666, 0.9)
+    """
+    n = max(float(n_edges), 1.0)
+    a_ctx = float(np.clip(100.0 / n, 0.008, 0.25))
+    w_ctx = float(np.clip(2000.0 / n, 0.15, 0.6))
+    return a_ctx, 0.85, w_ctx, 0.9
+
+
+def ranked_style(weight, *, strong: int = STRONG_EDGES, n_edges: float | None = None,
+                 positive: str = POSITIVE, negative: str = NEGATIVE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(order, rgba [E, 4], widths [E])`` of the ranked style (module docstring);
+    ``n_edges`` (default ``len(weight)``) sets the context opacity; ``order``
+    sorts the edges weakest first."""
+    from matplotlib.colors import to_rgba
+
+    w = np.nan_to_num(np.asarray(weight, dtype=np.float64).ravel())
+    a_ctx, a_top, w_ctx, w_top = ranked_params(len(w) if n_edges is None else n_edges)
+    e = rank_emphasis(w, strong)
+    rgba = np.where((w >= 0)[:, None], np.array(to_rgba(positive)), np.array(to_rgba(negative)))
+    rgba[:, 3] = a_ctx + (a_top - a_ctx) * e
+    widths = w_ctx + (w_top - w_ctx) * e
+    order = np.argsort(e, kind="stable")
+    return order, rgba, widths
+
+
+def layered_positions(level: Tensor, role: Tensor) -> np.ndarray:
+    """Positions ``[N, 2]``: ``x`` = level (outputs in one column after the last
+    level), nodes of a column spread over ``y`` in ``[0, 1]`` by id, the smallest on
+    top; a circle when all nodes share one level (a dynamic wiring)."""
+    level = torch.as_tensor(level).long().cpu().numpy()
+    role = torch.as_tensor(role).long().cpu().numpy()
+    n = level.size
+    pos = np.zeros((n, 2))
+    if n == 0:
+        return pos
+    if (level == level[0]).all():
+        angle = np.pi / 2 - 2 * np.pi * np.arange(n) / n
+        return np.stack([0.5 + 0.5 * np.cos(angle), 0.5 + 0.5 * np.sin(angle)], axis=1)
+    col = level.copy()
+    out = role == 2
+    if out.any():
+        col[out] = int(level[~out].max()) + 1 if (~out).any() else 0
+    pos[:, 0] = col
+    for c in np.unique(col):
+        ids = np.flatnonzero(col == c)
+        pos[ids, 1] = 1.0 - (np.arange(ids.size) + 0.5) / ids.size
+    return pos
+
+
+def wiring_picture(level: Tensor, role: Tensor, edge_index: Tensor, weight: Tensor, *,
+                   title: str = "", size: Sequence[float] = (8.0, 4.5), dpi: int = 80,
+                   strong: int = STRONG_EDGES) -> np.ndarray:
+    """The ranked picture of a wiring as an ``[H, W, 3]`` uint8 array (module docstring)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import LineCollection
+    from matplotlib.figure import Figure
+
+    pos = layered_positions(level, role)
+    ei = torch.as_tensor(edge_index).long().cpu().numpy().reshape(2, -1)
+    w = torch.as_tensor(weight).detach().double().cpu().numpy().reshape(-1)
+    fig = Figure(figsize=tuple(size), dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.01, 0.02, 0.98, 0.86 if title else 0.96))
+    ax.set_axis_off()
+    order, rgba, widths = ranked_style(w, strong=strong)
+    segments = np.stack([pos[ei[0]], pos[ei[1]]], axis=1)[order] if ei.size else np.zeros((0, 2, 2))
+    ax.add_collection(LineCollection(segments, colors=rgba[order], linewidths=widths[order], zorder=1))
+    role_np = torch.as_tensor(role).long().cpu().numpy()
+    colours = np.array(["#2ca02c", "#4d4d4d", "#8e44ad"])[np.clip(role_np, 0, 2)]
+    ax.scatter(pos[:, 0], pos[:, 1], s=float(np.clip(2000.0 / max(len(pos), 1), 2.0, 80.0)), c=colours,
+               linewidths=0, zorder=2)
+    if len(pos):
+        ax.set_xlim(pos[:, 0].min() - 0.1, pos[:, 0].max() + 0.1)
+        ax.set_ylim(pos[:, 1].min() - 0.03, pos[:, 1].max() + 0.03)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
