@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from wiring.graph import GraphError
+from wiring.modes import every_candidate_real
 from wiring.sparsify import SCOPES, SPARSE_MODES, sparsify
 
 __all__ = ["Bottleneck", "ResNet", "resnet50_dense", "resnet_tiny", "resnet50", "resnet50_first_dense",
@@ -150,7 +151,7 @@ def _build(first_dense: bool, in_channels: int = 3, num_classes: int = 1000, ima
                          f"(the initial top-k of random weights) or complete, not {preset!r}")
     if preset_options:
         raise GraphError(f"{name}: preset options {sorted(preset_options)} do not apply")
-    if mode != "complete" and mode not in SPARSE_MODES:
+    if not every_candidate_real(mode) and mode not in SPARSE_MODES:
         raise GraphError(f"{name}: mode {mode!r} is not supported; use one of "
                          f"{', '.join(SPARSE_MODES + ('complete',))}")
     if mode_options:
@@ -163,7 +164,7 @@ def _build(first_dense: bool, in_channels: int = 3, num_classes: int = 1000, ima
         torch.manual_seed(seed)
         model = resnet50_dense(num_classes=num_classes, in_channels=in_channels,
                                zero_init_residual=zero_init_residual, conv_init=conv_init)
-    if edges is None or mode == "complete" or preset == "complete":
+    if edges is None or every_candidate_real(mode, preset):
         return model
     try:
         return sparsify(model, edges=edges, scope=scope, mode=mode, skip=("conv1",) if first_dense else ())

@@ -20,7 +20,7 @@ import yaml
 from models import MODELS, SETTINGS
 
 from .backends import CHOICES as BACKENDS
-from .modes import MODES
+from .modes import MODES, mode_class
 from .presets import PRESETS
 
 DATASETS = ("digits", "fashion-mnist", "mnist5k", "cifar10", "mnist", "imagenet")
@@ -118,7 +118,7 @@ class Config:
             raise bad("init", f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
         if self.mode not in MODES:
             raise bad("mode", f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}")
-        if self.mode in ("fine_tune", "lottery") and not self.from_run:
+        if mode_class(self.mode).needs_source and not self.from_run:
             raise bad("from", f"mode {self.mode} starts from a trained run: pass --from RUN_DIR")
         if self.from_run and not Path(self.from_run).is_dir():
             raise bad("from", f"no such run directory: {self.from_run}")

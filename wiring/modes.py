@@ -31,6 +31,7 @@ td              training: top-k plus each other candidate kept   the edges used
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -75,6 +76,11 @@ class Mode:
 
     def select(self, weight: Tensor, frozen: Tensor, training: bool) -> Selection:
         raise NotImplementedError
+
+    @classmethod
+    def config_options(cls, cfg: Any) -> dict[str, Any]:
+        """The constructor options this mode takes from a training config (none)."""
+        return {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(k={self.k})"
@@ -145,6 +151,11 @@ class TargetedDropout(Mode):
             raise GraphError(f"targeted dropout rho must be in [0, 1], got {rho}")
         self.rho = rho
 
+    @classmethod
+    def config_options(cls, cfg: Any) -> dict[str, Any]:
+        """``rho`` from the config's ``td_rho``."""
+        return {"rho": cfg.td_rho}
+
     def select(self, weight, frozen, training):
         top = topk_mask(weight, self.k, self.topk_hint)
         if not training:
@@ -172,6 +183,17 @@ def mode_class(name: str) -> type[Mode]:
     if name not in MODES:
         raise GraphError(f"unknown mode {name!r}; expected one of {', '.join(MODES)}")
     return MODES[name]
+
+
+def every_candidate_real(mode: str, preset: str = "") -> bool:
+    """Whether every candidate edge is real, so that a budget k does not apply: a mode
+    whose :attr:`~Mode.all_real` is set (``complete``), or the ``complete`` preset (every
+    candidate in the initial wiring). False for a name that is no mode.
+
+    >>> every_candidate_real("complete"), every_candidate_real("dnw", "complete"), every_candidate_real("dnw")
+    (True, True, False)
+    """
+    return (mode in MODES and MODES[mode].all_real) or preset == "complete"
 
 
 def make_mode(name: str, k: int, **options) -> Mode:

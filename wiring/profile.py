@@ -48,11 +48,17 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from models import MODELS, build_model
+
 from . import native
+from .checkpoint import CheckpointError, load_checkpoint
 from .cli import ArgumentParser
+from .config import ConfigError
 from .graph import GraphError
 from .layer import WiredGraph
+from .modes import every_candidate_real
 from .nodeops import NormReLUConv
+from .train import model_from_checkpoint
 
 
 def live_nodes(layer: WiredGraph, outputs: Tensor | None = None) -> Tensor:
@@ -149,30 +155,16 @@ def _report(title: str, cost: dict[str, Any]) -> str:
 
 
 def _from_run(run_dir: Path, best: bool) -> tuple[nn.Module, Any, str]:
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .config import config_from_dict
-    from .train import build
-
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory {run_dir}")
     ckpt = load_checkpoint(run_dir / ("best.pt" if best else "checkpoint.pt"))
-    if "data_info" not in ckpt or "config" not in ckpt:
-        raise CheckpointError("the checkpoint lacks its config or data_info: was it written by wiring.train?")
-    cfg = config_from_dict(ckpt["config"])
-    cfg.graph = "random_k" if cfg.graph == "graphml" else cfg.graph
+    model = model_from_checkpoint(ckpt)
     info = SimpleNamespace(**ckpt["data_info"])
-    model = build(cfg, info)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
-        raise CheckpointError(f"the checkpoint does not fit its model ({str(err).splitlines()[0]})") from None
-    return model, info, f"{run_dir} ({cfg.model}, {info.channels}x{info.image_size}x{info.image_size}, " \
-                        f"{info.num_classes} classes)"
+    return model, info, f"{run_dir} ({ckpt['config'].get('model')}, {info.channels}x{info.image_size}x" \
+                        f"{info.image_size}, {info.num_classes} classes)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from models import MODELS, build_model
-
     parser = ArgumentParser(prog="python -m wiring.profile", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help=f"a registered model ({', '.join(MODELS)})")
@@ -191,8 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help='print {"macs": ..., "params": ...}')
     args = parser.parse_args(argv)
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
     try:
         if args.run is not None:
             model, info, title = _from_run(args.run, args.best)
@@ -207,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            seed=args.seed)
             if args.edges is not None or args.model in ("tiny", "micro"):
                 options["edges"] = args.edges if args.edges is not None else 12000
-            if args.mode == "complete" or args.graph == "complete":
+            if every_candidate_real(args.mode, args.graph):
                 options["edges"] = None                           # every candidate real, as wiring.train
             if args.width is not None:
                 options["width"] = args.width

@@ -82,15 +82,13 @@ __all__ = ["StudyError", "Cell", "PaperTable", "Study", "load_study", "cell_conf
 
 GRID_KEYS = ("setting", "mode", "edges", "seed")
 STUDY_KEYS = ("name", "description", "base", "grid", "paper", "curve_edges")
-DEPENDENT = ("fine_tune", "lottery")
+DEPENDENT = tuple(name for name, cls in MODES.items() if cls.needs_source)   # fine_tune, lottery
 # Config fields a study sets per cell: not allowed in ``base``.
 CELL_OWNED = ("setting", "mode", "edges", "seed", "out", "from_run", "resume", "overwrite", "config")
 CSV_FIELDS = ("setting", "mode", "edges", "seed", "test_acc", "best_acc", "epochs", "seconds",
               "swapped_total", "status")
 DEFAULT_REPORT = Path("docs/results.md")
-MODE_LABELS = {"dnw": "DNW", "fixed": "random graph (fixed)", "dnw_no_update": "DNW, no update rule",
-               "complete": "complete graph", "fine_tune": "fine-tune (top-k of trained)",
-               "lottery": "one-shot lottery ticket", "td": "targeted dropout"}
+MODE_LABELS = {name: cls.label for name, cls in MODES.items()}                 # plots
 
 
 class StudyError(ValueError):
@@ -572,9 +570,7 @@ def _paper_number(text: str | None) -> float | None:
     return float(match.group()) if match else None
 
 
-MODE_NAMES = {"fixed": "random graph", "dnw_no_update": "no update rule", "complete": "complete graph",
-              "fine_tune": "fine-tuned top-k of the complete graph", "lottery": "one-shot lottery ticket",
-              "td": "targeted dropout"}
+MODE_NAMES = {name: cls.phrase for name, cls in MODES.items()}                 # report text
 
 
 def _comparison(study: Study, rows: list[dict], setting: str, other: str = "fixed") -> str:

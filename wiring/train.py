@@ -34,7 +34,7 @@ from .config import Config, ConfigError, config_from_saved, parse_config, saved_
 from .data import DataError, check_dataset, load_dataset, subset
 from .graph import GraphError
 from .io import read_graphml
-from .ops import topk_mask
+from .modes import every_candidate_real, mode_class
 from .recorder import RunRecorder
 from .trainer import Progress, Trainer, TrainingStopped, edge_budget, find_wirings
 
@@ -117,7 +117,7 @@ def check_resumable(saved: dict[str, Any], run_dir: Path) -> None:
 def check_resume_config(cfg: Config, saved: dict[str, Any]) -> None:
     now, saved = cfg.to_dict(), saved_values(saved)      # a run saved before --init was trained with kaiming
     ignored = set(RESUMABLE)
-    if cfg.mode == "complete" or cfg.graph == "complete":
+    if every_candidate_real(cfg.mode, cfg.graph):
         ignored.add("edges")             # saved as the number of candidates, whatever was asked
     differing = sorted(k for k in now if k not in ignored and k in saved and saved[k] != now[k])
     if differing:
@@ -190,8 +190,8 @@ def build(cfg: Config, info) -> torch.nn.Module:
     preset_options: dict[str, Any] = {}
     if cfg.graph == "graphml":
         preset_options["wiring"] = read_graphml(cfg.graph_file)
-    all_real = cfg.mode == "complete" or cfg.graph == "complete"
-    mode_options = {"rho": cfg.td_rho} if cfg.mode == "td" else {}
+    all_real = every_candidate_real(cfg.mode, cfg.graph)
+    mode_options = mode_class(cfg.mode).config_options(cfg)
     setting: dict[str, Any] = {}
     if cfg.setting == "discrete":
         setting = {"setting": "discrete", "steps": cfg.steps, "self_loops": cfg.self_loops}
@@ -233,7 +233,8 @@ def start_from_run(cfg: Config, model: torch.nn.Module) -> str:
     state = load_checkpoint(source / "checkpoint.pt")
     trained = state["model"]
     start = trained
-    if cfg.mode == "lottery":
+    rewinds = mode_class(cfg.mode).rewinds
+    if rewinds:
         if "initial_model" not in state:
             raise UsageError(f"--from {source}: its checkpoint has no initial weights to rewind to")
         start = state["initial_model"]
@@ -245,8 +246,8 @@ def start_from_run(cfg: Config, model: torch.nn.Module) -> str:
                          f"({str(err).splitlines()[0]})") from None
     for name, layer in wirings.items():
         key = f"{name}.weight" if name else "weight"
-        layer.freeze(topk_mask(trained[key], layer.k))
-    what = "rewound to its initialisation" if cfg.mode == "lottery" else "trained weights"
+        layer.freeze_top_k(trained[key])
+    what = "rewound to its initialisation" if rewinds else "trained weights"
     return f"top-{', '.join(str(w.k) for w in wirings.values())} edges of {source}, {what}"
 
 
@@ -317,7 +318,7 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> di
     model = build(cfg, data_info)
     for layer in find_wirings(model).values():
         layer.candidate_grad_every = cfg.candidate_grad_every
-    origin = start_from_run(cfg, model) if cfg.mode in ("fine_tune", "lottery") else None
+    origin = start_from_run(cfg, model) if mode_class(cfg.mode).needs_source else None
     cfg.edges = edge_budget(model)[0] or None
     initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if info.enabled:
