@@ -11,6 +11,7 @@ from wiring.graph import GraphError
 from wiring.modes import (
     DNW,
     MODES,
+    STATELESS,
     Complete,
     DNWNoUpdate,
     FineTune,
@@ -18,7 +19,9 @@ from wiring.modes import (
     Lottery,
     Selection,
     TargetedDropout,
+    every_candidate_real,
     make_mode,
+    mode_class,
 )
 
 # |w| = 0.5, 1.0, 1.0, 0.5, 0.2, 3.0, 0.0, 0.5 -> order by magnitude with ties to the lower index:
@@ -181,3 +184,37 @@ def test_make_mode_unknown_lists_modes():
 def test_repr():
     assert repr(make_mode("dnw", 3)) == "DNW(k=3)"
     assert repr(make_mode("fixed", 7)) == "Fixed(k=7)"
+
+
+# ----------------------------------------------------------------------------- what a mode says about itself
+
+def test_mode_attributes():
+    """The properties the rest of the project reads instead of comparing mode names."""
+    facts = {name: (cls.uses_frozen, cls.all_real, cls.needs_source, cls.rewinds, cls.stochastic)
+             for name, cls in MODES.items()}
+    assert facts == {
+        "dnw": (False, False, False, False, False),
+        "dnw_no_update": (False, False, False, False, False),
+        "fixed": (True, False, False, False, False),
+        "complete": (False, True, False, False, False),
+        "fine_tune": (True, False, True, False, False),
+        "lottery": (True, False, True, True, False),
+        "td": (False, False, False, False, True),
+    }
+    assert len({cls.label for cls in MODES.values()}) == len(MODES)      # plots tell them apart
+    assert STATELESS == ("dnw", "fixed", "dnw_no_update", "complete")
+
+
+def test_mode_class_and_every_candidate_real():
+    assert mode_class("lottery") is Lottery
+    with pytest.raises(GraphError, match="unknown mode 'magic'"):
+        mode_class("magic")
+    assert every_candidate_real("complete") and every_candidate_real("dnw", "complete")
+    assert not every_candidate_real("dnw", "random_k") and not every_candidate_real("magic")
+
+
+def test_config_options_only_td_takes_rho():
+    class Cfg:
+        td_rho = 0.25
+    assert make_mode("td", 3, **mode_class("td").config_options(Cfg())).rho == 0.25
+    assert all(cls.config_options(Cfg()) == {} for name, cls in MODES.items() if name != "td")
