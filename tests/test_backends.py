@@ -24,6 +24,8 @@ from wiring.backends import BackendError
 
 ROOT = Path(__file__).resolve().parents[1]
 DT = torch.float64
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
 
 # 3 targets from 4 sources: row 0 = x0 + 2 x3, row 1 has no edge, row 2 = -x1
 ROWPTR, COL = torch.tensor([0, 2, 2, 3]), torch.tensor([0, 3, 1])
@@ -38,18 +40,21 @@ def installed_backend(name: str):
     return backends.module(name)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("name", backends.NAMES)
-def test_hand_built_product_empty_row_out_and_accumulate(name, dtype):
+def test_hand_built_product_empty_row_out_and_accumulate(name, dtype, device):
     backend = installed_backend(name)
-    values, x = torch.tensor(VALUES, dtype=dtype), torch.tensor(X, dtype=dtype)
+    skip_unless_on(device, name)
+    values, x = torch.tensor(VALUES, dtype=dtype, device=device), torch.tensor(X, dtype=dtype, device=device)
+    rowptr, col = ROWPTR.to(device), COL.to(device)
     assert backend.takes(x, values)
-    assert backend.spmm(ROWPTR, COL, values, x).tolist() == [[15.0, 18.0], [0.0, 0.0], [-3.0, -4.0]]
-    out = torch.full((3, 2), 5.0, dtype=dtype)
-    assert backend.spmm(ROWPTR, COL, values, x, out=out) is out
+    assert backend.spmm(rowptr, col, values, x).tolist() == [[15.0, 18.0], [0.0, 0.0], [-3.0, -4.0]]
+    out = torch.full((3, 2), 5.0, dtype=dtype, device=device)
+    assert backend.spmm(rowptr, col, values, x, out=out) is out
     assert out.tolist() == [[15.0, 18.0], [0.0, 0.0], [-3.0, -4.0]]
-    out = torch.ones(3, 2, dtype=dtype)
-    backend.spmm(ROWPTR, COL, values, x, out=out, accumulate=True)
+    out = torch.ones(3, 2, dtype=dtype, device=device)
+    backend.spmm(rowptr, col, values, x, out=out, accumulate=True)
     assert out.tolist() == [[16.0, 19.0], [1.0, 1.0], [-2.0, -3.0]]
 
 
@@ -64,16 +69,40 @@ def test_no_edges_gives_zero_rows(name):
     assert out.tolist() == [[7.0, 7.0]] * 2
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", backends.NAMES)
-def test_random_product_equals_dense_matmul_with_repeated_sources(name):
+def test_random_product_equals_dense_matmul_with_repeated_sources(name, device):
     backend = installed_backend(name)
+    skip_unless_on(device, name)
     gen = torch.Generator().manual_seed(0)
     dense = torch.randn(9, 7, generator=gen, dtype=DT) * (torch.rand(9, 7, generator=gen) < 0.3)
     dense[4] = 0                                                    # an empty row inside
     csr = dense.to_sparse_csr()
     x = torch.randn(7, 1300, generator=gen, dtype=DT)               # wider than one chunk of native's
-    out = backend.spmm(csr.crow_indices(), csr.col_indices(), csr.values(), x)
-    torch.testing.assert_close(out, dense @ x, rtol=1e-12, atol=1e-12)
+    out = backend.spmm(*(t.to(device) for t in (csr.crow_indices(), csr.col_indices(), csr.values(), x)))
+    torch.testing.assert_close(out.cpu(), dense @ x, rtol=1e-12, atol=1e-12)
+
+
+@CUDA
+def test_cuda_tiny_classifier_step_equals_the_cpu(product_backend):
+    """The whole model on CUDA (level by level: the fused graph is CPU-only) on each backend
+    gives the CPU's logits and gradients (float64)."""
+    skip_unless_on("cuda", product_backend)
+    from models.tiny import TinyClassifier
+    torch.manual_seed(0)
+    model = TinyClassifier(image_size=8, edges=60, levels=(8, 6, 6, 6), outputs=5).double()
+    x, y = torch.randn(3, 3, 8, 8, dtype=DT), torch.tensor([0, 4, 7])
+
+    def grads(m, device):
+        m.zero_grad()
+        logits = m(x.to(device))
+        torch.nn.functional.cross_entropy(logits, y.to(device)).backward()
+        return {"logits": logits.detach().cpu(), **{n: p.grad.cpu() for n, p in m.named_parameters()}}
+    with backends.using("torch"):
+        cpu = grads(model, "cpu")
+    gpu = grads(model.cuda(), "cuda")
+    for name in cpu:
+        torch.testing.assert_close(gpu[name], cpu[name], rtol=1e-9, atol=1e-11, msg=name)
 
 
 def test_torch_scatter_builds_messages_in_bounded_feature_chunks(monkeypatch):
