@@ -42,9 +42,11 @@ def spmm(rowptr: Tensor, col: Tensor, values: Tensor, x: Tensor, out: Tensor | N
          accumulate: bool = False) -> Tensor:
     """``out (+)= A x`` for the CSR matrix ``A = (rowptr, col, values)``; see :mod:`wiring.backends`."""
     ts = _load()
-    matrix = ts.SparseTensor(rowptr=rowptr, col=col, value=values, sparse_sizes=(rowptr.numel() - 1, x.size(0)),
-                             is_sorted=True, trust_data=True)
-    result = ts.matmul(matrix, x, reduce="sum")
+    matrix = ts.SparseTensor(rowptr=rowptr, col=col, value=values.detach(),
+                             sparse_sizes=(rowptr.numel() - 1, x.size(0)), is_sorted=True, trust_data=True)
+    # detached: an x that requires grad makes spmm_sum build the transpose (a sort) for its own backward,
+    # which the engine does not use (it computes A^T g itself)
+    result = ts.matmul(matrix, x.detach(), reduce="sum")
     if out is None:
         return result
     return out.add_(result) if accumulate else out.copy_(result)
