@@ -149,6 +149,7 @@ def test_unfinished_cells_resume_from_their_checkpoint(done, monkeypatch):
     out = done["out"]
     for name in ("static-complete-all-s0", "static-fixed-100-s0"):
         (out / name / "wiring.graphml").unlink()
+    done["report"].with_suffix(".jsonl").unlink()     # no results file: the run folders decide
     assert main(done["args"]) == 0
     assert counting.calls == [("static-fixed-100-s0", True), ("static-complete-all-s0", True)]
     for name in ("static-complete-all-s0", "static-fixed-100-s0"):
@@ -239,3 +240,90 @@ def test_the_shipped_configs_parse(name, cells):
     for cell in study.cells():
         if cell.source:
             assert order.index(cell.source) < order.index(cell.name)
+
+
+# ----------------------------------------------------------------------------- results file
+
+PAIRED = {"name": "paired", "base": {"data": "digits", "model": "micro", "epochs": 1, "batch-size": 512},
+          "grid": {"setting": ["static"], "mode": ["dnw", "fixed", "dnw_no_update"], "edges": [60, 120],
+                   "seed": [0, 1]},
+          "order": ["edges", "seed", "mode"], "mode_edges": {"dnw_no_update": [120]}}
+
+
+def test_order_and_mode_edges_shape_the_cells(tmp_path):
+    study = load_study(write(tmp_path / "p.yaml", PAIRED))
+    assert [c.name for c in study.cells()] == [
+        "static-dnw-60-s0", "static-fixed-60-s0", "static-dnw-60-s1", "static-fixed-60-s1",
+        "static-dnw-120-s0", "static-fixed-120-s0", "static-dnw_no_update-120-s0",
+        "static-dnw-120-s1", "static-fixed-120-s1", "static-dnw_no_update-120-s1"]
+    with pytest.raises(study_mod.StudyError, match="'order' must list mode, edges and seed"):
+        load_study(write(tmp_path / "b.yaml", {**PAIRED, "order": ["edges", "mode"]}))
+    with pytest.raises(study_mod.StudyError, match="mode_edges.dnw_no_update: 30 is not one of grid.edges"):
+        load_study(write(tmp_path / "c.yaml", {**PAIRED, "mode_edges": {"dnw_no_update": [30]}}))
+
+
+def test_an_interrupted_study_continues_from_its_results_file_without_run_folders(tmp_path, monkeypatch, capsys):
+    """A real study process is interrupted (SIGINT) after some cells finished; its run folders are
+    deleted, its results file kept; the rerun trains only the cells the file does not hold."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = write(tmp_path / "paired.yaml", PAIRED)
+    out, report = tmp_path / "out", tmp_path / "docs" / "results.md"
+    results = report.with_suffix(".jsonl")
+    args = [str(config), "--out", str(out), "--report", str(report)]
+    proc = subprocess.Popen([sys.executable, "-m", "wiring.study", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if results.is_file() and len(study_mod.read_results(results)) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, output                     # interrupted, not finished
+    first = study_mod.read_results(results)
+    assert 2 <= len(first) < 10
+    assert all(r["status"] == "done" and r["epochs"] == 1 and len(r["curve"]) == 1 for r in first.values())
+    assert all(r["wiring"]["graph"]["edges"] == int(r["edges"]) for r in first.values())
+    shutil.rmtree(out)                                         # no run folders, no checkpoints
+
+    counting = Counting(study_mod.run)
+    monkeypatch.setattr(study_mod, "run", counting)
+    capsys.readouterr()
+    assert main(args) == 0
+    trained = {name for name, _ in counting.calls}
+    assert trained.isdisjoint(first)                           # nothing finished is trained again
+    assert len(trained) + len(first) == 10
+    assert capsys.readouterr().out.count("finished, skipped (recorded in") == len(first)
+    assert all(not (out / name).exists() for name in first)
+    lines = results.read_text().splitlines()
+    assert sorted(json.loads(line)["cell"] for line in lines if line.strip()) == sorted(
+        c.name for c in load_study(config).cells())            # every cell once
+    # the report comes from the file alone: all 10 cells done, the first ones' numbers as recorded
+    shutil.rmtree(out)
+    assert main([*args, "--report-only"]) == 0
+    assert "10 cells: 10 done" in report.read_text()
+    rows = {r["cell"].name: r for r in study_mod.collect(load_study(config), out, results)}
+    assert all(rows[name]["test_acc"] == first[name]["test_acc"] for name in first)
+
+
+def test_a_record_counts_only_with_the_cells_current_settings(tmp_path, monkeypatch):
+    small = {**PAIRED, "grid": {**PAIRED["grid"], "mode": ["dnw"], "edges": [60], "seed": [0]}, "mode_edges": {}}
+    config = write(tmp_path / "s.yaml", small)
+    args = [str(config), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "r.md")]
+    counting = Counting(study_mod.run)
+    monkeypatch.setattr(study_mod, "run", counting)
+    assert main(args) == 0 and len(counting.calls) == 1
+    write(config, {**small, "base": {**small["base"], "lr": 0.05}})     # a different cell now
+    import shutil
+    shutil.rmtree(tmp_path / "out")
+    assert main(args) == 0 and len(counting.calls) == 2
+    (tmp_path / "r.jsonl").write_text((tmp_path / "r.jsonl").read_text() + '{"cell": "x", ')  # cut short
+    assert main([*args, "--report-only"]) == 0
+    (tmp_path / "r.jsonl").write_text('nonsense\n{"cell": "static-dnw-60-s0"}\n')
+    assert main([*args, "--report-only"]) == 2

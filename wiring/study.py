@@ -28,12 +28,23 @@ trained complete graph's top-k); without ``complete`` in the grid they start fro
 ``dnw`` cell of the same setting, edges and seed, and the report says so. Sources run
 first.
 
-The study is resumable: a cell whose ``wiring.graphml`` exists is skipped, a cell with
-a checkpoint but no final wiring is continued with ``--resume``, anything else starts
-afresh. A failed cell is reported (``OUT/logs/<cell>.error``, its training output in
-``OUT/logs/<cell>.log``) and the study goes on; cells that need it are skipped.
+Optional keys: ``order`` (the grid keys from the outermost loop to the innermost, default
+``[mode, edges, seed]``; e.g. ``[edges, seed, mode]`` finishes every seed of a budget's
+modes together, for paired comparisons) and ``mode_edges`` (``{mode: [edges, ...]}``: a mode
+runs at only those of ``grid.edges``).
 
-At the end (and with ``--report-only``, from the run folders alone) it writes
+The study is resumable from two sources. Its **results file** (``--results``, default the
+report's name with ``.jsonl``: ``docs/results.jsonl``) holds one JSON line per finished cell
+with its metrics per epoch, the final wiring's statistics and the cell's training settings;
+it is small enough to commit, and a cell recorded there with the same settings is never
+trained again, even when its run folder is gone. Otherwise a cell whose ``wiring.graphml``
+exists is done (and recorded), a cell with a checkpoint but no final wiring is continued
+with ``--resume``, anything else starts afresh. A failed cell is reported
+(``OUT/logs/<cell>.error``, its training output in ``OUT/logs/<cell>.log``) and the study
+goes on; cells that need it are skipped (a fine_tune / lottery cell also needs its
+source's run folder, which the results file does not replace).
+
+At the end (and with ``--report-only``, from the results file and the run folders) it writes
 ``OUT/results.csv`` (one row per cell) and a Markdown report (``docs/results.md`` by
 default) with the budget, a mean +- std table per (setting, mode, edges) beside the
 paper's numbers, one line per setting on whether DNW beats the random graph at each
@@ -51,6 +62,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import random
@@ -81,7 +93,8 @@ __all__ = ["StudyError", "Cell", "PaperTable", "Study", "load_study", "cell_conf
            "run_study", "collect", "write_csv", "write_report", "main", "CSV_FIELDS", "DEFAULT_REPORT"]
 
 GRID_KEYS = ("setting", "mode", "edges", "seed")
-STUDY_KEYS = ("name", "description", "base", "grid", "paper", "curve_edges")
+STUDY_KEYS = ("name", "description", "base", "grid", "paper", "curve_edges", "order", "mode_edges")
+DEFAULT_ORDER = ("mode", "edges", "seed")
 DEPENDENT = tuple(name for name, cls in MODES.items() if cls.needs_source)   # fine_tune, lottery
 # Config fields a study sets per cell: not allowed in ``base``.
 CELL_OWNED = ("setting", "mode", "edges", "seed", "out", "from_run", "resume", "overwrite", "config")
@@ -141,6 +154,19 @@ class Study:
     description: str = ""
     paper: list[PaperTable] = field(default_factory=list)
     curve_edges: int | None = None
+    order: tuple[str, ...] = DEFAULT_ORDER
+    mode_edges: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def budgets(self) -> list:
+        """``grid.edges`` in increasing order (tables and plots; the run order is the grid's)."""
+        return sorted(self.grid["edges"], key=lambda e: -1 if e is None else e)
+
+    def edges_of(self, mode: str) -> list:
+        """The budgets ``mode`` runs at: [None] for complete, else ``mode_edges`` or every one."""
+        if mode == "complete":
+            return [None]
+        return [e for e in self.grid["edges"] if e in self.mode_edges.get(mode, self.grid["edges"])]
 
     def source_mode(self) -> str | None:
         """The mode fine_tune / lottery cells start from: complete, else dnw (None: no such cells)."""
@@ -150,21 +176,26 @@ class Study:
 
     def cells(self) -> list[Cell]:
         """Every cell, ordered so that each source runs before the cells that start from it:
-        per setting, the independent modes first (grid order of mode, edges, seed), then
-        fine_tune / lottery."""
+        per setting, the independent modes first (loops in ``order``, each in grid order),
+        then fine_tune / lottery."""
+        import itertools
+
         source = self.source_mode()
         out: list[Cell] = []
         for setting in self.grid["setting"]:
             for dependent in (False, True):
-                for mode in self.grid["mode"]:
-                    if (mode in DEPENDENT) != dependent:
+                modes = [m for m in self.grid["mode"] if (m in DEPENDENT) == dependent]
+                axes = {"mode": modes, "edges": self.grid["edges"] + ([None] if "complete" in modes
+                                                                      and None not in self.grid["edges"] else []),
+                        "seed": self.grid["seed"]}
+                for combo in itertools.product(*(axes[key] for key in self.order)):
+                    mode, edges, seed = (combo[self.order.index(key)] for key in ("mode", "edges", "seed"))
+                    if edges not in self.edges_of(mode):
                         continue
-                    for edges in [None] if mode == "complete" else self.grid["edges"]:
-                        for seed in self.grid["seed"]:
-                            src = None
-                            if dependent:
-                                src = Cell(setting, source, None if source == "complete" else edges, seed).name
-                            out.append(Cell(setting, mode, edges, seed, src))
+                    src = None
+                    if dependent:
+                        src = Cell(setting, source, None if source == "complete" else edges, seed).name
+                    out.append(Cell(setting, mode, edges, seed, src))
         return out
 
     def base_config(self) -> Config:
@@ -310,8 +341,24 @@ def study_from_dict(data: Any, path: Path | str = "<dict>") -> Study:
     description = data.get("description") or ""
     if not isinstance(description, str):
         raise _fail(path, "'description' must be text")
+    order = data.get("order", list(DEFAULT_ORDER))
+    if not isinstance(order, list) or sorted(order) != sorted(DEFAULT_ORDER):
+        raise _fail(path, f"'order' must list mode, edges and seed once each (outermost first), got {order!r}")
+    raw_mode_edges = data.get("mode_edges") or {}
+    if not isinstance(raw_mode_edges, dict):
+        raise _fail(path, "'mode_edges' must map modes to lists of edges")
+    mode_edges: dict[str, list[int]] = {}
+    for mode, budgets in raw_mode_edges.items():
+        if mode not in grid["mode"] or mode == "complete":
+            raise _fail(path, f"mode_edges: {mode!r} is not a sparse mode of grid.mode")
+        budgets = _as_list(f"mode_edges.{mode}", budgets, path)
+        missing = [e for e in budgets if e not in grid["edges"]]
+        if missing:
+            raise _fail(path, f"mode_edges.{mode}: {missing[0]!r} is not one of grid.edges")
+        mode_edges[str(mode)] = budgets
     return Study(name=name, base=base, grid=grid, path=Path(str(path)), description=description.strip(),
-                 paper=_parse_paper(data.get("paper"), path), curve_edges=curve)
+                 paper=_parse_paper(data.get("paper"), path), curve_edges=curve, order=tuple(order),
+                 mode_edges=mode_edges)
 
 
 def load_study(path: str | os.PathLike) -> Study:
@@ -353,6 +400,114 @@ def cell_config(study: Study, cell: Cell, out: Path, state: str = "new") -> Conf
         saved = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
         values["edges"] = (saved or {}).get("edges")
     return config_from_dict(values)
+
+
+# Config fields that do not change what a cell computes: not part of its recorded settings.
+NOT_SETTINGS = ("out", "progress", "resume", "overwrite", "config", "from_run", "device", "backend",
+                "eval_batch_size", "debug", "check_wiring_every", "snapshot_every")
+
+
+def results_path(report: Path) -> Path:
+    """The results file beside ``report``: same name, ``.jsonl``."""
+    return Path(report).with_suffix(".jsonl")
+
+
+def cell_settings(study: Study, cell: Cell) -> dict[str, Any]:
+    """What a cell computes: its training config without paths and run plumbing, plus its
+    source cell. A recorded result counts only while these settings are unchanged."""
+    values = cell_config(study, cell, Path("."), "new").to_dict()
+    settings = {k: v for k, v in values.items() if k not in NOT_SETTINGS}
+    settings["source"] = cell.source
+    return settings
+
+
+def read_results(path: Path) -> dict[str, dict[str, Any]]:
+    """The records of a results file by cell name (a later line for a cell wins; a last line
+    cut short by an interrupted write is ignored, any other bad line is a StudyError)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records: dict[str, dict[str, Any]] = {}
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines):
+                continue
+            raise StudyError(f"results file {path}, line {i}: not JSON") from None
+        if not isinstance(record, dict) or not isinstance(record.get("cell"), str):
+            raise StudyError(f"results file {path}, line {i}: not a cell record")
+        records[record["cell"]] = record
+    return records
+
+
+def append_result(path: Path, record: dict[str, Any]) -> None:
+    """Append one cell's record as a line (flushed and synced: a later interruption keeps it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
+    with open(path, "a", encoding="utf-8") as f:
+        if f.tell() and not path.read_bytes().endswith(b"\n"):
+            f.write("\n")                  # a line cut short before stays its own (ignored) line
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def recorded(study: Study, cell: Cell, records: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """``cell``'s record if it was finished with the settings it has now, else None."""
+    record = records.get(cell.name)
+    if record and record.get("status") == "done" and record.get("settings") == cell_settings(study, cell):
+        return record
+    return None
+
+
+def _wiring_stats(run_dir: Path) -> dict[str, Any]:
+    """The final wiring against the initial one: real edges, how many of the initial real
+    edges are still real, the nodes that send and receive real edges."""
+    from .io import read_graphml
+
+    finals = sorted(run_dir.glob("wiring*.graphml"))
+    out: dict[str, Any] = {}
+    for final in finals:
+        initial = run_dir / final.name.replace("wiring", "initial", 1)
+        try:
+            w = read_graphml(final)
+            stats: dict[str, Any] = {"edges": int(w.num_edges),
+                                     "senders": int(w.edge_index[0].unique().numel()),
+                                     "receivers": int(w.edge_index[1].unique().numel())}
+            if initial.is_file():
+                w0 = read_graphml(initial)
+                n = max(w.num_nodes, w0.num_nodes)
+                now = set((w.edge_index[0] * n + w.edge_index[1]).tolist())
+                start = set((w0.edge_index[0] * n + w0.edge_index[1]).tolist())
+                stats["kept_initial"] = len(now & start)
+        except Exception as err:  # noqa: BLE001 - statistics are extra; a bad file is noted, not fatal
+            stats = {"error": _one_line(err)}
+        out[final.stem.replace("wiring", "", 1).lstrip("-_.") or "graph"] = stats
+    return out
+
+
+def record_from_run(study: Study, cell: Cell, run_dir: Path) -> dict[str, Any]:
+    """A finished cell's results-file record from its run folder."""
+    records = _epochs(run_dir)
+    last = records[-1] if records else {}
+    return {"cell": cell.name, "setting": cell.setting, "mode": cell.mode, "edges": cell.edges_label,
+            "seed": cell.seed, "status": "done",
+            "test_acc": round(float(last.get("test_acc", float("nan"))), 6),
+            "best_acc": round(max((float(r["test_acc"]) for r in records), default=float("nan")), 6),
+            "epochs": int(last.get("epoch", 0)),
+            "seconds": round(sum(float(r.get("seconds", 0.0)) for r in records), 1),
+            "curve": [round(float(r["test_acc"]), 6) for r in records],
+            "loss": [round(float(r["loss"]), 6) for r in records if "loss" in r],
+            "swapped": [int(r.get("swapped", 0) or 0) for r in records],
+            "density": last.get("density"), "real_edges": last.get("edges"),
+            "depth": last.get("depth"), "dead": last.get("dead"),
+            "wiring": _wiring_stats(run_dir), "settings": cell_settings(study, cell),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
 
 
 def _log_paths(out: Path, cell: Cell) -> tuple[Path, Path]:
@@ -403,9 +558,13 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
 
 
-def run_study(study: Study, out: Path, *, jobs: int = 1, say: Callable[[str], None] = print) -> dict[str, str]:
+def run_study(study: Study, out: Path, *, jobs: int = 1, say: Callable[[str], None] = print,
+              results: Path | None = None) -> dict[str, str]:
     """Run every unfinished cell of ``study`` into ``out``; returns ``{cell name: error}``
-    for the cells that failed (or could not start because their source failed)."""
+    for the cells that failed (or could not start because their source failed).
+
+    With ``results`` (a results file), a cell recorded there with its current settings is
+    not trained again, and every cell that finishes is appended to it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cells = study.cells()
@@ -414,10 +573,17 @@ def run_study(study: Study, out: Path, *, jobs: int = 1, say: Callable[[str], No
     finished: set[str] = set()
     failed: dict[str, str] = {}
     pending: list[Cell] = []
+    records = read_results(results) if results else {}
     for cell in cells:
-        if cell_state(out / cell.name) == "done":
+        if results and recorded(study, cell, records):
             finished.add(cell.name)
             _log_paths(out, cell)[1].unlink(missing_ok=True)
+            say(f"[{index[cell.name]}/{total}] {cell.name}: finished, skipped (recorded in {results})")
+        elif cell_state(out / cell.name) == "done":
+            finished.add(cell.name)
+            _log_paths(out, cell)[1].unlink(missing_ok=True)
+            if results:
+                append_result(results, record_from_run(study, cell, out / cell.name))
             say(f"[{index[cell.name]}/{total}] {cell.name}: finished, skipped")
         else:
             pending.append(cell)
@@ -435,6 +601,8 @@ def run_study(study: Study, out: Path, *, jobs: int = 1, say: Callable[[str], No
         if result["ok"]:
             finished.add(cell.name)
             error_path.unlink(missing_ok=True)
+            if results:
+                append_result(results, record_from_run(study, cell, out / cell.name))
             say(f"    done: test accuracy {result['test_acc']:.4f} in {result['seconds']:.1f}s")
         else:
             failed[cell.name] = result["error"]
@@ -504,12 +672,28 @@ def _epochs(run_dir: Path) -> list[dict]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
-def collect(study: Study, out: Path) -> list[dict[str, Any]]:
-    """One row per cell from the run folders in ``out``: the CSV fields plus ``curve``
-    (test accuracy per epoch), ``density``, ``real_edges`` and ``error``."""
+def _row_from_record(cell: Cell, record: dict[str, Any]) -> dict[str, Any]:
+    return {"setting": cell.setting, "mode": cell.mode, "edges": cell.edges_label, "seed": cell.seed,
+            "test_acc": record["test_acc"], "best_acc": record["best_acc"], "epochs": record["epochs"],
+            "seconds": record["seconds"], "swapped_total": int(sum(record.get("swapped", []))),
+            "status": "done", "cell": cell, "curve": list(record.get("curve", [])),
+            "swapped": list(record.get("swapped", [])), "density": record.get("density"),
+            "real_edges": record.get("real_edges"), "error": "", "wiring": record.get("wiring", {})}
+
+
+def collect(study: Study, out: Path, results: Path | None = None) -> list[dict[str, Any]]:
+    """One row per cell, from its record in ``results`` (a results file) when it holds one
+    with the cell's current settings, else from its run folder in ``out``: the CSV fields
+    plus ``curve`` (test accuracy per epoch), ``swapped`` (per epoch), ``density``,
+    ``real_edges`` and ``error``."""
     out = Path(out)
+    saved = read_results(results) if results else {}
     rows = []
     for cell in study.cells():
+        record = recorded(study, cell, saved)
+        if record:
+            rows.append(_row_from_record(cell, record))
+            continue
         run_dir = out / cell.name
         records = _epochs(run_dir)
         error_path = _log_paths(out, cell)[1]
@@ -519,7 +703,8 @@ def collect(study: Study, out: Path) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"setting": cell.setting, "mode": cell.mode, "edges": cell.edges_label,
                                "seed": cell.seed, "test_acc": None, "best_acc": None, "epochs": 0,
                                "seconds": 0.0, "swapped_total": 0, "status": status, "cell": cell,
-                               "curve": [], "density": None, "real_edges": None, "error": error}
+                               "curve": [], "swapped": [], "density": None, "real_edges": None,
+                               "error": error}
         if records:
             last = records[-1]
             row.update(test_acc=round(float(last["test_acc"]), 6),
@@ -528,6 +713,7 @@ def collect(study: Study, out: Path) -> list[dict[str, Any]]:
                        seconds=round(sum(float(r.get("seconds", 0.0)) for r in records), 1),
                        swapped_total=int(sum(int(r.get("swapped", 0) or 0) for r in records)),
                        curve=[float(r["test_acc"]) for r in records],
+                       swapped=[int(r.get("swapped", 0) or 0) for r in records],
                        density=last.get("density"), real_edges=last.get("edges"))
         rows.append(row)
     return rows
@@ -557,7 +743,7 @@ def _groups(study: Study, rows: list[dict]) -> list[tuple[str, str, str, list[di
     out = []
     for setting in study.grid["setting"]:
         for mode in study.grid["mode"]:
-            for edges in [None] if mode == "complete" else study.grid["edges"]:
+            for edges in [e for e in study.budgets if e in study.edges_of(mode)] or [None]:
                 label = "all" if edges is None else str(edges)
                 members = [r for r in rows if r["setting"] == setting and r["mode"] == mode
                            and r["edges"] == label and r["status"] == "done"]
@@ -580,7 +766,9 @@ def _comparison(study: Study, rows: list[dict], setting: str, other: str = "fixe
     """
     name = MODE_NAMES.get(other, other)
     parts = []
-    for edges in study.grid["edges"]:
+    for edges in study.budgets:
+        if other != "complete" and edges not in study.edges_of(other):
+            continue
         label = str(edges)
         acc = {mode: {r["seed"]: 100 * r["test_acc"] for r in rows if r["setting"] == setting
                       and r["mode"] == mode and r["edges"] == (label if mode != "complete" else "all")
@@ -663,7 +851,7 @@ def _plots(study: Study, rows: list[dict], report: Path) -> list[tuple[str, Path
                         ax.axhspan(m - s, m + s, color=colors[mode], alpha=0.12)
                 continue
             xs, ys, es = [], [], []
-            for edges in study.grid["edges"]:
+            for edges in study.budgets:
                 accs = [100 * r["test_acc"] for r in done if r["setting"] == setting and r["mode"] == mode
                         and r["edges"] == str(edges)]
                 if accs:
@@ -673,7 +861,7 @@ def _plots(study: Study, rows: list[dict], report: Path) -> list[tuple[str, Path
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=colors[mode],
                             label=MODE_LABELS.get(mode, mode))
         ax.set_xscale("log")
-        ticks = [e for e in study.grid["edges"] if e is not None]
+        ticks = [e for e in study.budgets if e is not None]
         ax.set_xticks(ticks, [str(e) for e in ticks])
         ax.minorticks_off()
         ax.set_title(setting)
@@ -843,6 +1031,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--dry-run", action="store_true", help="list the cells in the order they would run")
     mode.add_argument("--report-only", action="store_true",
                       help="rebuild results.csv and the report from the run folders, train nothing")
+    parser.add_argument("--results", metavar="FILE.jsonl",
+                        help="results file: one line per finished cell, never trained again "
+                             "(default: the report's name with .jsonl)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="cells trained at once (1: in this process; more: worker processes)")
     return parser
@@ -855,15 +1046,16 @@ def canonical_command(config: str, out: Path, report: Path) -> str:
     return shlex.join(parts)
 
 
-def dry_run(study: Study, out: Path) -> list[str]:
+def dry_run(study: Study, out: Path, results: Path | None = None) -> list[str]:
     cells = study.cells()
+    records = read_results(results) if results else {}
     lines = [f"study {study.name}: {len(cells)} cells into {out} "
              f"({len(study.grid['setting'])} settings x {len(study.grid['mode'])} modes x "
              f"{len(study.grid['edges'])} edges x {len(study.grid['seed'])} seeds"
              + ("; complete once per setting and seed" if "complete" in study.grid["mode"] else "") + ")"]
     width = max(len(c.name) for c in cells)
     for i, cell in enumerate(cells, 1):
-        state = cell_state(Path(out) / cell.name)
+        state = "recorded" if recorded(study, cell, records) else cell_state(Path(out) / cell.name)
         src = f"  --from {Path(out) / cell.source}" if cell.source else ""
         lines.append(f"{i:>4}. {cell.name:<{width}}  [{state}]{src}")
     if study.source_mode() == "dnw":
@@ -883,9 +1075,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     out = Path(args.out) if args.out else Path("runs") / f"study-{study.name}"
     report = Path(args.report)
+    results = Path(args.results) if args.results else results_path(report)
     command = canonical_command(args.config, out, report)
+    if args.results and results != results_path(report):
+        command += f" --results {shlex.quote(str(results))}"
+    try:
+        read_results(results)
+    except StudyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.dry_run:
-        print("\n".join(dry_run(study, out)))
+        print("\n".join(dry_run(study, out, results)))
         return 0
     failed: dict[str, str] = {}
     if not args.report_only:
@@ -900,18 +1100,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"study {study.name}: {len(study.cells())} cells into {out} (training output in {out / 'logs'})",
               flush=True)
         try:
-            failed = run_study(study, out, jobs=args.jobs, say=lambda line: print(line, flush=True))
+            failed = run_study(study, out, jobs=args.jobs, say=lambda line: print(line, flush=True),
+                               results=results)
         except KeyboardInterrupt:
             print("\ninterrupted: finished cells and checkpoints are kept; run the same command to resume",
                   file=sys.stderr)
             return 130
-    elif not out.is_dir():
-        print(f"error: --report-only: no study folder {out}", file=sys.stderr)
+    elif not out.is_dir() and not results.is_file():
+        print(f"error: --report-only: no study folder {out} and no results file {results}", file=sys.stderr)
         return 2
-    rows = collect(study, out)
+    rows = collect(study, out, results)
     write_csv(rows, out / "results.csv")
     write_report(study, rows, out, report, command)
-    print(f"results: {out / 'results.csv'}\nreport:  {report}")
+    print(f"results: {out / 'results.csv'} and {results}\nreport:  {report}")
     if failed:
         print(f"{len(failed)} of {len(rows)} cells failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items()),
               file=sys.stderr)
