@@ -91,9 +91,56 @@ def test_caption_reports_k_density_and_churn(tmp_path):
     fig = EvolutionFigure(run.history, run.metrics, title="demo", size=(3, 2), dpi=40)
     fig.show(1)
     text = fig.caption.get_text()
-    for words in ("demo", "step 5 (epoch 1)", "test acc 10.0%", "k = 8 edges", "density 21.6%", "added",
-                  "removed"):
-        assert words in text
+    for words in ("demo", "step 5  ·  epoch 1", "test acc 10.0% (after epoch 1)", "k = 8 edges", "density 21.6%",
+                  "swaps since step 0: +", "added", "removed"):
+        assert words in text, text
+
+
+def test_titles_name_the_epoch_a_step_lies_in(tmp_path):
+    # 12 steps per epoch (digits: 1,437 images, batch 128): metrics record steps 12, 24, 36, 48, 60;
+    # step 50 lies inside epoch 5 (which ends at step 60), its last measured accuracy is epoch 4's
+    path = tmp_path / "run"
+    make_run(path, [(0, 1), (48, 2), (50, 3), (60, 4)])
+    with open(path / "metrics.jsonl", "w") as f:
+        for epoch in range(1, 6):
+            f.write(json.dumps({"epoch": epoch, "step": 12 * epoch, "test_acc": 0.1 * epoch}) + "\n")
+    run = load_run(path)
+    fig = EvolutionFigure(run.history, run.metrics, size=(3, 2), dpi=40)
+    texts = []
+    for position in range(4):
+        fig.show(position)
+        texts.append(fig.caption.get_text().splitlines()[0])
+    assert texts[0] == "step 0  ·  before training  ·  test acc n/a"
+    assert texts[1] == "step 48  ·  epoch 4  ·  test acc 40.0% (after epoch 4)"
+    assert texts[2] == "step 50  ·  epoch 5  ·  test acc 40.0% (after epoch 4)"
+    assert texts[3] == "step 60  ·  epoch 5  ·  test acc 50.0% (after epoch 5)"
+
+
+def test_default_size_is_1280_by_720_and_the_strip_counts_swaps_per_level_pair(tmp_path):
+    import numpy as np
+    from viz.layout import columns
+    h = make_run(tmp_path / "run", [(0, 1), (5, 2)])
+    run = load_run(tmp_path / "run")
+    fig = EvolutionFigure(run.history, run.metrics)
+    width, height = fig.fig.get_size_inches() * fig.fig.dpi
+    assert (round(width), round(height)) == (1280, 720)
+    assert fig.caption.get_fontsize() >= 11 and fig.strip.get_xticklabels()[0].get_fontsize() >= 7
+    info = fig.show(1)
+    before, now = set(h.real_index(0).tolist()), set(h.real_index(1).tolist())
+    col = columns(h.level, h.role)
+    cand = h.candidates
+    expected = {}
+    for sign, ids in ((0, now - before), (1, before - now)):
+        for e in ids:
+            key = (int(col[cand[0, e]]), int(col[cand[1, e]]))
+            expected.setdefault(key, [0, 0])[sign] += 1
+    names = {0: "in", 1: "1", 2: "2", 3: "out"}
+    got = {}
+    for name, a, r in zip(fig.pair_names, fig.bars_added, fig.bars_removed):
+        if a.get_height() or r.get_height():
+            got[name] = [int(a.get_height()), int(-r.get_height())]
+    assert got == {f"{names[s]}→{names[t]}": v for (s, t), v in expected.items()}
+    assert sum(v[0] for v in got.values()) == info["added"] > 0
 
 
 def test_progress_on_stderr(tmp_path, capsys):

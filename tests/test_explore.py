@@ -399,6 +399,37 @@ def test_browser_dynamic_and_single_frame(browser, tmp_path):
     assert_no_errors(browser)
 
 
+def test_browser_epoch_of_a_step_and_ranked_style(browser, tmp_path):
+    # 12 steps per epoch: step 50 lies in epoch 5 (ends at step 60); its accuracy is epoch 4's.
+    path = tmp_path / "run"
+    g = static_graph([32, 96, 96, 10])
+    h = WiringHistory(g.edge_index, g.level, g.role, {"static": True, "candidates": g.num_candidates})
+    gen = torch.Generator().manual_seed(0)
+    for step in (0, 48, 50, 60):
+        h.append(step, torch.randperm(g.num_candidates, generator=gen)[:2500], torch.randn(2500, generator=gen))
+    path.mkdir()
+    h.save(path / "history.pt")
+    with open(path / "metrics.jsonl", "w") as f:
+        for epoch in range(1, 6):
+            f.write(json.dumps({"epoch": epoch, "step": 12 * epoch, "test_acc": 0.1 * epoch}) + "\n")
+    out = tmp_path / "page.html"
+    out.write_text(page_of(path), encoding="utf-8")
+    browser.get(out.resolve().as_uri() + "#frame=2")
+    wait_for(browser, "return window.explorer !== undefined && window.explorer.drawn > 0")
+    assert browser.execute_script("return [explorer.frame, explorer.ranked]") == [2, True]
+    stats = browser.execute_script("return document.getElementById('stats').innerText")
+    assert "epoch\t5" in stats and "40.0% (after epoch 4)" in stats, stats
+    browser.execute_script("explorer.goTo(0)")
+    wait_for(browser, "return document.body.dataset.frame === '0'")
+    assert "0 (before training)" in browser.execute_script("return document.getElementById('stats').innerText")
+    small = tmp_path / "small"
+    make_run(small)
+    (tmp_path / "small.html").write_text(page_of(small), encoding="utf-8")
+    open_page(browser, tmp_path / "small.html")
+    assert browser.execute_script("return explorer.ranked") is False
+    assert_no_errors(browser)
+
+
 def test_screenshot(browser, tmp_path):
     """$EXPLORER_SCREENSHOT_RUN's page, at a frame with churn, an edge hovered, as a 256-colour PNG."""
     run, target = os.environ.get("EXPLORER_SCREENSHOT_RUN"), os.environ.get("EXPLORER_SCREENSHOT")

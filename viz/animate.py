@@ -6,11 +6,15 @@ Contract:
   figure: the artists are created once and updated in place
   (``LineCollection.set_segments`` / ``set_color``), so rendering memory does not
   grow with the number of frames.
-* Edges that appeared since the previous shown frame are drawn bright green and
-  thicker, edges that vanished dashed orange and faded; the caption gives the
-  step, the epoch and test accuracy of the last epoch whose ``step`` is at most
-  the frame's step (from ``metrics.jsonl``), k and density, dead nodes, and the
-  churn (edges added / removed).
+* The wiring is drawn as :mod:`viz.render` draws it (ranked by ``|w|`` from
+  2,000 edges: the strongest stand out, the rest fade). Only the swaps since the
+  previous shown frame are highlighted, as thin lines: added edges green, removed
+  ones dashed orange. The caption (top) gives the step, the epoch that step lies
+  in (:func:`viz.render.epoch_of`: ``metrics.jsonl`` records each epoch's last
+  step), the test accuracy of the last epoch finished at that step, k and
+  density, dead nodes and the swaps (edges added / removed since the previous
+  frame's step). A strip under the graph counts those swaps per level pair, on
+  one scale for the whole animation. Default size 1280 x 720 pixels.
 * :func:`select_frames` subsamples evenly, keeping the first and last snapshot.
 * GIF through Pillow (:class:`matplotlib.animation.PillowWriter`, each frame
   reduced to 256 colours as it is grabbed; Pillow merges consecutive identical
@@ -23,7 +27,7 @@ Contract:
 CLI::
 
     python -m viz.animate RUN_DIR [-o evolution.gif|.mp4] [--fps N] [--max-frames N]
-                          [--size W H] [--dpi N] [--quiet]
+                          [--size W H] [--dpi N] [--style auto|ranked|weight] [--strong N] [--quiet]
 
 User mistakes (no history, unknown extension, no ffmpeg for .mp4...) exit with
 status 2 and one line on stderr; the output appears only once complete.
@@ -40,12 +44,14 @@ import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from wiring.io import RunData, WiringHistory
 
-from .render import (ArgumentParser, UsageError, WiringDrawing, _edge_params, add_figure_options, add_wiring_option,
-                     atomic_path, check_pixels, dead_of, die, load_run_dir, new_figure, output_path, positive_float,
-                     positive_int, weight_range, wiring_info)
+from .layout import columns
+from .render import (STRONG_EDGES, STYLES, ArgumentParser, UsageError, WiringDrawing, _edge_params, add_figure_options,
+                     add_wiring_option, atomic_path, check_pixels, column_names, dead_of, die, load_run_dir, new_figure,
+                     output_path, positive_float, positive_int, resolve_style, weight_range, wiring_info)
 
 __all__ = ["ANIMATION_FORMATS", "ADDED", "REMOVED", "select_frames", "EvolutionFigure", "ffmpeg_binary",
            "animate_run", "main"]
@@ -53,6 +59,9 @@ __all__ = ["ANIMATION_FORMATS", "ADDED", "REMOVED", "select_frames", "EvolutionF
 ANIMATION_FORMATS = ("gif", "mp4")
 ADDED = "#00c853"     # bright green: edges new since the previous frame
 REMOVED = "#ff8f00"   # orange, dashed and faded: edges gone since the previous frame
+SWAPS_OPAQUE = 200    # ranked style: up to this many swaps a frame at full highlight opacity
+DEFAULT_SIZE = (12.8, 7.2)  # inches: 1280 x 720 at the default dpi
+DEFAULT_DPI = 100
 
 
 def select_frames(count: int, max_frames: int | None = None) -> list[int]:
@@ -76,13 +85,17 @@ class EvolutionFigure:
     """One figure that shows any snapshot of ``history`` (see the module docstring).
 
     ``frames``: the snapshot indices that will be shown, in order; the previous
-    entry of that list is what "added" and "removed" refer to. The edge opacity
-    scale is fixed over those frames.
+    entry of that list is what "added" and "removed" refer to. ``style``: the edge
+    style of :class:`~viz.render.WiringDrawing` (``"auto"``: ranked from
+    :data:`~viz.render.RANKED_FROM` edges); with ``"weight"`` the opacity scale is
+    fixed over those frames. Under the graph a strip counts the swaps of each
+    level pair (source column, target column) since the previous frame, on one
+    scale for the whole animation.
     """
 
     def __init__(self, history: WiringHistory, metrics: Sequence[Mapping] = (), *,
-                 frames: Sequence[int] | None = None, title: str = "", size: Sequence[float] = (8.0, 4.8),
-                 dpi: int = 80) -> None:
+                 frames: Sequence[int] | None = None, title: str = "", size: Sequence[float] = DEFAULT_SIZE,
+                 dpi: int = DEFAULT_DPI, style: str = "auto", strong: int = STRONG_EDGES) -> None:
         if not len(history):
             raise ValueError("the history has no snapshots")
         self.history = history
@@ -90,48 +103,121 @@ class EvolutionFigure:
         self.frames = list(range(len(history))) if frames is None else list(frames)
         self.title = title
         self.fig: Figure = new_figure(size, dpi)
-        ax = self.fig.add_axes((0.01, 0.12, 0.98, 0.72))
+        height_in = float(size[1])
+        font = float(np.clip(height_in * 1.6, 7.0, 13.0))  # 7.2 inches: 11.5 pt
+        ax = self.fig.add_axes((0.01, 0.31, 0.98, 0.55))
         self.ax = ax
         counts = [int(history.real_index(i).numel()) for i in self.frames]
         scale = weight_range(history.frame(i).weight.numpy() for i in self.frames)
+        chosen = resolve_style(style, max(counts, default=1))
         self.drawing = WiringDrawing(ax, history.level, history.role, history.attrs,
-                                     n_edges=max(counts, default=1), scale=scale)
+                                     n_edges=max(counts, default=1), scale=scale, style=chosen, strong=strong)
         w_top = _edge_params(self.drawing.n_edges)[3]
-        self.removed = LineCollection([], zorder=1.5, colors=REMOVED, linewidths=max(0.8, 0.9 * w_top),
-                                      linestyles=(0, (3, 2)), alpha=0.55)
-        self.added = LineCollection([], zorder=2, colors=ADDED, linewidths=max(0.9, 1.3 * w_top), alpha=0.85)
+        thin = chosen == "ranked"
+        self.thin = thin
+        self.removed = LineCollection([], zorder=1.5, colors=REMOVED, linewidths=0.45 if thin else max(0.8, 0.9 * w_top),
+                                      linestyles=(0, (3, 2)), alpha=0.7 if thin else 0.55)
+        self.added = LineCollection([], zorder=2, colors=ADDED, linewidths=0.5 if thin else max(0.9, 1.3 * w_top),
+                                    alpha=0.9 if thin else 0.85)
         ax.add_collection(self.removed)
         ax.add_collection(self.added)
         handles = self.drawing.legend_handles(counts=False)
-        handles[2:2] = [Line2D([], [], color=ADDED, lw=2, label="added"),
+        handles[2:2] = [Line2D([], [], color=ADDED, lw=2, label="added since the previous frame"),
                         Line2D([], [], color=REMOVED, lw=1.5, ls=(0, (3, 2)), label="removed")]
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5,
-                  frameon=False, fontsize=7, handlelength=1.6, columnspacing=1.0)
-        self.caption = ax.set_title("", fontsize=8.5)
+        self.fig.legend(handles=handles, loc="center", bbox_to_anchor=(0.5, 0.275), ncol=5, frameon=False,
+                        fontsize=font * 0.72, handlelength=1.6, columnspacing=1.2)
+        self.caption = self.fig.text(0.5, 0.985, "", ha="center", va="top", fontsize=font)
+        self._pairs(font)
         self.shown: int | None = None
 
+    def _pairs(self, font: float) -> None:
+        """The churn strip: one bar up (added) and one down (removed) per level pair."""
+        h = self.history
+        col = columns(h.level, h.role)
+        names = column_names(h.level, h.role)
+        index = np.unique(col, return_inverse=True)[1] if col.size else col
+        c = max(len(names), 1)
+        cand = h.candidates.numpy()
+        pair_of = index[cand[0]] * c + index[cand[1]] if cand.size else np.zeros(0, dtype=np.int64)
+        # the level pairs of candidates real in some shown frame (a history keeps only those candidates)
+        used = np.unique(np.concatenate([h.real_index(i).numpy() for i in self.frames] + [np.zeros(0, np.int64)]))
+        self.pair_ids = np.unique(pair_of[used])
+        self.pair_of = np.searchsorted(self.pair_ids, pair_of).clip(0, max(len(self.pair_ids) - 1, 0))
+        self.pair_names = [f"{names[p // c]}→{names[p % c]}" for p in self.pair_ids]
+        self.changes: list[tuple[np.ndarray, np.ndarray]] = []
+        previous = None
+        for index_ in self.frames:
+            now = h.real_index(index_).numpy()
+            if previous is None:
+                added = removed = np.zeros(0, dtype=np.int64)
+            else:
+                added = np.setdiff1d(now, previous, assume_unique=True)
+                removed = np.setdiff1d(previous, now, assume_unique=True)
+            self.changes.append((added, removed))
+            previous = now
+        m = len(self.pair_ids)
+        per_pair = [(np.bincount(self.pair_of[a], minlength=m), np.bincount(self.pair_of[r], minlength=m))
+                    for a, r in self.changes]
+        self.pair_counts = per_pair
+        top = max([int(max(a.max(initial=0), r.max(initial=0))) for a, r in per_pair], default=0)
+        strip = self.fig.add_axes((0.07, 0.06, 0.88, 0.16))
+        self.strip = strip
+        x = np.arange(m)
+        self.bars_added = strip.bar(x, np.zeros(m), width=0.7, color=ADDED)
+        self.bars_removed = strip.bar(x, np.zeros(m), width=0.7, color=REMOVED)
+        strip.axhline(0, color="#555555", lw=0.6)
+        limit = max(top, 1) * 1.15
+        strip.set_ylim(-limit, limit)
+        strip.set_xlim(-0.6, m - 0.4)
+        strip.set_xticks(x, self.pair_names, fontsize=font * 0.62, rotation=0 if m <= 16 else 90)
+        strip.tick_params(axis="y", labelsize=font * 0.62)
+        strip.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{abs(v):,.0f}"))
+        strip.set_ylabel("swaps", fontsize=font * 0.7)
+        strip.set_title("swaps per level pair since the previous frame (up: added, down: removed)",
+                        fontsize=font * 0.72, loc="left")
+        for side in ("top", "right"):
+            strip.spines[side].set_visible(False)
+        self.pair_labels = [strip.text(i, 0, "", ha="center", va="bottom", fontsize=font * 0.55, color="#333333")
+                            for i in range(m)]
+        self.pair_labels_removed = [strip.text(i, 0, "", ha="center", va="top", fontsize=font * 0.55,
+                                               color="#333333") for i in range(m)]
+        self._limit = limit
+
     def show(self, position: int) -> dict:
-        """Draw ``frames[position]``; returns the caption values (step, test_acc,
-        epoch, k, density, dead, added, removed; added/removed None for the first)."""
+        """Draw ``frames[position]``; returns the caption values (step, epoch, test_acc,
+        acc_epoch, k, density, dead, added, removed; added/removed None for the first)."""
         h = self.history
         index = self.frames[position]
         wiring = h.frame(index)
         self.drawing.set_edges(wiring.edge_index, wiring.weight)
         dead = dead_of(wiring)
         self.drawing.set_dead(dead)
-        now = h.real_index(index).numpy()
-        if position > 0:
-            before = h.real_index(self.frames[position - 1]).numpy()
-            added = np.setdiff1d(now, before, assume_unique=True)
-            removed = np.setdiff1d(before, now, assume_unique=True)
-        else:
-            added = removed = np.zeros(0, dtype=np.int64)
+        added, removed = self.changes[position]
         cand = h.candidates.numpy()
         self.added.set_segments(self.drawing.segments(cand[:, added]))
         self.removed.set_segments(self.drawing.segments(cand[:, removed]))
+        if self.thin:  # many swaps: each fainter, so that they show where the change is, not bury the wiring
+            swaps = max(added.size + removed.size, 1)
+            fade = float(np.clip(np.sqrt(SWAPS_OPAQUE / swaps), 0.25, 1.0))
+            width = float(np.clip(1.5 * np.sqrt(50.0 / swaps), 0.5, 1.5))  # a few swaps: wide enough to find
+            self.added.set_alpha(0.9 * fade)
+            self.removed.set_alpha(0.7 * fade)
+            self.added.set_linewidth(width)
+            self.removed.set_linewidth(0.9 * width)
+        up, down = self.pair_counts[position]
+        for i, (bar_a, bar_r) in enumerate(zip(self.bars_added, self.bars_removed)):
+            bar_a.set_height(float(up[i]))
+            bar_r.set_height(-float(down[i]))
+            label = self.pair_labels[i]
+            label.set_text(f"+{up[i]:,}" if up[i] else "")
+            label.set_y(float(up[i]) + 0.02 * self._limit)
+            below = self.pair_labels_removed[i]
+            below.set_text(f"−{down[i]:,}" if down[i] else "")
+            below.set_y(-float(down[i]) - 0.02 * self._limit)
         info = wiring_info(wiring, self.metrics)
         info.update(dead=len(dead), added=int(added.size) if position else None,
-                    removed=int(removed.size) if position else None)
+                    removed=int(removed.size) if position else None,
+                    since=h.steps[self.frames[position - 1]] if position else None)
         self.caption.set_text(caption(info, self.title))
         self.shown = position
         return info
@@ -143,22 +229,33 @@ class EvolutionFigure:
 
 
 def caption(info: Mapping, title: str = "") -> str:
-    """Two lines: ``title · step (epoch) · test acc`` and ``k · density · dead ·
-    churn``; always the edge count (k) and the density together."""
+    """Two lines: ``title · step 50 · epoch 5 · test acc (after epoch 4)`` and
+    ``k · density · dead · swaps since step 40``; the epoch is the one the step lies
+    in (:func:`viz.render.epoch_of`: step 50 of 12 steps per epoch is in epoch 5),
+    the accuracy the last measured at or before the step; always the edge count (k)
+    and the density together."""
     first = [title] if title else []
     first.append(f"step {info['step']:,}" if info.get("step") is not None else "step n/a")
-    if info.get("epoch") is not None:
-        first[-1] += f" (epoch {info['epoch']})"
+    epoch = info.get("epoch")
+    if epoch == 0:
+        first.append("before training")
+    elif epoch is not None:
+        first.append(f"epoch {epoch}")
     acc = info.get("test_acc")
-    first.append("test acc n/a" if acc is None else f"test acc {100 * acc:.1f}%")
+    if acc is None:
+        first.append("test acc n/a")
+    else:
+        after = info.get("acc_epoch")
+        first.append(f"test acc {100 * acc:.1f}%" + (f" (after epoch {after})" if after is not None else ""))
     second = [f"k = {info['k']:,} edges",
               "density n/a" if info.get("density") is None else f"density {100 * info['density']:.3g}%"]
     if info.get("dead") is not None:
         second.append(f"dead {info['dead']:,}")
     if info.get("added") is None:
-        second.append("churn: first frame")
+        second.append("first frame")
     else:
-        second.append(f"churn +{info['added']:,} added / −{info['removed']:,} removed")
+        since = f" since step {info['since']:,}" if info.get("since") is not None else ""
+        second.append(f"swaps{since}: +{info['added']:,} added / −{info['removed']:,} removed")
     return "  ·  ".join(first) + "\n" + "  ·  ".join(second)
 
 
@@ -200,8 +297,9 @@ def _writer(fmt: str, fps: float):
 
 
 def animate_run(run: RunData, path: str | os.PathLike, *, fps: float = 4.0, max_frames: int | None = 200,
-                size: Sequence[float] = (8.0, 4.8), dpi: int = 80, title: str | None = None,
-                progress: Callable[[int, int], None] | None = None) -> int:
+                size: Sequence[float] = DEFAULT_SIZE, dpi: int = DEFAULT_DPI, title: str | None = None,
+                progress: Callable[[int, int], None] | None = None, style: str = "auto",
+                strong: int = STRONG_EDGES) -> int:
     """Write the animation of ``run.history`` to ``path`` (.gif or .mp4), atomically;
     returns the number of frames drawn. ``progress(i, n)`` is called after each.
     Raises :class:`~viz.render.UsageError` when the run has no snapshots or .mp4 has
@@ -216,7 +314,8 @@ def animate_run(run: RunData, path: str | os.PathLike, *, fps: float = 4.0, max_
     frames = select_frames(len(history), max_frames)
     writer = _writer(fmt, fps)
     figure = EvolutionFigure(history, run.metrics, frames=frames,
-                             title=run.path.name if title is None else title, size=size, dpi=dpi)
+                             title=run.path.name if title is None else title, size=size, dpi=dpi,
+                             style=style, strong=strong)
     with atomic_path(path) as tmp:
         with writer.saving(figure.fig, str(tmp), dpi):
             for position in range(len(frames)):
@@ -250,7 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fps", type=positive_float, default=4.0, help="frames per second (default 4)")
     parser.add_argument("--max-frames", type=positive_int, default=200,
                         help="at most this many frames, spread evenly, first and last kept (default 200)")
-    add_figure_options(parser, (8.0, 4.8), 80)
+    add_figure_options(parser, DEFAULT_SIZE, DEFAULT_DPI)
+    parser.add_argument("--style", choices=STYLES, default="auto",
+                        help="edges by the rank of |w| (ranked) or by |w| (weight); auto: ranked from 2,000 edges")
+    parser.add_argument("--strong", type=positive_int, metavar="N", default=STRONG_EDGES,
+                        help=f"ranked style: about how many edges stand out (default {STRONG_EDGES})")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_wiring_option(parser)
     args = parser.parse_args(argv)
@@ -267,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import matplotlib
         matplotlib.use("Agg")
         n = animate_run(run, out, fps=args.fps, max_frames=args.max_frames, size=args.size, dpi=args.dpi,
-                        progress=_progress_printer(args.quiet))
+                        progress=_progress_printer(args.quiet), style=args.style, strong=args.strong)
     except UsageError as err:
         die(prog, str(err))
     except OSError as err:

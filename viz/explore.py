@@ -9,15 +9,18 @@ Contract:
 * The picture is the fixed layout of :mod:`viz.layout`, drawn like
   :mod:`viz.render` (layered columns with arcs for skip connections; the circular
   layout with bent chords and arrowheads for dynamic wirings; blue / red by
-  weight sign, opacity and width growing with ``|weight|``; dead nodes hollow
-  grey) on a ``<canvas>``; edges that appeared since the previous frame are
-  bright green, edges that vanished dashed orange (as in :mod:`viz.animate`).
+  weight sign, opacity and width growing with ``|weight|``, or from 2,000 edges
+  with the RANK of ``|w|`` in the frame, the 250 strongest standing out; dead
+  nodes hollow grey) on a ``<canvas>``; only the swaps since the previous frame
+  are highlighted (added green, removed dashed orange; from 2,000 edges thin,
+  fainter the more there are, as in :mod:`viz.animate`).
 * Controls: a slider over the snapshots, play / pause, previous / next, speed;
-  keys left / right / space / Home / End. Hover a node or an edge for its id,
+  keys left / right / space / Home / End; ``page.html#frame=N`` opens frame N. Hover a node or an edge for its id,
   level, weight and the step it appeared (the first step of its current run of
-  consecutive frames as a real edge). The side panel gives the step, the test
-  accuracy (the last epoch record of ``metrics.jsonl`` whose ``step`` is at most
-  the frame's step), k, density, dead nodes, the churn (edges added / removed
+  consecutive frames as a real edge). The side panel gives the step, the epoch
+  it lies in (:func:`viz.render.epoch_of`), the test accuracy (the last epoch
+  record of ``metrics.jsonl`` whose ``step`` is at most the frame's step, and
+  which epoch that was), k, density, dead nodes, the churn (edges added / removed
   since the previous frame) and the level-to-level edge counts of the frame.
 * Data (see :func:`build_payload`): the edges real in at least one frame form
   the edge table (candidate id, source, target); frame 0 and each later frame are
@@ -53,8 +56,8 @@ from wiring.graph import GraphError, Wiring
 from wiring.io import RunData, WiringFileError, read_graphml
 
 from .layout import columns, is_dynamic, node_positions
-from .render import (ARC_HEIGHT, ARROW_AT, ARROW_MAX_EDGES, ARROW_SIZE, CHORD_BEND, DEAD_EDGE, DEAD_FACE,
-                     LOOP_RADIUS, NEGATIVE, POSITIVE, REF_PIXELS, ROLE_STYLE, ArgumentParser, UsageError,
+from .render import (ARC_HEIGHT, ARROW_AT, ARROW_MAX_EDGES, ARROW_SIZE, CHORD_BEND, DEAD_EDGE, DEAD_FACE, DEAD_MARK,
+                     LOOP_RADIUS, NEGATIVE, POSITIVE, RANKED_FROM, REF_PIXELS, ROLE_STYLE, STRONG_EDGES, ArgumentParser, UsageError,
                      add_wiring_option, atomic_path, die, load_run_dir, output_path, weight_range)
 
 __all__ = ["HTML_FORMATS", "FORMAT_VERSION", "Frames", "frames_of_run", "frames_of_wiring", "load_frames",
@@ -366,7 +369,8 @@ def build_payload(frames: Frames) -> dict:
                   "role_names": {str(k): v for k, v in names.items()},
                   "arc_height": ARC_HEIGHT, "chord_bend": CHORD_BEND, "loop_radius": LOOP_RADIUS,
                   "arrow_max_edges": ARROW_MAX_EDGES, "arrow_at": ARROW_AT, "arrow_size": ARROW_SIZE,
-                  "ref_pixels": REF_PIXELS},
+                  "ref_pixels": REF_PIXELS, "ranked_from": RANKED_FROM, "strong": STRONG_EDGES,
+                  "dead_mark": DEAD_MARK},
     }
 
 
@@ -681,6 +685,15 @@ _JS = r"""
     return { dead, count, indeg, outdeg };
   }
   let frameInfo = null;
+  function epochOf(step) {  // viz.render.epoch_of: records give each epoch's last step
+    if (step === null || step === undefined) return null;
+    if (step <= 0) return 0;
+    const known = D.metrics.filter((m) => m.epoch !== null && m.epoch > 0).sort((a, b) => a.step - b.step);
+    if (!known.length) return null;
+    for (const m of known) if (m.step >= step) return m.epoch;
+    const last = known[known.length - 1], per = last.step / last.epoch;
+    return per > 0 ? last.epoch + Math.ceil((step - last.step) / per - 1e-9) : null;
+  }
   function metricsAt(step) {
     if (step === null || step === undefined) return null;
     let best = null;
@@ -779,13 +792,28 @@ _JS = r"""
     const lo = D.weights.lo, hi = D.weights.hi, w = Math.abs(q[e] * QS);
     return hi - lo > 1e-12 * Math.max(Math.abs(hi), 1) ? Math.min(Math.max((w - lo) / (hi - lo), 0), 1) : 1;
   }
+  // ranked style (viz.render / wiring.picture): from ST.ranked_from edges, opacity and width come from the
+  // rank of |w| in the frame: emphasis 1 / (1 + (rank / strong)^4), the ST.strong strongest stand out
+  const ranked = kMax >= ST.ranked_from;
+  function rankedParams(n) {  // wiring.picture.ranked_params
+    n = Math.max(n, 1); const clip = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
+    return [clip(100 / n, 0.008, 0.25), 0.85, clip(2000 / n, 0.15, 0.6), 0.9];
+  }
+  let emphasis = new Float32Array(0);
+  function rankFrame() {  // emphasis of each edge of realList, by the rank of |q| (ties: lower edge id first)
+    const idx = Array.from(realList.keys());
+    idx.sort((a, b) => (Math.abs(q[realList[b]]) - Math.abs(q[realList[a]])) || (realList[a] - realList[b]));
+    emphasis = new Float32Array(realList.length);
+    for (let r = 0; r < idx.length; r++) emphasis[idx[r]] = 1 / (1 + Math.pow(r / ST.strong, 4));
+  }
   let showChanges = true;
   function drawEdges() {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, W, H);
     ctx.lineCap = "round";
-    params = edgeParams(crowding(kMax));
-    const [aMin, aMax, wMin, wMax] = params;
+    params = ranked ? rankedParams(crowding(kMax)) : edgeParams(crowding(kMax));
+    const [aMin, aMax, wMin, wMax] = ranked ? [params[0], params[1], params[2], params[3]] : params;
+    if (ranked) rankFrame();
     // column labels
     if (!dynamic) {
       ctx.fillStyle = "#333"; ctx.font = "12px system-ui, sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "bottom";
@@ -794,7 +822,7 @@ _JS = r"""
     // edges in 2 x NB buckets, weakest first
     const bucket = new Int32Array(2 * NB + 1), bOf = new Int32Array(realList.length);
     for (let i = 0; i < realList.length; i++) {
-      const e = realList[i], s = strength(e);
+      const e = realList[i], s = ranked ? emphasis[i] : strength(e);
       const b = Math.min(NB - 1, Math.floor(s * NB)) * 2 + (q[e] < 0 ? 1 : 0);
       bOf[i] = b; bucket[b + 1]++;
     }
@@ -819,12 +847,18 @@ _JS = r"""
     }
     if (showChanges && cur > 0) {
       const d = diffs[cur];
-      const wRem = Math.min(Math.max(0.8, 0.9 * wMax), 1.6), wAdd = Math.min(Math.max(0.9, 1.3 * wMax), 2.2);
+      let wRem = Math.min(Math.max(0.8, 0.9 * wMax), 1.6), wAdd = Math.min(Math.max(0.9, 1.3 * wMax), 2.2);
+      let aRem = 0.55, aAdd = 0.85;
+      if (ranked) {  // thin highlights (viz.animate): many swaps fainter, a few wide enough to find
+        const swaps = Math.max(d.A.length + d.R.length, 1), fade = Math.min(Math.max(Math.sqrt(200 / swaps), 0.25), 1);
+        wAdd = Math.min(Math.max(1.5 * Math.sqrt(50 / swaps), 0.5), 1.5); wRem = 0.9 * wAdd;
+        aAdd = 0.9 * fade; aRem = 0.7 * fade;
+      }
       ctx.setLineDash([3 * PT * wRem, 2 * PT * wRem]);
-      ctx.strokeStyle = rgba(ST.removed, 0.55); ctx.lineWidth = wRem * PT;
+      ctx.strokeStyle = rgba(ST.removed, aRem); ctx.lineWidth = wRem * PT;
       ctx.beginPath(); for (const e of d.R) tracePath(ctx, e); ctx.stroke();
       ctx.setLineDash([]);
-      ctx.strokeStyle = rgba(ST.added, 0.85); ctx.lineWidth = wAdd * PT;
+      ctx.strokeStyle = rgba(ST.added, aAdd); ctx.lineWidth = wAdd * PT;
       ctx.beginPath(); for (const e of d.A) tracePath(ctx, e); ctx.stroke();
     }
     drawNodes(ctx);
@@ -861,6 +895,12 @@ _JS = r"""
         c.fillStyle = isDead ? ST.dead_face : colour; c.strokeStyle = isDead ? ST.dead_edge : colour;
         c.fill(); c.stroke();
       }
+    }
+    if (N > 40) {  // viz.render: a dark dash across the column at each dead node of a large wiring
+      c.beginPath();
+      const half = (dynamic ? 8 : 12) * PT / 2;
+      for (let i = 0; i < N; i++) if (dead[i]) { c.moveTo(nodeSX[i] - half, nodeSY[i]); c.lineTo(nodeSX[i] + half, nodeSY[i]); }
+      c.strokeStyle = ST.dead_mark; c.lineWidth = 1.3 * PT; c.stroke();
     }
     if (N <= 40) {
       c.fillStyle = "#222"; c.font = "11px system-ui, sans-serif"; c.textAlign = "left"; c.textBaseline = "bottom";
@@ -1032,8 +1072,8 @@ _JS = r"""
     const rows = [
       ["frame", S > 1 ? `${cur + 1} / ${S}` : "1 / 1 (single frame)"],
       ["step", fmtStep(step)],
-      ["epoch", m && m.epoch !== null ? String(m.epoch) : "n/a"],
-      ["test acc", m && m.test_acc !== null ? (100 * m.test_acc).toFixed(1) + "%" : (step === null ? "n/a" : "n/a (no epoch yet)")],
+      ["epoch", epochOf(step) === null ? "n/a" : epochOf(step) === 0 ? "0 (before training)" : String(epochOf(step))],
+      ["test acc", m && m.test_acc !== null ? (100 * m.test_acc).toFixed(1) + "%" + (m.epoch !== null ? ` (after epoch ${m.epoch})` : "") : (step === null ? "n/a" : "n/a (no epoch yet)")],
       ["edges (k)", `${nf(k)} · density ` + (D.edges.candidates > 0 ? `${(100 * k / D.edges.candidates).toPrecision(3)}%` : "n/a")],
       ["churn", cur === 0 ? "first frame" : `<span class="add">+${nf(d.A.length)} added</span> / <span class="rem">−${nf(d.R.length)} removed</span>`],
       ["dead nodes", nf(frameInfo.count)],
@@ -1091,7 +1131,7 @@ _JS = r"""
   chart.addEventListener("mousemove", (ev) => { if (ev.buttons & 1) chartSeek(ev); });
 
   // legend
-  const leg = [[`<span class="sw" style="border-color:${ST.positive}"></span>weight &gt; 0`],
+  const leg = [[`<span class="sw" style="border-color:${ST.positive}"></span>weight &gt; 0` + (ranked ? ` (the ${ST.strong} strongest |w| bold, the rest faded by rank)` : "")],
                [`<span class="sw" style="border-color:${ST.negative}"></span>weight &lt; 0`],
                [`<span class="sw" style="border-color:${ST.added}"></span>added`],
                [`<span class="sw" style="border-color:${ST.removed};border-top-style:dashed"></span>removed`]];
@@ -1101,7 +1141,8 @@ _JS = r"""
     const shape = marker === "s" ? "" : marker === "D" ? "transform:rotate(45deg) scale(.85);" : "border-radius:50%;";
     leg.push([`<span class="mk" style="background:${colour};${shape}"></span>${name}`]);
   }
-  leg.push([`<span class="mk" style="background:#fff;border:1px solid ${ST.dead_edge};border-radius:50%"></span>dead`]);
+  leg.push([N > 40 ? `<span class="sw" style="border-color:${ST.dead_mark};width:12px"></span>dead (no input→output path)`
+                   : `<span class="mk" style="background:#fff;border:1px solid ${ST.dead_edge};border-radius:50%"></span>dead`]);
   $("legend").innerHTML = leg.map((x) => `<div>${x[0]}</div>`).join("");
 
   // ---------------------------------------------------------------- frames and controls
@@ -1178,7 +1219,7 @@ _JS = r"""
   // hooks for tests and scripting
   window.explorer = {
     get frame() { return cur; }, get frames() { return S; }, get drawn() { return drawn; },
-    get playing() { return playing; }, get renderMs() { return renderMs; },
+    get playing() { return playing; }, get renderMs() { return renderMs; }, get ranked() { return ranked; },
     goTo, play: () => setPlaying(true), pause: () => setPlaying(false),
     realCandidates: () => Array.from(realList, (e) => CAND[e]),
     weights: () => Array.from(realList, (e) => q[e] * QS),
@@ -1188,7 +1229,8 @@ _JS = r"""
     edgeScreen: (cand) => { const e = CAND.indexOf(cand); if (e < 0) return null; const p = curvePoints(e, 2)[1]; return p; },
     pick, hovered: () => (hovered ? { kind: hovered.kind, id: hovered.kind === "edge" ? CAND[hovered.id] : hovered.id } : null),
   };
-  goTo(0);
+  const start = /(?:^#|&)frame=(\d+)/.exec(location.hash);  // file:///...html#frame=6 opens frame 6
+  goTo(start ? +start[1] : 0);
 })();
 """
 
