@@ -68,7 +68,7 @@ class DynamicClassifier(nn.Module):
                  solver: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-3, ode_steps: int = 1,
                  self_loops: bool = False,
                  preset_options: dict | None = None, mode_options: dict | None = None,
-                 init: str = "authors") -> None:
+                 init: str = "authors", candidate_grad_every: int = 1) -> None:
         super().__init__()
         if setting not in SETTINGS:
             raise ValueError(f"setting must be one of {', '.join(SETTINGS)}, got {setting!r}")
@@ -80,8 +80,8 @@ class DynamicClassifier(nn.Module):
         self.inputs, self.outputs = inputs, outputs
         self.stem = Stem(in_channels, image_size, inputs)
         graph = dynamic_graph(nodes, inputs=inputs, outputs=outputs, self_loops=self_loops)
-        edges = graph.num_candidates if edges is None else edges
-        self.graph = WiredGraph(graph, edges, mode, preset, seed, preset_options, mode_options, init=init)
+        self.graph = WiredGraph(graph, edges, mode, preset, seed, preset_options, mode_options, init=init,
+                                candidate_grad_every=candidate_grad_every)      # edges None: every candidate
         self.node_op = NormReLUConv(nodes, GRID, GRID, init=init)
         self.fc = nn.Linear(outputs, num_classes)
         self._nfe = 0

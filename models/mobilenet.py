@@ -228,11 +228,12 @@ class DNWStage(nn.Module):
 
     def __init__(self, n_in: int, n_out: int, stride: int, blocks: int, k: int | None,
                  in_size: tuple[int, int], *, mode: str, preset: str, seed: int,
-                 preset_options: dict | None, mode_options: dict | None, init: str = "authors") -> None:
+                 preset_options: dict | None, mode_options: dict | None, init: str = "authors",
+                 candidate_grad_every: int = 1) -> None:
         super().__init__()
         graph = static_graph([n_in] + [n_out] * blocks)
-        k = graph.num_candidates if k is None else k
-        self.graph = WiredGraph(graph, k, mode, preset, seed, preset_options, mode_options, init=init)
+        self.graph = WiredGraph(graph, k, mode, preset, seed, preset_options, mode_options, init=init,
+                                candidate_grad_every=candidate_grad_every)       # k None: every candidate
         self.blocks, self.stride = blocks, stride
         self.ops = nn.ModuleList([NormReLUConv(n_in, *in_size, norm="batch", stride=stride, init=init)])
         self.in_size, self.out_size = tuple(in_size), self.ops[0].out_size
@@ -251,11 +252,12 @@ class GraphClassifier(nn.Module):
     """The small variant's classifier: a learned graph ``[features, classes]`` plus a bias."""
 
     def __init__(self, features: int, num_classes: int, k: int | None, *, mode: str, preset: str, seed: int,
-                 preset_options: dict | None, mode_options: dict | None, init: str = "authors") -> None:
+                 preset_options: dict | None, mode_options: dict | None, init: str = "authors",
+                 candidate_grad_every: int = 1) -> None:
         super().__init__()
         graph = static_graph([features, num_classes])
-        k = graph.num_candidates if k is None else k
-        self.graph = WiredGraph(graph, k, mode, preset, seed, preset_options, mode_options, init=init)
+        self.graph = WiredGraph(graph, k, mode, preset, seed, preset_options, mode_options, init=init,
+                                candidate_grad_every=candidate_grad_every)       # k None: every candidate
         self.bias = nn.Parameter(torch.zeros(num_classes))
 
     def forward(self, pooled: Tensor) -> Tensor:
@@ -302,7 +304,7 @@ class MobileNetV1DNW(nn.Module):
                  edges: int | None = 0, budget: int | None = None, mode: str = "dnw",
                  preset: str = "random_k", seed: int = 0, preset_options: dict | None = None,
                  mode_options: dict | None = None, stages: Sequence[tuple[int, int, int, int]] = STAGES,
-                 setting: str = "static", init: str = "authors") -> None:
+                 setting: str = "static", init: str = "authors", candidate_grad_every: int = 1) -> None:
         super().__init__()
         _check_static(setting)
         stages = _check_stages(stages)
@@ -343,14 +345,15 @@ class MobileNetV1DNW(nn.Module):
         for i, (n_i, n_o, stride, blocks) in enumerate(sizes):
             stage = DNWStage(n_i, n_o, stride, blocks, ks[i], size, mode=mode, preset=presets[i][0],
                              seed=seed + i, preset_options=presets[i][1], mode_options=mode_options,
-                             init=init)
+                             init=init, candidate_grad_every=candidate_grad_every)
             self.stages.append(stage)
             size = stage.out_size
         self.bn = nn.BatchNorm1d(last)
         if small:
             self.classifier = GraphClassifier(last, num_classes, ks[-1], mode=mode, preset=presets[-1][0],
                                               seed=seed + len(sizes), preset_options=presets[-1][1],
-                                              mode_options=mode_options, init=init)
+                                              mode_options=mode_options, init=init,
+                                              candidate_grad_every=candidate_grad_every)
         else:
             self.fc = nn.Linear(last, num_classes)
 

@@ -142,9 +142,11 @@ def sparse_budget(model: nn.Module, density: float, first_dense: bool = False) -
 def _build(first_dense: bool, in_channels: int = 3, num_classes: int = 1000, image_size: int | None = None,
            edges: int | None = None, mode: str = "dnw", preset: str = "random_k", seed: int = 0,
            preset_options: dict | None = None, mode_options: dict | None = None, scope: str = "layer",
-           zero_init_residual: bool = False, conv_init: str = "fan_out", init: str | None = None) -> ResNet:
+           zero_init_residual: bool = False, conv_init: str = "fan_out", init: str | None = None,
+           candidate_grad_every: int = 1) -> ResNet:
     # ``init`` (the wiring models' --init) does not apply: sparsify keeps the wrapped
     # module's own initialisation (``conv_init``), as the authors' sparse ResNet does.
+    # ``candidate_grad_every`` (a WiredGraph knob) neither: sparsified layers have no such skip.
     name = "resnet50_first_dense" if first_dense else "resnet50"
     if preset not in ("random_k", "complete"):
         raise GraphError(f"{name} learns a wiring of individual weights: --graph must be random_k "

@@ -97,12 +97,12 @@ class TinyClassifier(nn.Module):
                  edges: int | None = 12000, mode: str = "dnw", preset: str = "random_k", seed: int = 0,
                  levels: tuple[int, ...] = (32, 192, 192, 192, 192), outputs: int = 100,
                  preset_options: dict | None = None, mode_options: dict | None = None,
-                 init: str = "authors") -> None:
+                 init: str = "authors", candidate_grad_every: int = 1) -> None:
         super().__init__()
         self.stem = Stem(in_channels, image_size, levels[0])
         graph = static_graph(list(levels) + [outputs])
-        edges = graph.num_candidates if edges is None else edges      # None: every candidate real
-        self.graph = WiredGraph(graph, edges, mode, preset, seed, preset_options, mode_options, init=init)
+        self.graph = WiredGraph(graph, edges, mode, preset, seed, preset_options, mode_options, init=init,
+                                candidate_grad_every=candidate_grad_every)      # edges None: every candidate
         self.node_ops = nn.ModuleList(NormReLUConv(n, GRID, GRID, init=init) for n in levels)
         self.fc = nn.Linear(outputs, num_classes)
         self.outputs = outputs

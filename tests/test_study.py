@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import wiring.study as study_mod
@@ -79,8 +80,11 @@ def test_the_study_runs_every_cell_sources_first_with_from(done, capsys):
             saved = yaml.safe_load((out / f"static-{mode}-{edges}-s0" / "config.yaml").read_text())
             assert saved["from_run"] == str(out / "static-complete-all-s0")
             assert saved["mode"] == mode and saved["edges"] == edges
-    complete = yaml.safe_load((out / "static-complete-all-s0" / "config.yaml").read_text())
-    assert complete["edges"] == 1712          # every candidate of the micro graph
+    complete = out / "static-complete-all-s0"
+    assert yaml.safe_load((complete / "config.yaml").read_text())["edges"] is None     # as the study gave it
+    # the effective k, every candidate of the micro graph, is recorded beside the config, not in it
+    assert torch.load(complete / "checkpoint.pt", weights_only=True)["edges"] == 1712
+    assert json.loads((complete / "metrics.jsonl").read_text().splitlines()[-1])["edges"] == 1712
     assert done["calls"] == [(name, False) for name in ORDER]     # sources before their dependents
 
 

@@ -292,3 +292,21 @@ def test_a_run_saved_before_init_existed_resumes_with_kaiming(tmp_path):
     assert state["epoch"] == 2 and state["config"]["init"] == "kaiming"
     from wiring.train import model_from_checkpoint
     assert model_from_checkpoint(state).graph.init == "kaiming"
+
+
+def test_resume_reads_the_old_form_of_edges_once():
+    """Checkpoints written before the effective k was recorded beside the config (no
+    ``edges`` key) saved that k as the config's edges: every candidate for an all-real run.
+    Such a run resumes; a new-form one, or an old one whose k was the --edges given, still
+    refuses a different --edges."""
+    from wiring.config import Config
+    from wiring.train import UsageError, check_resume_config
+
+    cfg = Config(model="micro", mode="complete", epochs=1)
+    old = {**cfg.to_dict(), "edges": 1712}
+    check_resume_config(cfg, old, old_form=True)
+    with pytest.raises(UsageError, match="edges: saved 1712"):
+        check_resume_config(cfg, old, old_form=False)
+    dnw = Config(model="micro", mode="dnw", edges=300, epochs=1)
+    with pytest.raises(UsageError, match="edges: saved 200"):
+        check_resume_config(dnw, {**dnw.to_dict(), "edges": 200}, old_form=True)

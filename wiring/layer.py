@@ -39,12 +39,18 @@ NodeOp = Callable[[int, Tensor], Tensor]
 class WiredGraph(nn.Module):
     """Learned wiring of one graph: candidate weights, real-edge selection, aggregation."""
 
-    def __init__(self, graph: NeuralGraph, edges: int, mode: str | Mode = "dnw", preset: str = "random_k",
+    def __init__(self, graph: NeuralGraph, edges: int | None, mode: str | Mode = "dnw", preset: str = "random_k",
                  seed: int = 0, preset_options: dict | None = None, mode_options: dict | None = None,
-                 init: str = "kaiming") -> None:
+                 init: str = "kaiming", candidate_grad_every: int = 1) -> None:
+        """``edges``: the budget k (None: every candidate). ``candidate_grad_every = N > 1``
+        gives the hallucinated edges a weight gradient only on every N-th training forward
+        (real edges get theirs every step): an opt-in speed knob; 1 is exact DNW."""
         super().__init__()
         self.graph = graph
-        self.k = check_edges(edges, graph.num_candidates)
+        self.k = graph.num_candidates if edges is None else check_edges(edges, graph.num_candidates)
+        if isinstance(candidate_grad_every, bool) or not isinstance(candidate_grad_every, int) \
+                or candidate_grad_every < 1:
+            raise GraphError(f"candidate_grad_every must be an integer of at least 1, got {candidate_grad_every!r}")
         self.mode = mode if isinstance(mode, Mode) else make_mode(mode, self.k, **(mode_options or {}))
         self.preset, self.seed, self.init = preset, seed, init
         weight = initial_weights(preset, graph, self.k, seed, init=init, **(preset_options or {}))
@@ -61,9 +67,8 @@ class WiredGraph(nn.Module):
         self._level_blocks: dict[int, tuple[Block, ...]] = {}
         if graph.static:
             self._index_levels()
-        #: hallucinated-edge gradients only every N training forwards (1 = exact DNW);
-        #: real edges get theirs every step. An opt-in speed knob.
-        self.candidate_grad_every = 1
+        #: hallucinated-edge gradients only every N training forwards (1 = exact DNW)
+        self.candidate_grad_every = candidate_grad_every
         self._training_forwards = 0
 
     def _index_levels(self) -> None:

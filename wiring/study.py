@@ -395,10 +395,6 @@ def cell_config(study: Study, cell: Cell, out: Path, state: str = "new") -> Conf
               "seed": cell.seed, "out": str(run_dir), "progress": "none",
               "from_run": str(Path(out) / cell.source) if cell.source else None,
               "resume": state == "resume", "overwrite": state == "restart"}
-    if state == "resume" and cell.mode == "complete":
-        # the trainer records k = every candidate for complete runs; resume with the saved value
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-        values["edges"] = (saved or {}).get("edges")
     return config_from_dict(values)
 
 

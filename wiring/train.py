@@ -30,7 +30,7 @@ from models.dynamic import FIXED_STEP_SOLVERS
 from . import __version__, backends, distributed, native
 from .allocator import tune_malloc
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import Config, ConfigError, config_from_saved, parse_config, saved_values
+from .config import WIDTH_BUDGET_MODELS, Config, ConfigError, config_from_saved, parse_config, saved_values
 from .data import DataError, check_dataset, load_dataset, subset
 from .graph import GraphError
 from .io import read_graphml
@@ -114,11 +114,15 @@ def check_resumable(saved: dict[str, Any], run_dir: Path) -> None:
                                   f"({key!r} missing or not a {kind.__name__})")
 
 
-def check_resume_config(cfg: Config, saved: dict[str, Any]) -> None:
+def check_resume_config(cfg: Config, saved: dict[str, Any], old_form: bool = False) -> None:
+    """Refuse a resume whose settings differ from the saved ones (those of :data:`RESUMABLE`
+    may change). ``old_form``: a checkpoint written before the effective k was recorded
+    beside the config (its ``edges`` key), whose config holds that k instead of the
+    ``--edges`` given: every candidate for an all-real run, the width's budget for MobileNetV1."""
     now, saved = cfg.to_dict(), saved_values(saved)      # a run saved before --init was trained with kaiming
     ignored = set(RESUMABLE)
-    if every_candidate_real(cfg.mode, cfg.graph):
-        ignored.add("edges")             # saved as the number of candidates, whatever was asked
+    if old_form and (every_candidate_real(cfg.mode, cfg.graph) or cfg.model in WIDTH_BUDGET_MODELS):
+        ignored.add("edges")
     differing = sorted(k for k in now if k not in ignored and k in saved and saved[k] != now[k])
     if differing:
         details = ", ".join(f"{k}: saved {saved[k]!r} vs now {now[k]!r}" for k in differing)
@@ -204,7 +208,8 @@ def build(cfg: Config, info) -> torch.nn.Module:
         return build_model(cfg.model, in_channels=info.channels, num_classes=info.num_classes,
                            image_size=info.image_size, edges=None if all_real else cfg.edges, mode=cfg.mode,
                            preset=cfg.graph, seed=cfg.seed, preset_options=preset_options,
-                           mode_options=mode_options, init=cfg.init, **setting)
+                           mode_options=mode_options, init=cfg.init,
+                           candidate_grad_every=cfg.candidate_grad_every, **setting)
     except ImportError as err:
         raise UsageError(str(err)) from None
     except TypeError as err:
@@ -307,7 +312,7 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> di
         saved = preloaded[1] if preloaded is not None and preloaded[0] == path else load_checkpoint(path)
     if saved is not None:
         check_resumable(saved, run_dir)
-        check_resume_config(cfg, saved.get("config", {}))
+        check_resume_config(cfg, saved.get("config", {}), old_form="edges" not in saved)
 
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -316,10 +321,7 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> di
     train_set, test_set = subset(train_set, cfg.train_subset), subset(test_set, cfg.test_subset)
     data_info = dataclasses.replace(data_info, train_size=len(train_set), test_size=len(test_set))
     model = build(cfg, data_info)
-    for layer in find_wirings(model).values():
-        layer.candidate_grad_every = cfg.candidate_grad_every
     origin = start_from_run(cfg, model) if mode_class(cfg.mode).needs_source else None
-    cfg.edges = edge_budget(model)[0] or None
     initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if info.enabled:
         distributed.convert_batchnorm(model, device)
@@ -347,7 +349,7 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> di
         initial_model = saved["initial_model"]
     recorder = RunRecorder(run_dir, cfg.to_dict(), snapshot_every=cfg.snapshot_every,
                            initial_model=initial_model, resumed=resuming,
-                           extra_state={"data_info": dataclasses.asdict(data_info)})
+                           extra_state={"data_info": dataclasses.asdict(data_info), "edges": edge_budget(model)[0]})
     trainer = Trainer(model, optimizer, train_set, test_set, epochs=cfg.epochs, batch_size=cfg.batch_size,
                       device=device, scheduler=scheduler, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed,
                       hooks=[recorder] if info.is_main else [], progress=progress, debug=cfg.debug,
