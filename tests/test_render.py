@@ -176,7 +176,7 @@ def test_cli_process_exit_status(tmp_path):
 
 
 def test_viz_never_imports_the_trainer():
-    code = ("import sys, viz.render, viz.animate, viz.plots, viz.layout; "
+    code = ("import sys, viz.render, viz.animate, viz.plots, viz.layout, viz.compare, viz.explore; "
             "print(sorted(m for m in sys.modules if m.startswith(('wiring', 'models'))))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = eval(proc.stdout)
