@@ -363,8 +363,7 @@ def test_check_invariants_names_what_is_broken():
 
 def test_candidate_grad_every_n_gives_hallucinated_gradients_on_every_nth_step_only():
     from wiring.graph import static_graph
-    layer = WiredGraph(static_graph([3, 4, 2]), edges=5, seed=0)
-    layer.candidate_grad_every = 3
+    layer = WiredGraph(static_graph([3, 4, 2]), edges=5, seed=0, candidate_grad_every=3)
     x = torch.randn(3, 8)
     hallucinated = ~layer.real_mask()
     seen = []
@@ -376,3 +375,18 @@ def test_candidate_grad_every_n_gives_hallucinated_gradients_on_every_nth_step_o
     assert seen == [True, False, False, True, False, False]
     layer.eval()
     assert layer.select().grad_all                                          # evaluation is untouched
+
+
+@pytest.mark.parametrize("every", [0, -1, 1.5, True])
+def test_candidate_grad_every_must_be_a_positive_integer(every):
+    with pytest.raises(GraphError, match="candidate_grad_every"):
+        WiredGraph(static_graph([3, 4, 2]), edges=5, candidate_grad_every=every)
+
+
+def test_edges_none_is_every_candidate():
+    layer = WiredGraph(static_graph([3, 4, 2]), edges=None, mode="complete")
+    assert layer.k == layer.num_candidates == 3 * 4 + 7 * 2 and layer.density == 1.0
+    layer.check_invariants()
+    dynamic = WiredGraph(dynamic_graph(5, inputs=2, outputs=1), edges=None)
+    assert dynamic.k == dynamic.num_candidates and bool(dynamic.real_mask().all())
+
