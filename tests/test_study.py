@@ -331,3 +331,32 @@ def test_a_record_counts_only_with_the_cells_current_settings(tmp_path, monkeypa
     assert main([*args, "--report-only"]) == 0
     (tmp_path / "r.jsonl").write_text('nonsense\n{"cell": "static-dnw-60-s0"}\n')
     assert main([*args, "--report-only"]) == 2
+
+
+def test_report_pairs_dnw_and_the_random_graph_by_seed_from_the_results_file(tmp_path):
+    """Hand-written records with known accuracies: the paired differences, their spread, the
+    churn table and the difference plot follow exactly, from the results file alone."""
+    study = load_study(write(tmp_path / "p.yaml", PAIRED))
+    acc = {("dnw", 60, 0): 0.80, ("fixed", 60, 0): 0.75, ("dnw", 60, 1): 0.82, ("fixed", 60, 1): 0.79,
+           ("dnw", 120, 0): 0.85, ("fixed", 120, 0): 0.86, ("dnw_no_update", 120, 0): 0.84}
+    results = tmp_path / "docs" / "r.jsonl"
+    for cell in study.cells():
+        key = (cell.mode, cell.edges, cell.seed)
+        if key in acc:
+            study_mod.append_result(results, {
+                "cell": cell.name, "status": "done", "test_acc": acc[key], "best_acc": acc[key], "epochs": 2,
+                "seconds": 1.0, "curve": [acc[key] - 0.1, acc[key]], "swapped": [cell.edges // 2, cell.edges // 4],
+                "density": 0.1, "real_edges": cell.edges, "wiring": {"graph": {"kept_initial": cell.edges // 4}},
+                "settings": study_mod.cell_settings(study, cell)})
+    rows = study_mod.collect(study, tmp_path / "no-runs", results)
+    d60, d120 = study_mod.paired_differences(study, rows, "static")
+    assert (d60["edges"], d60["n"], d120["n"]) == (60, 2, 1)
+    assert d60["diffs"] == pytest.approx({0: 5.0, 1: 3.0}) and d60["mean"] == pytest.approx(4.0)
+    assert d60["std"] == pytest.approx(2 ** 0.5) and d120["std"] is None and d120["mean"] == pytest.approx(-1.0)
+    report = study_mod.write_report(study, rows, tmp_path / "no-runs", tmp_path / "docs" / "r.md", "cmd")
+    text = report.read_text()
+    assert "| static | 60 | 2 of 2 | 81.00 | 77.00 | +4.00 | 1.41 | +3.00 .. +5.00 | s0: +5.00, s1: +3.00 |" in text
+    assert "| static | 120 | 1 of 2 | 85.00 | 86.00 | -1.00 | - | -1.00 .. -1.00 | s0: -1.00 |" in text
+    assert "| static | dnw | 60 | 2 | 50.0% | 25.0% | 25.0% |" in text
+    assert "| static | dnw_no_update | 120 | 1 | 50.0% | 25.0% | 25.0% |" in text
+    assert (tmp_path / "docs" / "r_difference.png").is_file() and "r_difference.png" in text

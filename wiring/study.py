@@ -906,7 +906,115 @@ def _plots(study: Study, rows: list[dict], report: Path) -> list[tuple[str, Path
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
     made.append(("test accuracy per epoch" + (f" at {edges} edges" if edges else ""), path))
+    diffs = {setting: paired_differences(study, rows, setting) for setting in settings}
+    if any(diffs.values()):
+        fig, axes = plt.subplots(1, len(settings), figsize=(max(6.0, 4.6 * len(settings)), 4.0), squeeze=False,
+                                 sharey=True)
+        for ax, setting in zip(axes[0], settings):
+            got = [d for d in diffs[setting] if d["n"]]
+            if got:
+                ax.errorbar([d["edges"] for d in got], [d["mean"] for d in got],
+                            yerr=[d["std"] or 0.0 for d in got], marker="o", capsize=3, color="C0",
+                            label="DNW - random graph (mean +- std over paired seeds)")
+                for d in got:
+                    ax.annotate(f"n={d['n']}", (d["edges"], d["mean"]), textcoords="offset points",
+                                xytext=(4, 4), fontsize=7)
+            ax.axhline(0.0, color="0.4", lw=0.8)
+            ax.set_xscale("log")
+            ticks = [e for e in study.budgets if e is not None]
+            ax.set_xticks(ticks, [str(e) for e in ticks])
+            ax.minorticks_off()
+            ax.set_title(setting)
+            ax.set_xlabel("real edges k")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("test accuracy difference (points)")
+        _legend(axes[0])
+        fig.suptitle(f"{study.name}: DNW minus the random graph, same seed")
+        fig.tight_layout()
+        path = Path(f"{stem}_difference.png")
+        fig.savefig(path, dpi=110, metadata={"Software": None})
+        plt.close(fig)
+        made.append(("DNW minus the random graph per budget", path))
     return made
+
+
+def paired_differences(study: Study, rows: list[dict], setting: str, other: str = "fixed") -> list[dict[str, Any]]:
+    """Per budget (increasing): DNW minus ``other`` in points over the seeds both finished:
+    ``edges``, ``n`` (paired seeds), ``mean``, ``std`` (of the per-seed differences; None
+    below 2), ``min``, ``max``, ``diffs`` (by seed), ``dnw`` and ``other`` (their means)."""
+    out = []
+    for edges in study.budgets:
+        if edges is None or edges not in study.edges_of("dnw") or edges not in study.edges_of(other):
+            continue
+        acc = {mode: {r["seed"]: 100 * r["test_acc"] for r in rows if r["setting"] == setting
+                      and r["mode"] == mode and r["edges"] == str(edges) and r["status"] == "done"}
+               for mode in ("dnw", other)}
+        seeds = sorted(set(acc["dnw"]) & set(acc[other]))
+        diffs = {s: acc["dnw"][s] - acc[other][s] for s in seeds}
+        values = list(diffs.values())
+        out.append({"edges": edges, "n": len(values), "diffs": diffs,
+                    "mean": statistics.fmean(values) if values else None,
+                    "std": statistics.stdev(values) if len(values) > 1 else None,
+                    "min": min(values) if values else None, "max": max(values) if values else None,
+                    "dnw": statistics.fmean(acc["dnw"][s] for s in seeds) if seeds else None,
+                    "other": statistics.fmean(acc[other][s] for s in seeds) if seeds else None})
+    return out
+
+
+def _spread(std: float | None) -> str:
+    return "-" if std is None else f"{std:.2f}"
+
+
+def _difference_table(study: Study, rows: list[dict]) -> list[str]:
+    """The per-budget table of paired DNW - random graph differences."""
+    total = len(study.grid["seed"])
+    lines = ["", "DNW minus the random graph per budget, paired by seed (the same seed gives both the same "
+             "initial weights, data order and test images); spread = std of the per-seed differences.", "",
+             "| setting | edges | paired seeds | DNW (%) | random graph (%) | DNW - RG (points) | spread | "
+             "min .. max | per seed |", "|---|---|---|---|---|---|---|---|---|"]
+    for setting in study.grid["setting"]:
+        for d in paired_differences(study, rows, setting):
+            if not d["n"]:
+                lines.append(f"| {setting} | {d['edges']} | 0 of {total} | - | - | - | - | - | not run yet |")
+                continue
+            per_seed = ", ".join(f"s{s}: {v:+.2f}" for s, v in d["diffs"].items())
+            lines.append(f"| {setting} | {d['edges']} | {d['n']} of {total} | {d['dnw']:.2f} | {d['other']:.2f} | "
+                         f"{d['mean']:+.2f} | {_spread(d['std'])} | "
+                         f"{d['min']:+.2f} .. {d['max']:+.2f} | {per_seed} |")
+    return lines
+
+
+def _churn_table(study: Study, rows: list[dict]) -> list[str]:
+    """How much each learning mode rewired, per budget: swaps per epoch as a share of k, and
+    the share of the initial real edges still real at the end."""
+    learning = [m for m in study.grid["mode"] if m in ("dnw", "dnw_no_update", "td")]
+    done = [r for r in rows if r["status"] == "done" and r["mode"] in learning and r["edges"] != "all"]
+    if not done:
+        return []
+    epochs = max(len(r.get("swapped") or []) for r in done)
+    lines = ["", "## Churn: how much the wiring moved", "",
+             "Per epoch, the real edges at its end that were not real at its start (as many left the real "
+             "set) as a share of k, and the share of the initial k real edges still real after training; "
+             "mean over the finished seeds.", "",
+             "| setting | mode | edges | seeds | " + " | ".join(f"epoch {e + 1} swapped" for e in range(epochs))
+             + " | initial edges kept |", "|" + "---|" * (5 + epochs)]
+    for setting in study.grid["setting"]:
+        for mode in learning:
+            for edges in study.budgets:
+                if edges is None or edges not in study.edges_of(mode):
+                    continue
+                members = [r for r in done if r["setting"] == setting and r["mode"] == mode and r["edges"] == str(edges)]
+                if not members:
+                    continue
+                cells = [setting, mode, str(edges), str(len(members))]
+                for e in range(epochs):
+                    shares = [r["swapped"][e] / edges for r in members if len(r.get("swapped") or []) > e]
+                    cells.append(f"{100 * statistics.fmean(shares):.1f}%" if shares else "-")
+                kept = [s["kept_initial"] / edges for r in members for s in (r.get("wiring") or {}).values()
+                        if isinstance(s, dict) and "kept_initial" in s]
+                cells.append(f"{100 * statistics.fmean(kept):.1f}%" if kept else "-")
+                lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _relative(path: Path, start: Path) -> str:
@@ -983,8 +1091,10 @@ def write_report(study: Study, rows: list[dict[str, Any]], out: Path, report: Pa
                      "final test accuracy in points, mean +- std of the per-seed differences.")
         lines.append("")
         lines += [_comparison(study, rows, setting) for setting in study.grid["setting"]]
+        lines += _difference_table(study, rows)
     else:
         lines.append("The grid does not hold both `dnw` and `fixed`: no comparison.")
+    lines += _churn_table(study, rows)
     ablations = [m for m in study.grid["mode"] if m not in ("dnw", "fixed")]
     if "dnw" in study.grid["mode"] and ablations:
         lines += ["", "## Does DNW beat its ablations?", "",
