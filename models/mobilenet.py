@@ -86,9 +86,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wiring.graph import GraphError, Wiring, static_graph
+from wiring.graph import GraphError, Wiring, apportion, static_graph
 from wiring.layer import WiredGraph
-from wiring.nodeops import NormReLUConv
+from wiring.nodeops import NormReLUConv, node_major
 
 STAGES: tuple[tuple[int, int, int, int], ...] = (
     (32, 64, 1, 1), (64, 128, 2, 2), (128, 256, 2, 2), (256, 512, 2, 6), (512, 1024, 2, 2))
@@ -157,11 +157,6 @@ def _check_stages(stages: Sequence[tuple[int, int, int, int]]) -> tuple[tuple[in
 def _check_static(setting: str) -> None:
     if setting != "static":
         raise GraphError(f"MobileNetV1 models have static graphs only, not the {setting!r} setting")
-
-
-def node_major(maps: Tensor) -> Tensor:
-    """``[B, C, H, W]`` -> node-major ``[C, B*H*W]``."""
-    return maps.transpose(0, 1).reshape(maps.size(1), -1)
 
 
 # ----------------------------------------------------------------------------- dense baseline
@@ -267,26 +262,12 @@ class GraphClassifier(nn.Module):
 
 def split_budget(budget: int, weights: Sequence[int], caps: Sequence[int]) -> list[int]:
     """``budget`` edges split in proportion to ``weights`` (largest remainders),
-    each part at least 1 and at most its cap.
+    each part at least 1 and at most its cap (:func:`wiring.graph.apportion`).
 
     >>> split_budget(10, [1, 1, 2], [100, 100, 100])
     [3, 2, 5]
     """
-    total = sum(weights)
-    if budget < len(weights) or budget > sum(caps):
-        raise GraphError(f"a budget of {budget} edges cannot be split over {len(weights)} graphs "
-                         f"(between {len(weights)} and {sum(caps)})")
-    raw = [budget * w / total for w in weights]
-    parts = [min(cap, max(1, int(r))) for r, cap in zip(raw, caps)]
-    order = sorted(range(len(raw)), key=lambda i: raw[i] - int(raw[i]), reverse=True)
-    while sum(parts) != budget:
-        step = 1 if sum(parts) < budget else -1
-        for i in order:
-            if sum(parts) == budget:
-                break
-            if (step > 0 and parts[i] < caps[i]) or (step < 0 and parts[i] > 1):
-                parts[i] += step
-    return parts
+    return apportion(budget, weights, caps, minimum=1)
 
 
 class MobileNetV1DNW(nn.Module):

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from wiring import fused
 from wiring.graph import static_graph
 from wiring.layer import WiredGraph
-from wiring.nodeops import NormReLUConv
+from wiring.nodeops import NormReLUConv, node_major
 
 GRID = 8
 
@@ -83,11 +83,6 @@ def centre_pool(states: Tensor, batch: int) -> Tensor:
     centre = GRID // 2 - 1
     kept = maps[:, :, centre - 1:centre + 1, centre - 1:centre + 1]    # AvgPool2d(2)'s one window
     return kept.mean((2, 3)).t()
-
-
-def node_major(maps: Tensor) -> Tensor:
-    """``[B, C, H, W]`` -> node-major ``[C, B*H*W]``."""
-    return maps.transpose(0, 1).reshape(maps.size(1), -1)
 
 
 class TinyClassifier(nn.Module):

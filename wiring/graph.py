@@ -28,6 +28,7 @@ self-loops, an edge against the level order of a static graph, a cycle.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -151,6 +152,34 @@ def check_edges(k: int, num_candidates: int) -> int:
 def density(k: int, num_candidates: int) -> float:
     """Fraction of the candidates that are real."""
     return k / num_candidates
+
+
+def apportion(total: int, weights: Sequence[float], caps: Sequence[int], minimum: int = 0) -> list[int]:
+    """``total`` split into integer parts in proportion to ``weights`` by largest
+    remainder (ties to the lower index), each part between ``minimum`` and its cap, the
+    parts adding up to exactly ``total``: the budget of real edges over several graphs or
+    layers.
+
+    >>> apportion(10, [5, 5, 10], [5, 5, 10])
+    [3, 2, 5]
+    >>> apportion(4, [1, 1, 100], [10, 10, 10], minimum=1)
+    [1, 1, 2]
+    """
+    if not minimum * len(weights) <= total <= sum(caps):
+        raise GraphError(f"a budget of {total} edges cannot be split over {len(weights)} parts "
+                         f"(between {minimum * len(weights)} and {sum(caps)})")
+    whole = sum(weights)
+    raw = [total * w / whole for w in weights]
+    parts = [min(cap, max(minimum, math.floor(r))) for r, cap in zip(raw, caps)]
+    order = sorted(range(len(raw)), key=lambda i: (-(raw[i] - math.floor(raw[i])), i))
+    while sum(parts) != total:
+        step = 1 if sum(parts) < total else -1
+        for i in order:
+            if sum(parts) == total:
+                break
+            if (step > 0 and parts[i] < caps[i]) or (step < 0 and parts[i] > minimum):
+                parts[i] += step
+    return parts
 
 
 def validate_edge_index(edge_index: Tensor, num_nodes: int, *, allow_self_loops: bool) -> None:

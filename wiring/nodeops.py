@@ -55,6 +55,16 @@ def init_node_kernels(weight: Tensor, init: str) -> None:
         raise ValueError(f"init must be one of {', '.join(NODE_INITS)}, got {init!r}")
 
 
+def node_major(maps: Tensor) -> Tensor:
+    """``[B, C, H, W]`` -> node-major ``[C, B*H*W]``: one row per channel (node), the
+    batch and the positions along it, the layout every node op and aggregation reads.
+
+    >>> node_major(torch.arange(8.0).view(2, 2, 1, 2)).tolist()
+    [[0.0, 1.0, 4.0, 5.0], [2.0, 3.0, 6.0, 7.0]]
+    """
+    return maps.transpose(0, 1).reshape(maps.size(1), -1)
+
+
 class _FusedNormReLUConv(torch.autograd.Function):
     """Instance norm -> ReLU -> depthwise 3x3 through :mod:`wiring.native`'s fused kernels."""
 

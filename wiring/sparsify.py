@@ -77,7 +77,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .graph import HIDDEN, INPUT, OUTPUT, Wiring, _generations
+from .graph import HIDDEN, INPUT, OUTPUT, Wiring, _generations, apportion
 from .ops import topk_mask
 
 __all__ = [
@@ -108,27 +108,6 @@ class _StraightThrough(torch.autograd.Function):
         return grad, None
 
 
-def _apportion(k: int, sizes: Sequence[int]) -> list[int]:
-    """Split ``k`` over layers in proportion to ``sizes`` (largest remainder; ties to
-    the lower layer), so that the parts add up to exactly ``k``.
-
-    >>> _apportion(10, [5, 5, 10])
-    [3, 2, 5]
-    """
-    total = sum(sizes)
-    exact = [k * s / total for s in sizes]
-    parts = [min(math.floor(e), s) for e, s in zip(exact, sizes)]
-    left = k - sum(parts)
-    order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - parts[i]), i))
-    for i in order:
-        if left == 0:
-            break
-        if parts[i] < sizes[i]:
-            parts[i] += 1
-            left -= 1
-    return parts
-
-
 class SparseBudget:
     """The real-weight budget shared by the layers of one :func:`sparsify` call.
 
@@ -143,7 +122,7 @@ class SparseBudget:
         self.k, self.scope, self.mode = k, scope, mode
         self.sizes = [m.weight.numel() for m in self.layers]
         self.total = sum(self.sizes)
-        self.layer_k = _apportion(k, self.sizes) if scope == "layer" else None
+        self.layer_k = apportion(k, self.sizes, self.sizes) if scope == "layer" else None
         self._key: tuple | None = None
         self._masks: list[Tensor] | None = None
         #: how many times the top-k has been computed (once per weight update)
