@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
@@ -88,6 +89,7 @@ class Config:
     snapshot_every: int = 10
     eval_batch_size: int = 512
     progress: str = "auto"
+    tensorboard: bool = False
     config: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +150,9 @@ class Config:
             raise bad("image_size", f"must be at least 8, got {self.image_size}")
         if self.progress not in ("auto", "bar", "lines", "none"):
             raise bad("progress", "choose from auto, bar, lines, none")
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise bad("tensorboard", "needs the tensorboard package: pip install tensorboard "
+                                     "(or pip install 'wiring[tensorboard]')")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise bad("device", f"expected auto, cpu or cuda[:N], got {self.device!r}")
         if self.backend is not None and self.backend not in BACKENDS:
@@ -190,6 +195,8 @@ _HELP = {
     "deterministic": "use only deterministic algorithms (bit-exact reruns and resumes on one machine)",
     "debug": "check the wiring invariants after every step, not only every epoch", "snapshot_every": "save the wiring every N steps",
     "eval_batch_size": "evaluation batch size", "progress": "auto (bar on a terminal, lines otherwise), bar, lines, none",
+    "tensorboard": "also log the epoch scalars and the ranked wiring picture for TensorBoard to RUN_DIR/tb "
+                   "(needs the tensorboard package)",
     "config": "YAML file of settings (command-line flags win)",
 }
 _CHOICES = {"backend": BACKENDS, "model": tuple(MODELS), "setting": SETTINGS, "graph": GRAPHS, "mode": tuple(MODES), "data": DATASETS, "schedule": SCHEDULES}

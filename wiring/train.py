@@ -43,7 +43,7 @@ RUN_ENTRIES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "best.pt", "hist
                "initial*.graphml", "wiring*.graphml")
 # Settings that may change when a run is resumed.
 RESUMABLE = {"epochs", "resume", "overwrite", "device", "backend", "out", "progress", "eval_batch_size", "config",
-             "debug", "deterministic", "check_wiring_every"}
+             "debug", "deterministic", "check_wiring_every", "tensorboard"}
 
 
 class UsageError(ValueError):
@@ -291,6 +291,17 @@ def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Pat
     return "\n".join(lines)
 
 
+def _hooks(cfg: Config, recorder: RunRecorder, run_dir: Path, main_rank: bool) -> list:
+    """The trainer hooks of the main rank: the run folder's recorder, with --tensorboard
+    also the TensorBoard logger (RUN_DIR/tb, :mod:`wiring.tblogger`)."""
+    if not main_rank:
+        return []
+    if not cfg.tensorboard:
+        return [recorder]
+    from .tblogger import TensorBoardLogger     # the optional tensorboard package loads only when asked for
+    return [recorder, TensorBoardLogger(run_dir / "tb", title=run_dir.name)]
+
+
 def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train per ``cfg``; returns the last epoch's metrics and the run directory."""
     info = distributed.from_environment()
@@ -352,7 +363,7 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> di
                            extra_state={"data_info": dataclasses.asdict(data_info), "edges": edge_budget(model)[0]})
     trainer = Trainer(model, optimizer, train_set, test_set, epochs=cfg.epochs, batch_size=cfg.batch_size,
                       device=device, scheduler=scheduler, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed,
-                      hooks=[recorder] if info.is_main else [], progress=progress, debug=cfg.debug,
+                      hooks=_hooks(cfg, recorder, run_dir, info.is_main), progress=progress, debug=cfg.debug,
                       check_wiring_every=cfg.check_wiring_every)
     if saved is not None:
         try:
