@@ -1,6 +1,6 @@
 """The tiny classifier with a dynamic (cyclic) graph: discrete and continuous time.
 
-Following ``shared/design/DNW.md`` sections 1 and 5 (Table 1's dynamic rows):
+The DNW paper's dynamic setting (Table 1's discrete- and continuous-time rows):
 
 * one :func:`~wiring.graph.dynamic_graph` of ``nodes`` channel nodes (default 800:
   the first 32 are the input nodes, the last 100 the output nodes); candidates are

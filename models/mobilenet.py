@@ -1,4 +1,4 @@
-"""MobileNetV1 (dense baseline) and MobileNetV1-DNW (DNW paper, section 5 of the design).
+"""MobileNetV1 (dense baseline) and MobileNetV1-DNW (the DNW paper's ImageNet models).
 
 Both follow MobileNetV1's five stages ``(in, out, stride, blocks)``::
 

@@ -11,7 +11,7 @@ zeroes each block's last batch-norm scale.
 The registry factories (:func:`resnet50`, :func:`resnet50_first_dense`) build it and,
 given ``edges``, make every convolution and the classifier a DNW layer with
 :func:`wiring.sparsify.sparsify`: ``edges`` real weights in all, batch norms and
-biases dense, as in the paper's sparse ResNet-50 (section 6 of the design).
+biases dense, as in the DNW paper's sparse ResNet-50.
 :func:`resnet_tiny` is the same code at toy width for tests.
 """
 from __future__ import annotations

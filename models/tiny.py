@@ -1,6 +1,6 @@
 """The paper's static tiny classifier (DNW Table 1) built on the wiring engine.
 
-stem -> graph -> head, following ``shared/design/DNW.md`` section 5:
+stem -> graph -> head, as in the DNW paper's CIFAR-10 experiments:
 
 * stem: conv3x3 (C_in -> 16, stride s1) -> BN -> ReLU -> depthwise conv3x3
   (stride s2) -> conv1x1 (16 -> 32) -> BN. The strides adapt to the input so the

@@ -16,7 +16,7 @@ chosen by ``init`` (:data:`INITS`):
   node (:func:`init_std`); about 3.6x the authors' std for the tiny classifier.
 
 Every edge feeds a normalisation, so the forward does not depend on the scale,
-but the learning does (``shared/design/DNW.md`` section 5). Structured presets
+but the learning does (the step size relative to the weights). Structured presets
 only decide *which* candidates receive the k largest magnitudes.
 
 * ``random_k``: i.i.d. weights, so the initial real set is a uniformly random

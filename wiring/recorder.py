@@ -16,7 +16,7 @@
   the real weights and their indices (:func:`wiring.sparsify.load_sparse` reads it).
 
 A model with several wirings gets one GraphML and history per wiring, suffixed
-with the wiring's module name (``wiring-stage1.graphml``...).
+with the wiring's module name (``wiring-stages-0-graph.graphml``...).
 All writes are atomic: a kill leaves the previous version of every file.
 """
 from __future__ import annotations

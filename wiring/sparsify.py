@@ -6,7 +6,7 @@ view a convolution is a bipartite graph from its input to its output channels wh
 edge ``(i -> o)`` carries the kernel ``weight[o, i]``; DNW here works one level
 finer, as the paper's sparse ResNet-50 did: each *weight entry* is a candidate edge,
 and the real edges are the ``k`` entries of largest ``|w|`` (:func:`wiring.ops.topk_mask`:
-exactly ``k``, ties to the lower index). Section 2 of the design then reads:
+exactly ``k``, ties to the lower index). The DNW update rule then reads:
 
 * forward: ``F.conv2d(x, w * mask)`` (``F.linear`` likewise), the real set recomputed
   from the current weights at every training step;
