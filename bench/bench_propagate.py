@@ -43,14 +43,11 @@ import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from wiring.graph import static_graph  # noqa: E402
-from wiring.ops import propagate, topk_mask  # noqa: E402
+from wiring.graph import static_graph
+from wiring.ops import propagate, topk_mask
 
 warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
 

@@ -1,4 +1,4 @@
-"""A small CNN on the offline digits data: DNW vs a fixed mask vs dense (issue 11's closing note).
+"""A small CNN on the offline digits data: DNW vs a fixed mask vs dense.
 
 Three variants of the same network, trained with the same frozen schedule and seeds:
 
@@ -43,11 +43,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from wiring.data import load_dataset  # noqa: E402
-from wiring.sparsify import (budget_of, densify, export_sparse, layer_density, load_sparse,  # noqa: E402
-                             num_real, real_masks, sparsify)
+from wiring.data import load_dataset
+from wiring.sparsify import (budget_of, densify, export_sparse, layer_density, load_sparse, num_real, real_masks,
+                             sparsify)
 from wiring.trainer import Trainer  # noqa: E402
 
 VARIANTS = ("dense", "dnw", "fixed", "fixed-layer")
