@@ -360,3 +360,14 @@ def test_report_pairs_dnw_and_the_random_graph_by_seed_from_the_results_file(tmp
     assert "| static | dnw | 60 | 2 | 50.0% | 25.0% | 25.0% |" in text
     assert "| static | dnw_no_update | 120 | 1 | 50.0% | 25.0% | 25.0% |" in text
     assert (tmp_path / "docs" / "r_difference.png").is_file() and "r_difference.png" in text
+
+
+def test_a_setting_added_after_a_record_counts_as_its_default():
+    study = load_study(ROOT / "configs" / "study_budget.yaml")
+    cell = study.cells()[0]
+    now = study_mod.cell_settings(study, cell)
+    older = {k: v for k, v in now.items() if k != "deterministic"}      # as if written before the field
+    assert study_mod.same_settings(older, now)
+    assert not study_mod.same_settings({**now, "lr": 0.05}, now)
+    assert not study_mod.same_settings({k: v for k, v in now.items() if k != "init"}, now)   # kaiming then
+    assert study_mod.same_settings({**now, "gone": 1}, now)             # a field since removed

@@ -83,7 +83,7 @@ from models import SETTINGS
 
 from .allocator import tune_malloc
 from .cli import ArgumentParser
-from .config import Config, ConfigError, config_from_dict
+from .config import Config, ConfigError, config_from_dict, saved_values
 from .data import DataError, check_dataset
 from .io import WiringFileError, load_metrics
 from .modes import MODES
@@ -453,10 +453,21 @@ def append_result(path: Path, record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+def same_settings(saved: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether a record's ``saved`` settings are a cell's settings ``now``. A setting added to
+    the trainer after the record was written counts as its value then (the field's default;
+    ``init``: kaiming, see :func:`wiring.config.saved_values`); one since removed is ignored."""
+    saved = saved_values(saved)
+    defaults = {**Config().to_dict(), "source": None}
+    return all(saved[key] == value if key in saved else defaults.get(key, object()) == value
+               for key, value in now.items())
+
+
 def recorded(study: Study, cell: Cell, records: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """``cell``'s record if it was finished with the settings it has now, else None."""
     record = records.get(cell.name)
-    if record and record.get("status") == "done" and record.get("settings") == cell_settings(study, cell):
+    if (record and record.get("status") == "done" and isinstance(record.get("settings"), dict)
+            and same_settings(record["settings"], cell_settings(study, cell))):
         return record
     return None
 
