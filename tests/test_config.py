@@ -269,8 +269,8 @@ def _lrs(scheduler_cfg: Config, steps_per_epoch: int, epochs: int, scheduler=Non
     used = []
     for _ in range(epochs):
         for _ in range(steps_per_epoch):
+            used.append(optimizer.param_groups[0]["lr"])        # the rate this step uses
             optimizer.step()
-            used.append(optimizer.param_groups[0]["lr"])
         scheduler.step()                                        # the trainer's per-epoch call
     return used, scheduler, optimizer
 

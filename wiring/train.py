@@ -149,22 +149,28 @@ def step_lr_factor(cfg: Config, iteration: int, steps_per_epoch: int) -> float:
 
 
 class IterationCosine:
-    """The ``cosine_step`` schedule: before every optimizer step the learning rate is set
-    to ``lr x step_lr_factor(t)`` (an optimizer step pre-hook), ``t`` the steps taken so
-    far; the trainer's per-epoch :meth:`step` does nothing. ``state_dict`` holds ``t``,
-    so a resumed run continues the curve (over its current ``--epochs``)."""
+    """The ``cosine_step`` schedule: the learning rate of step ``t`` (0-based, the steps
+    taken so far) is ``lr x step_lr_factor(t)``. It is set after every optimizer step for
+    the next one (an optimizer step post-hook), so the optimizer always holds the rate its
+    next step uses (the trainer's per-epoch ``lr`` is the epoch's first); the trainer's
+    per-epoch :meth:`step` does nothing. ``state_dict`` holds ``t``, so a resumed run
+    continues the curve (over its current ``--epochs``)."""
 
     def __init__(self, cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> None:
         self.cfg, self.optimizer, self.steps_per_epoch = cfg, optimizer, max(1, steps_per_epoch)
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.iteration = 0
-        self._hook = optimizer.register_step_pre_hook(self._before_step)
+        self._apply()
+        self._hook = optimizer.register_step_post_hook(self._after_step)
 
-    def _before_step(self, optimizer, args, kwargs) -> None:
+    def _apply(self) -> None:
         factor = step_lr_factor(self.cfg, self.iteration, self.steps_per_epoch)
-        for group, base in zip(optimizer.param_groups, self.base_lrs):
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
+
+    def _after_step(self, optimizer, args, kwargs) -> None:
         self.iteration += 1
+        self._apply()
 
     def step(self) -> None:
         """Per-epoch call of the trainer: the rate already moved with every step."""
@@ -178,6 +184,7 @@ class IterationCosine:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.iteration = int(state["iteration"])
         self.base_lrs = [float(v) for v in state.get("base_lrs", self.base_lrs)]
+        self._apply()
 
 
 def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int = 1):
