@@ -6,7 +6,8 @@ The browser tests need ``chromium`` and ``chromedriver`` (Debian: ``apt-get inst
 chromium chromium-driver``; other paths through $CHROMIUM / $CHROMEDRIVER) and
 ``pip install selenium``. With $EXPLORER_SCREENSHOT_RUN (a run directory) and
 $EXPLORER_SCREENSHOT (a .png path) set, :func:`test_screenshot` also writes a
-screenshot of that run's page (how ``docs/explorer.png`` is made).
+screenshot of that run's page (``docs/figures.sh`` makes ``docs/explorer.png`` with Chromium's
+``--screenshot`` and ``page.html#frame=N``).
 """
 import base64
 import io
