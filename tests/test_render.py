@@ -336,3 +336,25 @@ def test_render_doctests():
     import doctest
     import wiring.picture
     assert doctest.testmod(render).failed == 0 and doctest.testmod(wiring.picture).failed == 0
+
+
+def test_dynamic_wirings_in_the_large_views(tmp_path, capsys):
+    from wiring.graph import dynamic_graph
+    g = dynamic_graph(80, inputs=8, outputs=10)
+    gen = torch.Generator().manual_seed(1)
+    real = torch.zeros(g.num_candidates, dtype=torch.bool)
+    real[torch.randperm(g.num_candidates, generator=gen)[:2500]] = True
+    w = Wiring(g.edge_index, torch.randn(g.num_candidates, generator=gen), g.level, g.role, real, {"static": False})
+    fig = render_wiring(w, size=(5, 4), dpi=40)  # ranked on the circle
+    edges = [c for c in fig.axes[0].collections if isinstance(c, LineCollection)][0]
+    assert len(edges.get_segments()) == 2500 and edges.get_colors()[-1, 3] > 0.8
+    render_wiring(w, view="adjacency", size=(4, 4), dpi=40)
+    with pytest.raises(ValueError, match="dynamic wiring has one level"):
+        render_wiring(w, view="flow")
+    path = tmp_path / "dyn.graphml"
+    from wiring.io import write_graphml
+    write_graphml(w, path)
+    with pytest.raises(SystemExit) as exc:
+        render.main([str(path), "--view", "flow", "-o", str(tmp_path / "f.png")])
+    assert exc.value.code == 2 and "use --view adjacency" in one_error_line(capsys)
+    assert not (tmp_path / "f.png").exists()

@@ -355,6 +355,7 @@ BANDS = ("#e9edf3", "#dde3ec")  # the column bands behind the nodes of each leve
 STYLES = ("auto", "ranked", "weight")
 VIEWS = ("graph", "flow", "adjacency")
 RANKED_FROM = 2000   # style "auto": ranked from this many real edges, by weight below
+FLOW_NEEDS_LEVELS = "--view flow draws the edges between levels: a dynamic wiring has one level (use --view adjacency)"
 #: role code -> (name, marker, colour)
 ROLE_STYLE = {0: ("input", "s", "#2ca02c"), 1: ("hidden", "o", "#4d4d4d"), 2: ("output", "D", "#8e44ad")}
 LABEL_MAX_NODES = 40
@@ -871,6 +872,8 @@ def render_wiring(wiring: Wiring, path: str | os.PathLike | None = None, *, ax=N
     """
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}: use one of {', '.join(VIEWS)}")
+    if view == "flow" and is_dynamic(wiring.level, wiring.attrs):
+        raise ValueError(FLOW_NEEDS_LEVELS)
     real = wiring.real_edges()
     if ax is None:
         fig = new_figure(size, dpi)
@@ -941,6 +944,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--top and --style apply to --view graph, not --view {args.view}")
         check_pixels(args.size, args.dpi, 20000)
         source = load_source(args.source, args.wiring)
+        if args.view == "flow" and is_dynamic(source.wiring.level, source.wiring.attrs):
+            raise UsageError(FLOW_NEEDS_LEVELS)
     except UsageError as err:
         die(prog, str(err))
     return write_figure(prog, out, lambda: render_wiring(source.wiring, out, title=_title(source),
