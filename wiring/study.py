@@ -1046,7 +1046,7 @@ def write_report(study: Study, rows: list[dict[str, Any]], out: Path, report: Pa
     if study.description:
         lines += [study.description, ""]
     lines += [
-        f"Produced by `{command}` (rebuild this report from the run folders with `--report-only`).", "",
+        f"Produced by `{command}` (rebuild this report with `--report-only`, from its results file and the run folders).", "",
         f"- **Data**: `{cfg.data}`" + (f" (`{cfg.data_dir}`)" if cfg.data_dir else "")
         + f"; model `{cfg.model}`" + (f" x{cfg.width}" if cfg.width else "") + f", initial wiring `{cfg.graph}`.",
         f"- **Budget**: {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum} "
