@@ -86,7 +86,7 @@ from .cli import ArgumentParser
 from .config import Config, ConfigError, config_from_dict, saved_values
 from .data import DataError, check_dataset
 from .io import WiringFileError, load_metrics
-from .modes import MODES
+from .modes import MODES, every_candidate_real
 from .train import run, solver_text
 
 __all__ = ["StudyError", "Cell", "PaperTable", "Study", "load_study", "cell_config", "cell_state",
@@ -96,6 +96,7 @@ GRID_KEYS = ("setting", "mode", "edges", "seed")
 STUDY_KEYS = ("name", "description", "base", "grid", "paper", "curve_edges", "order", "mode_edges")
 DEFAULT_ORDER = ("mode", "edges", "seed")
 DEPENDENT = tuple(name for name, cls in MODES.items() if cls.needs_source)   # fine_tune, lottery
+ALL_REAL = every_candidate_real                                                 # complete: budget "all"
 # Config fields a study sets per cell: not allowed in ``base``.
 CELL_OWNED = ("setting", "mode", "edges", "seed", "out", "from_run", "resume", "overwrite", "config")
 CSV_FIELDS = ("setting", "mode", "edges", "seed", "test_acc", "best_acc", "epochs", "seconds",
@@ -164,7 +165,7 @@ class Study:
 
     def edges_of(self, mode: str) -> list:
         """The budgets ``mode`` runs at: [None] for complete, else ``mode_edges`` or every one."""
-        if mode == "complete":
+        if ALL_REAL(mode):
             return [None]
         return [e for e in self.grid["edges"] if e in self.mode_edges.get(mode, self.grid["edges"])]
 
@@ -185,7 +186,7 @@ class Study:
         for setting in self.grid["setting"]:
             for dependent in (False, True):
                 modes = [m for m in self.grid["mode"] if (m in DEPENDENT) == dependent]
-                axes = {"mode": modes, "edges": self.grid["edges"] + ([None] if "complete" in modes
+                axes = {"mode": modes, "edges": self.grid["edges"] + ([None] if any(map(ALL_REAL, modes))
                                                                       and None not in self.grid["edges"] else []),
                         "seed": self.grid["seed"]}
                 for combo in itertools.product(*(axes[key] for key in self.order)):
@@ -194,7 +195,7 @@ class Study:
                         continue
                     src = None
                     if dependent:
-                        src = Cell(setting, source, None if source == "complete" else edges, seed).name
+                        src = Cell(setting, source, None if ALL_REAL(source) else edges, seed).name
                     out.append(Cell(setting, mode, edges, seed, src))
         return out
 
@@ -307,7 +308,7 @@ def study_from_dict(data: Any, path: Path | str = "<dict>") -> Study:
     for s in grid["seed"]:
         if not _plain_int(s):
             raise _fail(path, f"grid.seed: expected integers, got {s!r}")
-    if all(m == "complete" for m in grid["mode"]) and "edges" not in raw_grid:
+    if all(map(ALL_REAL, grid["mode"])) and "edges" not in raw_grid:
         grid["edges"] = [None]
     else:
         if "edges" not in raw_grid:
@@ -349,7 +350,7 @@ def study_from_dict(data: Any, path: Path | str = "<dict>") -> Study:
         raise _fail(path, "'mode_edges' must map modes to lists of edges")
     mode_edges: dict[str, list[int]] = {}
     for mode, budgets in raw_mode_edges.items():
-        if mode not in grid["mode"] or mode == "complete":
+        if mode not in grid["mode"] or ALL_REAL(mode):
             raise _fail(path, f"mode_edges: {mode!r} is not a sparse mode of grid.mode")
         budgets = _as_list(f"mode_edges.{mode}", budgets, path)
         missing = [e for e in budgets if e not in grid["edges"]]
@@ -778,7 +779,7 @@ def _comparison(study: Study, rows: list[dict], setting: str, other: str = "fixe
             continue
         label = str(edges)
         acc = {mode: {r["seed"]: 100 * r["test_acc"] for r in rows if r["setting"] == setting
-                      and r["mode"] == mode and r["edges"] == (label if mode != "complete" else "all")
+                      and r["mode"] == mode and r["edges"] == ("all" if ALL_REAL(mode) else label)
                       and r["status"] == "done"}
                for mode in ("dnw", other)}
         if not acc["dnw"] or not acc[other]:
@@ -849,7 +850,7 @@ def _plots(study: Study, rows: list[dict], report: Path) -> list[tuple[str, Path
     fig, axes = plt.subplots(1, len(settings), figsize=(max(6.0, 4.6 * len(settings)), 4.0), squeeze=False, sharey=True)
     for ax, setting in zip(axes[0], settings):
         for mode in study.grid["mode"]:
-            if mode == "complete":
+            if ALL_REAL(mode):
                 accs = [100 * r["test_acc"] for r in done if r["setting"] == setting and r["mode"] == mode]
                 if accs:
                     m, s = _mean_std(accs)
@@ -891,7 +892,7 @@ def _plots(study: Study, rows: list[dict], report: Path) -> list[tuple[str, Path
     fig, axes = plt.subplots(1, len(settings), figsize=(max(6.0, 4.6 * len(settings)), 4.0), squeeze=False, sharey=True)
     for ax, setting in zip(axes[0], settings):
         for mode in study.grid["mode"]:
-            label = "all" if mode == "complete" else str(edges)
+            label = "all" if ALL_REAL(mode) else str(edges)
             curves = [r["curve"] for r in done if r["setting"] == setting and r["mode"] == mode
                       and r["edges"] == label]
             if not curves:
@@ -900,7 +901,7 @@ def _plots(study: Study, rows: list[dict], report: Path) -> list[tuple[str, Path
             xs = list(range(1, n + 1))
             means = [statistics.fmean(100 * c[i] for c in curves) for i in range(n)]
             ax.plot(xs, means, marker="o" if n < 20 else None, ms=3, color=colors[mode],
-                    ls="--" if mode == "complete" else "-", label=MODE_LABELS.get(mode, mode))
+                    ls="--" if ALL_REAL(mode) else "-", label=MODE_LABELS.get(mode, mode))
             if len(curves) > 1:
                 stds = [statistics.stdev(100 * c[i] for c in curves) for i in range(n)]
                 ax.fill_between(xs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
@@ -998,7 +999,7 @@ def _difference_table(study: Study, rows: list[dict]) -> list[str]:
 def _churn_table(study: Study, rows: list[dict]) -> list[str]:
     """How much each learning mode rewired, per budget: swaps per epoch as a share of k, and
     the share of the initial real edges still real at the end."""
-    learning = [m for m in study.grid["mode"] if m in ("dnw", "dnw_no_update", "td")]
+    learning = [m for m in study.grid["mode"] if not (MODES[m].uses_frozen or MODES[m].all_real)]   # they rewire
     done = [r for r in rows if r["status"] == "done" and r["mode"] in learning and r["edges"] != "all"]
     if not done:
         return []
