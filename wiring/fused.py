@@ -7,7 +7,9 @@ computes the same thing with no concatenation and no gradient sums: all states l
 one preallocated ``[nodes below the output level, F]`` buffer that each level's node op
 writes into, and the backward accumulates the gradient to every source in place
 (``G[:t0] += A^T g``, the output level's write initialising all of ``G``), which the
-reverse level order makes complete before a level's node op needs it.
+reverse level order makes complete before a level's node op needs it. The node ops run on the
+native kernels; the real-edge products, forward and to the sources, on the backend that
+:mod:`wiring.backends` chooses (``--backend``), like everywhere else in the engine.
 
 The values are those of ``run_static`` with the same selection: forward
 ``I_l = A_l Z_{<l}``, ``Z_l = op_l(I_l)``; gradients to the level-0 states, every
