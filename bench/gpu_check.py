@@ -8,7 +8,7 @@ One Python process (CUDA initialised once) runs, on ``--device``:
    dense-masked reference img/s, their ratio, and on CUDA the peak memory of one step of
    each (``torch.cuda.max_memory_allocated``) -> ``bench.json`` (one row per size);
 2. ``torch.profiler`` over steps of the engine (tiny classifier, 16,288 edges, batch 128):
-   the top 10 kernels by device time -> ``profile.txt`` and ``profile.json``;
+   the top 10 kernels by their own device time -> ``profile.txt`` and ``profile.json``;
 3. the host syncs of one engine training step, counted with
    ``torch.cuda.set_sync_debug_mode("warn")`` (CUDA only), each with the line of the
    project that caused it -> ``syncs.json``.
@@ -80,17 +80,18 @@ def profile(device: str, out: Path, quick: bool, say) -> None:
     with torch_profile(activities=activities) as prof:
         for _ in range(steps):
             step()
-    key = "cuda_time_total" if dev.type == "cuda" else "cpu_time_total"
+    # self time: the kernels themselves, not the operators that launch them
+    key = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
     averages = prof.key_averages()
     table = averages.table(sort_by=key, row_limit=10)
     (out / "profile.txt").write_text(f"{steps} engine training steps, tiny classifier, {edges} edges, batch {batch}, "
                                      f"{device}, {backends.status(dev)}; sorted by {key}\n\n{table}\n")
 
     def device_us(event) -> float:
-        for attr in ("device_time_total", "cuda_time_total", "self_device_time_total"):
+        for attr in ("self_device_time_total", "self_cuda_time_total"):
             if dev.type == "cuda" and hasattr(event, attr):
                 return float(getattr(event, attr))
-        return float(event.cpu_time_total)
+        return float(event.self_cpu_time_total)
     top = sorted(averages, key=device_us, reverse=True)[:10]
     rows = [{"name": e.key, "calls": e.count, "time_ms_per_step": round(device_us(e) / steps / 1e3, 3)} for e in top]
     (out / "profile.json").write_text(json.dumps(rows, indent=1) + "\n")
