@@ -94,7 +94,8 @@ def test_the_report_has_the_budget_table_paper_comparison_and_plots(done):
     assert f"python -m wiring.study {done['config']} --out {done['out']} --report {done['report']}" in text
     assert "`digits`" in text and "1 epoch, batch 512" in text
     assert "| setting | mode | edges | density | seeds | test acc (%) | best acc (%) | paper: Table 1 |" in text
-    table = [line for line in text.splitlines() if line.startswith("| static |")]
+    accuracy = text.split("## Test accuracy", 1)[1].split("## ", 1)[0]
+    table = [line for line in accuracy.splitlines() if line.startswith("| static |")]
     assert len(table) == 9                    # (setting, mode, edges) groups: complete once
     assert any("| dnw | 100 |" in line and "80.9 +- 0.6" in line for line in table)
     assert any("| complete | all (1712) |" in line for line in table)
