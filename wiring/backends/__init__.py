@@ -80,6 +80,37 @@ class BackendError(ValueError):
     """A backend was asked for that does not exist, is not installed or cannot take the tensors."""
 
 
+class OptionalPackage:
+    """The optional package a backend runs on, imported on first use: :meth:`load` is
+    the module (None when it does not import), :meth:`missing` says why not, with the
+    install line ``install``."""
+
+    def __init__(self, name: str, install: str) -> None:
+        self.name, self.install = name, install
+        self._tried, self._module, self._why = False, None, None
+
+    def load(self) -> ModuleType | None:
+        if not self._tried:
+            self._tried = True
+            try:
+                self._module = importlib.import_module(self.name)
+            except Exception as err:         # ImportError, or an OSError from a wheel built for another torch
+                self._why = (f"{self.name} does not import ({type(err).__name__}: "
+                             f"{(str(err).splitlines() or [''])[0]}); install: {self.install}")
+        return self._module
+
+    def missing(self) -> str | None:
+        self.load()
+        return self._why
+
+
+def takes_floating(devices: tuple[str, ...] | None, x: Tensor, values: Tensor) -> bool:
+    """Whether ``x`` and ``values`` are floating tensors of one dtype on one device, of a
+    type in ``devices`` (None: any)."""
+    return ((devices is None or x.device.type in devices) and x.is_floating_point()
+            and values.dtype == x.dtype and values.device == x.device)
+
+
 def _check_name(name: str, where: str) -> str:
     if name not in CHOICES:
         raise BackendError(f"{where}: unknown backend {name!r}; choose from {', '.join(CHOICES)}")

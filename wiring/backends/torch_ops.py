@@ -11,6 +11,8 @@ import warnings
 import torch
 from torch import Tensor
 
+from . import takes_floating
+
 warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
 
 DEVICES = None                     # any device PyTorch runs on
@@ -22,7 +24,7 @@ def missing() -> str | None:
 
 
 def takes(x: Tensor, values: Tensor) -> bool:
-    return x.is_floating_point() and values.dtype == x.dtype and values.device == x.device
+    return takes_floating(DEVICES, x, values)
 
 
 def spmm(rowptr: Tensor, col: Tensor, values: Tensor, x: Tensor, out: Tensor | None = None,

@@ -15,33 +15,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import OptionalPackage, takes_floating
+
 DEVICES = ("cpu", "cuda")
 TAKES = "floating-point tensors on the CPU or CUDA"
 INSTALL = "pip install --no-build-isolation torch-scatter (after torch; or ./setup.sh --accel)"
 CHUNK_ELEMENTS = 1 << 22          # messages held at once: 4 Mi elements (16 MiB of float32)
 
-_lib: dict = {}
-
-
-def _load():
-    if "module" not in _lib:
-        try:
-            import torch_scatter
-            _lib["module"], _lib["why"] = torch_scatter, None
-        except Exception as err:                     # ImportError, or an OSError from a wheel built for another torch
-            _lib["module"], _lib["why"] = None, f"torch_scatter does not import ({type(err).__name__}: " \
-                                               f"{(str(err).splitlines() or [''])[0]}); install: {INSTALL}"
-    return _lib["module"]
+_package = OptionalPackage("torch_scatter", INSTALL)
 
 
 def missing() -> str | None:
-    _load()
-    return _lib["why"]
+    return _package.missing()
 
 
 def takes(x: Tensor, values: Tensor) -> bool:
-    return (x.device.type in DEVICES and x.is_floating_point() and values.dtype == x.dtype
-            and values.device == x.device)
+    return takes_floating(DEVICES, x, values)
 
 
 def chunk_features(edges: int, features: int) -> int:
@@ -56,7 +45,7 @@ def chunk_features(edges: int, features: int) -> int:
 def spmm(rowptr: Tensor, col: Tensor, values: Tensor, x: Tensor, out: Tensor | None = None,
          accumulate: bool = False) -> Tensor:
     """``out (+)= A x`` for the CSR matrix ``A = (rowptr, col, values)``; see :mod:`wiring.backends`."""
-    segment_csr = _load().segment_csr
+    segment_csr = _package.load().segment_csr
     rows, features, edges = rowptr.numel() - 1, x.size(1), col.numel()
     step = chunk_features(edges, features)
     weights = values.unsqueeze(1)

@@ -10,38 +10,27 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from . import OptionalPackage, takes_floating
+
 DEVICES = ("cpu", "cuda")
 TAKES = "float32/float64 (and half on CUDA) tensors on the CPU or CUDA"
 INSTALL = "pip install --no-build-isolation torch-sparse (after torch; or ./setup.sh --accel)"
 
-_lib: dict = {}
-
-
-def _load():
-    if "module" not in _lib:
-        try:
-            import torch_sparse
-            _lib["module"], _lib["why"] = torch_sparse, None
-        except Exception as err:                     # ImportError, or an OSError from a wheel built for another torch
-            _lib["module"], _lib["why"] = None, f"torch_sparse does not import ({type(err).__name__}: " \
-                                               f"{(str(err).splitlines() or [''])[0]}); install: {INSTALL}"
-    return _lib["module"]
+_package = OptionalPackage("torch_sparse", INSTALL)
 
 
 def missing() -> str | None:
-    _load()
-    return _lib["why"]
+    return _package.missing()
 
 
 def takes(x: Tensor, values: Tensor) -> bool:
-    return (x.device.type in DEVICES and x.is_floating_point() and values.dtype == x.dtype
-            and values.device == x.device)
+    return takes_floating(DEVICES, x, values)
 
 
 def spmm(rowptr: Tensor, col: Tensor, values: Tensor, x: Tensor, out: Tensor | None = None,
          accumulate: bool = False) -> Tensor:
     """``out (+)= A x`` for the CSR matrix ``A = (rowptr, col, values)``; see :mod:`wiring.backends`."""
-    ts = _load()
+    ts = _package.load()
     matrix = ts.SparseTensor(rowptr=rowptr, col=col, value=values.detach(),
                              sparse_sizes=(rowptr.numel() - 1, x.size(0)), is_sorted=True, trust_data=True)
     # detached: an x that requires grad makes spmm_sum build the transpose (a sort) for its own backward,
