@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .graph import OUTPUT
+
 __all__ = ["POSITIVE", "NEGATIVE", "STRONG_EDGES", "edge_ranks", "rank_emphasis", "ranked_params", "ranked_style",
            "layered_positions", "wiring_picture"]
 
@@ -106,7 +108,7 @@ def layered_positions(level: Tensor, role: Tensor) -> np.ndarray:
         angle = np.pi / 2 - 2 * np.pi * np.arange(n) / n
         return np.stack([0.5 + 0.5 * np.cos(angle), 0.5 + 0.5 * np.sin(angle)], axis=1)
     col = level.copy()
-    out = role == 2
+    out = role == OUTPUT
     if out.any():
         col[out] = int(level[~out].max()) + 1 if (~out).any() else 0
     pos[:, 0] = col

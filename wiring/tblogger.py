@@ -77,7 +77,7 @@ class TensorBoardLogger:
             for key in ("dead", "depth"):
                 if isinstance(stats.get(key), (int, float)):
                     self.writer.add_scalar(f"wiring/{key}{suffix}", float(stats[key]), epoch)
-            real = layer.wiring().real_edges()
+            real = layer.wiring()                                   # the real edges
             acc = metrics.get("test_acc")
             caption = " · ".join(part for part in (self.title, f"epoch {epoch}", f"k = {real.num_edges:,}",
                                                    f"test acc {100 * acc:.1f}%" if isinstance(acc, float) else "")
