@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.tiny import TinyClassifier, centre_pool
+from wiring.nodeops import node_major
 
 
 class DenseReference(nn.Module):
@@ -66,4 +67,4 @@ class DenseReference(nn.Module):
                 break
             z = F.relu(self.norms[level](inputs))
             states.append(F.conv2d(z, self.convs[level], padding=1, groups=z.size(1)))
-        return self.fc(centre_pool(inputs.transpose(0, 1).reshape(inputs.size(1), -1), x.size(0)))
+        return self.fc(centre_pool(node_major(inputs), x.size(0)))
