@@ -88,10 +88,7 @@ def profile(device: str, out: Path, quick: bool, say) -> None:
                                      f"{device}, {backends.status(dev)}; sorted by {key}\n\n{table}\n")
 
     def device_us(event) -> float:
-        for attr in ("self_device_time_total", "self_cuda_time_total"):
-            if dev.type == "cuda" and hasattr(event, attr):
-                return float(getattr(event, attr))
-        return float(event.self_cpu_time_total)
+        return float(getattr(event, key))
     top = sorted(averages, key=device_us, reverse=True)[:10]
     rows = [{"name": e.key, "calls": e.count, "time_ms_per_step": round(device_us(e) / steps / 1e3, 3)} for e in top]
     (out / "profile.json").write_text(json.dumps(rows, indent=1) + "\n")
@@ -133,13 +130,15 @@ def syncs(device: str, out: Path, quick: bool, say) -> None:
     say(f"syncs: {result['syncs_per_step']} host syncs in one training step")
 
 
+PARTS = {"measure": measure, "profile": profile, "syncs": syncs}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--quick", action="store_true", help="cut sizes (the CPU dry run)")
-    parser.add_argument("--parts", nargs="+", default=["measure", "profile", "syncs"],
-                        choices=["measure", "profile", "syncs"])
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"gpu_check.py: error: --device {args.device}: CUDA is not available", file=sys.stderr)
@@ -152,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     for part in args.parts:
         t = time.perf_counter()
         try:
-            {"measure": measure, "profile": profile, "syncs": syncs}[part](args.device, args.out, args.quick, say)
+            PARTS[part](args.device, args.out, args.quick, say)
         except Exception:
             failed += 1
             traceback.print_exc()
