@@ -1,21 +1,104 @@
 """What every command-line tool of the project shares: one-line user errors.
 
 A user mistake prints ``prog: error: message`` on one line of stderr and exits with
-status 2: no usage block, no traceback. Tools build their parser with
-:class:`ArgumentParser` and report their own checks with :func:`die`.
+status 2: no usage block, no traceback. Every command (``python -m wiring.train``,
+``wiring.study``, ``wiring.export``, ... and the ``viz`` tools) builds its parser
+with :class:`ArgumentParser` and runs its body through :func:`run_cli`, which
+prints, in that one format:
+
+* a :class:`~wiring.errors.UserError` (every project error a user can cause
+  subclasses it): its message;
+* an :class:`OSError` (a full disk, a file-size limit, a read-only or pseudo file
+  system, a missing permission, on a path the user gave): the path and the
+  system's reason, e.g. ``runs/x/checkpoint.pt: No space left on device``;
+* a :class:`KeyboardInterrupt` that the command does not handle itself:
+  ``prog: interrupted``, exit status 130 (``wiring.train`` and ``wiring.study``
+  handle theirs: they say what was kept).
+
+Anything else is a bug and keeps its traceback. :func:`die` is the same line for a
+check that is not an exception.
 """
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
-from typing import NoReturn
+from typing import Callable, NoReturn, Sequence
+
+from .errors import UserError
+
+__all__ = ["ArgumentParser", "die", "error_line", "os_error_message", "run_cli", "UserError"]
+
+#: errors of a full disk or a file-size limit: what was being written is not kept
+FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def error_line(prog: str, message: object) -> str:
+    """``prog: error: message`` with the message's whitespace (newlines too) folded to
+    single spaces.
+
+    >>> error_line("python -m wiring.train", "--lr: must be a finite number,\\n got nan")
+    'python -m wiring.train: error: --lr: must be a finite number, got nan'
+    """
+    return f"{prog}: error: {' '.join(str(message).split())}"
 
 
 def die(prog: str, message: str) -> NoReturn:
     """Print ``prog: error: message`` on one line of stderr and exit 2."""
-    line = " ".join(str(message).split())
-    print(f"{prog}: error: {line}", file=sys.stderr)
+    print(error_line(prog, message), file=sys.stderr)
     raise SystemExit(2)
+
+
+def os_error_message(err: OSError) -> str:
+    """One line for an :class:`OSError`: the file and the system's reason, plus what
+    a full disk means for the file (it was not written; the old one is kept).
+
+    >>> import errno
+    >>> os_error_message(OSError(errno.EROFS, "Read-only file system", "/sys/kernel/run"))
+    '/sys/kernel/run: Read-only file system'
+    """
+    reason = err.strerror or str(err) or type(err).__name__
+    name = err.filename if err.filename is not None else None
+    text = f"{os.fsdecode(name)}: {reason}" if name is not None else reason
+    if name is not None and getattr(err, "writing", False):      # raised by wiring.files' writer
+        text = f"cannot write {text}"
+    if err.filename2 is not None:
+        text = f"{text} ({os.fsdecode(err.filename2)})"
+    if err.errno in FULL:
+        text += " (the disk is full or a file-size limit was reached: that file was not written, " \
+                "any previous version is kept)"
+    return text
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], prog: str,
+            argv: Sequence[str] | None = None) -> int:
+    """``main(argv)``'s exit status, with user errors turned into one line and status 2
+    (see the module docstring). A command's ``main`` is ``run_cli(body, PROG, argv)``, so
+    calling it from Python behaves as the process does.
+
+    >>> run_cli(lambda argv: None, "prog"), run_cli(lambda argv: 3, "prog")
+    (0, 3)
+    """
+    try:
+        code = main(argv)
+    except UserError as err:
+        if str(err):                          # other ranks of a distributed run stay silent
+            print(error_line(prog, err), file=sys.stderr)
+        return 2
+    except BrokenPipeError:                   # e.g. piped into head: not an error
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
+    except OSError as err:
+        print(error_line(prog, os_error_message(err)), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return 130
+    return 0 if code is None else int(code)
 
 
 class ArgumentParser(argparse.ArgumentParser):
