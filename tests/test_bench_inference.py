@@ -69,6 +69,6 @@ def test_cli_json_lines(capsys):
 def test_cli_user_mistakes_exit_2(tmp_path, capsys):
     assert main(["--densities", "0", "--model", "micro"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1
+    assert err.startswith("python -m wiring.bench_inference: error: ") and err.count("\n") == 1
     assert main(["--model", "micro", "--densities", "0.1", "--run", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err

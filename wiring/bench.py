@@ -49,14 +49,15 @@ import torch
 
 from wiring import backends, native
 from wiring.allocator import tune_malloc
-from wiring.cli import ArgumentParser
+from wiring.cli import ArgumentParser, run_cli
+from wiring.errors import UserError
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.tiny import TinyClassifier
 from wiring import bench_inference
 from wiring.bench_reference import DenseReference
-from wiring.io import atomic_path
+from wiring.files import atomic_path
 from wiring.ops import topk_mask
 
 
@@ -428,61 +429,68 @@ def write_table(path: Path, block: str, begin: str = TABLE_BEGIN, end: str = TAB
         tmp.write_text(text)
 
 
+PROG = "python -m wiring.bench"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command: 0, or 2 and one line ``python -m wiring.bench: error: ...``."""
+    return run_cli(_main, PROG, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--inference"]:                    # the inference benchmark has its own flags
         return bench_inference.main(argv[1:])
-    parser = ArgumentParser(prog="python -m wiring.bench", description=__doc__.splitlines()[0],
+    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
                             epilog="python -m wiring.bench --inference [--help]: inference of the compact "
                                    "model vs the engine and the reference (wiring.bench_inference)")
-    parser.add_argument("--model", choices=("tiny",), default="tiny")
+    parser.add_argument("--model", choices=("tiny",), default="tiny", help="the network to time (tiny: the paper's static classifier)")
     parser.add_argument("--nodes", type=int, default=PAPER_NODES,
                         help="scale the tiny classifier to this many nodes (default 900, the paper's)")
-    parser.add_argument("--edges", type=int, default=12000)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--edges", type=int, default=12000, help="k, the real edges (default 12000)")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per training step (default 128)")
+    parser.add_argument("--image-size", type=int, default=32, help="input side in pixels (default 32)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps of each contestant (median; default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch threads (default: torch's, here %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the wiring, weights and batch (default 0)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory runs")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--table", metavar="FILE.md", type=Path,
                         help="run the scaling grid (--table-nodes x --table-edges) and write its Markdown table "
                              "into FILE.md (between its markers, or appended)")
-    parser.add_argument("--table-nodes", type=int, nargs="+", default=list(TABLE_NODES), metavar="N")
-    parser.add_argument("--table-edges", type=int, nargs="+", default=list(TABLE_EDGES), metavar="K")
+    parser.add_argument("--table-nodes", type=int, nargs="+", default=list(TABLE_NODES), metavar="N",
+                        help=f"--table: the node counts of the grid (default {' '.join(map(str, TABLE_NODES))})")
+    parser.add_argument("--table-edges", type=int, nargs="+", default=list(TABLE_EDGES), metavar="K",
+                        help=f"--table: the real-edge budgets of the grid (default {' '.join(map(str, TABLE_EDGES))})")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     parser.add_argument("--backend", choices=("all", *backends.CHOICES), default=None,
                         help="the engine's real-edge product backend (default: $WIRING_BACKEND, else auto); all: "
                              "every installed backend side by side at --backend-nodes x --densities (with --table "
                              "FILE.md, its Markdown table goes into FILE.md)")
-    parser.add_argument("--backend-nodes", type=int, nargs="+", default=list(BACKEND_NODES), metavar="N")
+    parser.add_argument("--backend-nodes", type=int, nargs="+", default=list(BACKEND_NODES), metavar="N",
+                        help=f"--backend all: the node counts (default {' '.join(map(str, BACKEND_NODES))})")
     parser.add_argument("--densities", type=float, nargs="+", default=list(BACKEND_DENSITIES), metavar="D",
                         help="--backend all: densities k / candidates (default 0.01 0.05 0.2)")
     args = parser.parse_args(argv)
     tune_malloc()
     if not (args.device == "cpu" or args.device.startswith("cuda")):
-        print(f"error: --device: expected cpu or cuda[:N], got {args.device!r}", file=sys.stderr)
-        return 2
+        raise UserError(f"--device: expected cpu or cuda[:N], got {args.device!r}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"error: --device {args.device}: CUDA is not available on this machine", file=sys.stderr)
-        return 2
+        raise UserError(f"--device {args.device}: CUDA is not available on this machine")
     device_type = torch.device(args.device).type
     try:
         names = [n for n in backends.installed() if (d := backends.module(n).DEVICES) is None or device_type in d]
         if args.backend != "all":
             backends.select(args.backend, device_type)
     except backends.BackendError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise UserError(str(err)) from None
     if args.backend == "all":
         if min(args.backend_nodes) < 136 or not all(0 < d <= 1 for d in args.densities):
-            print("error: --backend-nodes must be at least 136 and --densities in (0, 1]", file=sys.stderr)
-            return 2
+            raise UserError("--backend-nodes must be at least 136 and --densities in (0, 1]")
         if args.table is not None and not args.table.parent.is_dir():
-            print(f"error: --table: no such folder: {args.table.parent}", file=sys.stderr)
-            return 2
+            raise UserError(f"--table: no such folder: {args.table.parent}")
         rows = backend_grid(args, names)
         block = backend_markdown(rows, names, args)
         if args.json:
@@ -495,29 +503,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     sizes = [args.edges, args.batch_size, args.repeats, args.threads, *args.table_edges]
     if min(sizes) <= 0:
-        print("error: --edges, --batch-size, --repeats, --threads and --table-edges must be positive", file=sys.stderr)
-        return 2
+        raise UserError("--edges, --batch-size, --repeats, --threads and --table-edges must be positive")
     if min([args.nodes, *args.table_nodes]) < 136:
-        print("error: --nodes and --table-nodes must be at least 136 (32 inputs, 4 op levels, 100 outputs)",
-              file=sys.stderr)
-        return 2
+        raise UserError("--nodes and --table-nodes must be at least 136 (32 inputs, 4 op levels, 100 outputs)")
     if args.table is not None:
         if not args.table.parent.is_dir():
-            print(f"error: --table: no such folder: {args.table.parent}", file=sys.stderr)
-            return 2
+            raise UserError(f"--table: no such folder: {args.table.parent}")
         rows = scaling_table(args)
         if not rows:
-            print("error: no (nodes, edges) pair of the grid fits: every --table-edges exceeds the candidates",
-                  file=sys.stderr)
-            return 2
+            raise UserError("no (nodes, edges) pair of the grid fits: every --table-edges exceeds the candidates")
         write_table(args.table, table_markdown(rows, args))
         print(f"scaling table ({len(rows)} rows) written to {args.table}")
         return 0
     candidates = candidates_for(args.nodes)
     if args.edges > candidates:
-        print(f"error: --edges is more than the {candidates} candidate edges of the tiny classifier"
-              + (f" at {args.nodes} nodes" if args.nodes != PAPER_NODES else ""), file=sys.stderr)
-        return 2
+        raise UserError(f"--edges is more than the {candidates} candidate edges of the tiny classifier"
+                        + (f" at {args.nodes} nodes" if args.nodes != PAPER_NODES else ""))
     r = run(args)
     if args.json:
         print(json.dumps(r))

@@ -45,11 +45,9 @@ from models import build_model
 from models.tiny import TinyClassifier
 from wiring.allocator import tune_malloc
 from wiring.bench_reference import DenseReference
-from wiring.checkpoint import CheckpointError
-from wiring.cli import ArgumentParser
+from wiring.cli import ArgumentParser, run_cli
 from wiring.compact import compact_model, load_run_model, time_alternating
-from wiring.config import ConfigError
-from wiring.graph import GraphError
+from wiring.errors import UserError
 
 DENSITIES = (0.01, 0.05, 0.20)
 NAMES = ("reference", "engine", "compact")
@@ -140,16 +138,26 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+PROG = "python -m wiring.bench_inference"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m wiring.bench_inference", description=__doc__.splitlines()[0])
+    """The command: 0, or 2 and one line ``python -m wiring.bench_inference: error: ...``."""
+    return run_cli(_main, PROG, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES),
                         help="real-edge densities k / candidates (default 0.01 0.05 0.2)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward (default 64)")
+    parser.add_argument("--image-size", type=int, default=32, help="input side in pixels (default 32)")
     parser.add_argument("--repeats", type=int, default=10, help="timed forwards of each model (median)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--model", choices=("tiny", "micro"), default="tiny")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch threads (default: torch's, here %(default)s)")
+    parser.add_argument("--model", choices=("tiny", "micro"), default="tiny",
+                        help="the static classifier to time (default tiny)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random wirings and weights (default 0)")
     parser.add_argument("--run", type=Path, action="append", default=[], metavar="RUN_DIR",
                         help="also a trained static tiny classifier run directory (repeatable)")
     parser.add_argument("--json", action="store_true", help="one JSON line per row")
@@ -158,9 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rows = inference_table(args.densities, args.batch_size, args.image_size, args.repeats,
                                threads=args.threads, model=args.model, seed=args.seed, runs=args.run)
-    except (CheckpointError, ConfigError, GraphError, ValueError) as err:
-        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
-        return 2
+    except ValueError as err:       # CheckpointError, ConfigError, GraphError, and the models' own refusals
+        if isinstance(err, UserError):
+            raise
+        raise UserError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
     if args.json:
         for row in rows:
             print(json.dumps(row))

@@ -15,12 +15,13 @@ from typing import Any
 
 import torch
 
-from .io import atomic_write
+from .errors import UserError
+from .files import atomic_write, load_refusal
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint is missing, unreadable or incompatible; the message says which."""
 
 
@@ -40,8 +41,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
-        detail = (str(err).splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"cannot read checkpoint {path}: {detail}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {load_refusal(err)}") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a wiring checkpoint (no model state)")
     return state

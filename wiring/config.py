@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,6 +22,8 @@ import yaml
 from models import MODELS, SETTINGS
 
 from .backends import CHOICES as BACKENDS
+from .errors import UserError
+from .files import NotText, read_text
 from .modes import MODES, mode_class
 from .presets import PRESETS
 
@@ -37,7 +40,11 @@ LEGACY_INIT = "kaiming"
 WIDTH_BUDGET_MODELS = ("mobilenetv1", "mobilenetv1_dnw", "mobilenetv1_dnw_small")
 
 
-class ConfigError(ValueError):
+#: the largest --seed: numpy's and scikit-learn's seeds are 32-bit
+SEED_MAX = 2 ** 32 - 1
+
+
+class ConfigError(UserError, ValueError):
     """A setting is invalid; the message names it."""
 
 
@@ -98,6 +105,13 @@ class Config:
     def validate(self) -> "Config":
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"--{name.replace('_', '-')}: {why}")
+        for f in fields(self):                   # nan / inf reach no check below, nor the optimizer
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise bad(f.name, f"must be a finite number, got {value}")
+        if isinstance(self.seed, bool) or not 0 <= self.seed <= SEED_MAX:
+            raise bad("seed", f"must be an integer from 0 to {SEED_MAX} (2**32 - 1, the range of the data "
+                              f"splits' and generators' seeds), got {self.seed}")
         if self.model not in MODELS:
             raise bad("model", f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
         if self.width is not None and self.width <= 0:
@@ -142,6 +156,10 @@ class Config:
         for name in ("lr", "momentum", "weight_decay"):
             if getattr(self, name) < 0:
                 raise bad(name, f"must be non-negative, got {getattr(self, name)}")
+        if self.momentum >= 1:
+            raise bad("momentum", f"must be below 1 (SGD momentum 1 or more never forgets a step), got {self.momentum}")
+        if self.gamma <= 0:
+            raise bad("gamma", f"must be positive (the multistep schedule multiplies lr by it), got {self.gamma}")
         if not 0 <= self.td_rho <= 1:
             raise bad("td_rho", f"must be in [0, 1], got {self.td_rho}")
         if self.schedule not in SCHEDULES:
@@ -188,7 +206,10 @@ _HELP = {
     "device": "auto, cpu or cuda[:N]",
     "backend": "real-edge product: auto (measured fastest per device), native, torch, torch_sparse, torch_scatter "
                "(default: $WIRING_BACKEND, else auto)",
-    "out": "run directory (default runs/<data>-<graph>-<mode>-<edges>-s<seed>)",
+    "out": "run directory (default runs/<data>-<model>-<graph>-<mode>-<edges>-s<seed>, with <model>-<setting> "
+           "for a discrete or continuous setting and 'all' for <edges> when every candidate is real)",
+    "candidate_grad_every": "give the hallucinated (not real) candidates their gradient only every N-th training "
+                            "step (default 1: every step, as DNW; N > 1 trades swap speed for step time)",
     "resume": "continue the run in --out from its checkpoint",
     "overwrite": "replace an existing run directory",
     "check_wiring_every": "distributed runs: assert every N steps that all ranks hold the same real edges (0: never)",
@@ -236,7 +257,9 @@ def _from_yaml(path: str) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"--config: no such file: {path}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(read_text(p)) or {}
+    except NotText as err:
+        raise ConfigError(f"--config: {err}: a settings file is UTF-8 YAML") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"--config: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):

@@ -35,11 +35,13 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .errors import UserError
+
 INPUT, HIDDEN, OUTPUT = 0, 1, 2
 ROLE_NAMES = ("input", "hidden", "output")
 
 
-class GraphError(ValueError):
+class GraphError(UserError, ValueError):
     """A neural graph or a budget of edges is invalid; the message says why."""
 
 

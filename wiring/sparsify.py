@@ -77,6 +77,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .files import atomic_write
 from .graph import HIDDEN, INPUT, OUTPUT, Wiring, _generations, apportion
 from .ops import topk_mask
 
@@ -412,10 +413,7 @@ def export_sparse(model: nn.Module, path: str | os.PathLike) -> int:
         "dense": {k: v.detach().cpu().clone() for k, v in state.items() if k not in skip_keys},
         "k": sum(int(v["index"].numel()) for v in sparse.values()),
     }
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(payload, f), binary=True)
     return os.path.getsize(path)
 
 
