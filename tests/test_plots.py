@@ -70,7 +70,7 @@ def test_cli(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().err
     for args, words in (([str(tmp_path / "nope"), "-o", str(out)], "does not exist"),
                         ([str(tmp_path / "run"), "-o", str(tmp_path / "p.gif")], "'.gif'"),
-                        ([str(out), "-o", str(tmp_path / "q.png")], "not a directory")):
+                        ([str(out), "-o", str(tmp_path / "q.png")], "not well-formed XML")):  # a file: GraphML
         with pytest.raises(SystemExit) as exc:
             plots.main(args)
         assert exc.value.code == 2

@@ -46,12 +46,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
+from wiring.cli import run_cli
 from wiring.io import RunData, WiringHistory
 
 from .layout import columns
 from .render import (STRONG_EDGES, STYLES, ArgumentParser, UsageError, WiringDrawing, _edge_params, add_figure_options,
                      add_wiring_option, atomic_path, check_pixels, column_names, dead_of, die, load_run_dir, new_figure,
-                     output_path, positive_float, positive_int, resolve_style, weight_range, wiring_info)
+                     output_path, plain, positive_float, positive_int, resolve_style, weight_range, wiring_info)
 
 __all__ = ["ANIMATION_FORMATS", "ADDED", "REMOVED", "select_frames", "EvolutionFigure", "ffmpeg_binary",
            "animate_run", "main"]
@@ -314,7 +315,7 @@ def animate_run(run: RunData, path: str | os.PathLike, *, fps: float = 4.0, max_
     frames = select_frames(len(history), max_frames)
     writer = _writer(fmt, fps)
     figure = EvolutionFigure(history, run.metrics, frames=frames,
-                             title=run.path.name if title is None else title, size=size, dpi=dpi,
+                             title=plain(run.path.name) if title is None else title, size=size, dpi=dpi,
                              style=style, strong=strong)
     with atomic_path(path) as tmp:
         with writer.saving(figure.fig, str(tmp), dpi):
@@ -340,8 +341,16 @@ def _progress_printer(quiet: bool) -> Callable[[int, int], None] | None:
     return report
 
 
+PROG = "python -m viz.animate"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m viz.animate",
+    """The command: 0, or 2 and one line ``python -m viz.animate: error: ...``."""
+    return run_cli(_main, PROG, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=PROG,
                             description="Animate the wiring snapshots (history.pt) of a run directory.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding history.pt")
     parser.add_argument("-o", "--output", default="evolution.gif",
@@ -364,6 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if fmt == "mp4" and ffmpeg_binary() is None:
             raise UsageError("no ffmpeg binary for .mp4: pip install imageio-ffmpeg (or install ffmpeg), "
                              "or write a .gif")
+        if os.path.isfile(args.run_dir):
+            raise UsageError(f"{args.run_dir} is one wiring, not its evolution: viz.animate needs a run "
+                             f"directory with history.pt (draw the file with python -m viz.render)")
         run = load_run_dir(args.run_dir, args.wiring)
         if run.history is None:
             raise UsageError(f"run directory {args.run_dir} has no {run.wiring_file('history', '.pt')}")

@@ -34,6 +34,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from wiring.cli import run_cli
 from wiring.graph import Wiring
 from wiring.io import RunData
 
@@ -187,8 +188,16 @@ def _outputs(ax, a: Wiring, b: Wiring) -> None:
     ax.legend(fontsize=8)
 
 
+PROG = "python -m viz.compare"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m viz.compare",
+    """The command: 0, or 2 and one line ``python -m viz.compare: error: ...``."""
+    return run_cli(_main, PROG, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=PROG,
                             description="How run A's learned wiring differs from run B's (e.g. DNW vs a fixed "
                                         "random graph at the same budget): level-pair edge counts A - B, "
                                         "in-degree per level, output in-degree.")

@@ -52,6 +52,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from wiring.cli import run_cli
 from wiring.graph import GraphError, Wiring
 from wiring.io import RunData, WiringFileError, read_graphml
 
@@ -451,8 +452,16 @@ def write_explorer(source: str | Path, out: str | Path, *, title: str | None = N
     return out, len(page), len(frames)
 
 
+PROG = "python -m viz.explore"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m viz.explore",
+    """The command: 0, or 2 and one line ``python -m viz.explore: error: ...``."""
+    return run_cli(_main, PROG, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=PROG,
                             description="Write an interactive, self-contained HTML explorer of a run's wiring "
                                         "snapshots (or of one GraphML wiring).")
     parser.add_argument("source", metavar="RUN_DIR|FILE.graphml", help="run directory or GraphML file")

@@ -17,7 +17,10 @@ Start is ``initial.graphml`` or the first history snapshot, end is
 
 CLI::
 
-    python -m viz.plots RUN_DIR [-o plots.png|.svg|.pdf] [--size W H] [--dpi N]
+    python -m viz.plots RUN_DIR|FILE.graphml [-o plots.png|.svg|.pdf] [--size W H] [--dpi N]
+
+A GraphML file is one wiring and no training: its in-degrees and level pairs are
+drawn (as the end), the training panels say there are no metrics.
 
 User mistakes exit with status 2 and one line on stderr.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -32,13 +36,14 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from wiring.graph import Wiring
-from wiring.io import RunData, to_networkx, unchosen_wiring
+from wiring.cli import run_cli
+from wiring.graph import GraphError, Wiring
+from wiring.io import RunData, WiringFileError, read_wiring_file, to_networkx, unchosen_wiring
 from wiring.topology import level_edges
 
 from .render import (FORMATS, ArgumentParser, UsageError, add_figure_options, add_wiring_option, check_pixels, die,
-                     final_wiring, initial_wiring, load_run_dir, new_figure, output_path, save_figure, wiring_info,
-                     write_figure)
+                     final_wiring, initial_wiring, load_run_dir, new_figure, output_path, plain, save_figure,
+                     wiring_info, write_figure)
 
 __all__ = ["PANELS", "level_matrix", "in_degrees", "skip_fraction", "plot_run", "main"]
 
@@ -75,6 +80,10 @@ def _series(metrics: Sequence[Mapping], key: str) -> tuple[list, list]:
             xs.append(epoch if isinstance(epoch, (int, float)) else i + 1)
             ys.append(float(value))
     return xs, ys
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _note(ax, text: str) -> None:
@@ -183,10 +192,10 @@ def plot_run(run: RunData, path: str | os.PathLike | None = None, *, size: Seque
     m_start = level_matrix(start, levels) if start is not None else None
     m_end = level_matrix(end, levels) if end is not None else None
     vmax = max((float(m.max()) for m in (m_start, m_end) if m is not None), default=1.0)
-    step = lambda w: "" if w is None or w.attrs.get("step") is None else f" (step {w.attrs['step']:,})"
+    step = lambda w: f" (step {w.attrs['step']:,})" if w is not None and _is_int(w.attrs.get("step")) else ""
     _heatmap(ax[4], m_start, "level pairs, start" + step(start), vmax)
     _heatmap(ax[5], m_end, "level pairs, end" + step(end), vmax, before=m_start)
-    head = title if title is not None else run.path.name
+    head = title if title is not None else plain(run.path.name)
     if end is not None:
         info = wiring_info(end, metrics)
         density = "density n/a" if info["density"] is None else f"density {100 * info['density']:.3g}%"
@@ -200,10 +209,28 @@ def plot_run(run: RunData, path: str | os.PathLike | None = None, *, size: Seque
     return fig
 
 
+def graphml_run(path: str | os.PathLike) -> RunData:
+    """A GraphML file as a run of one wiring and no metrics: the plots of a single wiring
+    (its in-degrees and level pairs) are drawn, the training panels say there is nothing."""
+    try:
+        return RunData(Path(path), final=read_wiring_file(path))
+    except (WiringFileError, GraphError) as err:
+        raise UsageError(str(err)) from None
+
+
+PROG = "python -m viz.plots"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m viz.plots",
-                            description="Training curves, churn, degrees and level connectivity of a run.")
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory")
+    """The command: 0, or 2 and one line ``python -m viz.plots: error: ...``."""
+    return run_cli(_main, PROG, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=PROG,
+                            description="Training curves, churn, degrees and level connectivity of a run "
+                                        "(of a GraphML file: its degrees and level pairs).")
+    parser.add_argument("run_dir", metavar="RUN_DIR|FILE.graphml", help="run directory, or a GraphML file")
     parser.add_argument("-o", "--output", default="plots.png", help="output file: .png, .svg or .pdf "
                                                                     "(default plots.png)")
     add_figure_options(parser, (14.0, 8.0), 100)
@@ -213,10 +240,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         out, _ = output_path(args.output, FORMATS)
         check_pixels(args.size, args.dpi, 20000)
-        if not os.path.isdir(args.run_dir):
-            what = "is not a directory" if os.path.exists(args.run_dir) else "does not exist"
-            raise UsageError(f"run directory {args.run_dir} {what}")
-        run = load_run_dir(args.run_dir, args.wiring, need_wiring=False)
+        if not os.path.exists(args.run_dir):
+            raise UsageError(f"{args.run_dir} does not exist (expected a run directory or a .graphml file)")
+        if os.path.isdir(args.run_dir):
+            run = load_run_dir(args.run_dir, args.wiring, need_wiring=False)
+        elif args.wiring is not None:
+            raise UsageError(f"--wiring applies to run directories, not to the file {args.run_dir}")
+        else:
+            run = graphml_run(args.run_dir)
     except UsageError as err:
         die(prog, str(err))
     if unchosen_wiring(run):

@@ -68,9 +68,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from wiring.graph import GraphError, Wiring
-from wiring.cli import ArgumentParser, die
+from wiring.cli import ArgumentParser, die, run_cli
 from wiring.errors import UserError
-from wiring.io import (WIRING_OPTION_HELP, RunData, WiringFileError, atomic_path, load_run, read_graphml,
+from wiring.io import (WIRING_OPTION_HELP, RunData, WiringFileError, atomic_path, load_run, read_wiring_file,
                        to_networkx, unchosen_wiring)
 from wiring.picture import STRONG_EDGES, ranked_style
 from wiring.topology import dead_nodes
@@ -83,7 +83,7 @@ __all__ = [
     "edge_style", "resolve_style", "strongest", "dead_of", "WiringDrawing", "column_names", "draw_flow",
     "draw_adjacency", "new_figure", "save_figure", "render_wiring", "main",
     # sources
-    "Source", "load_source", "load_run_dir", "add_wiring_option", "final_wiring", "initial_wiring", "metrics_at",
+    "Source", "load_source", "plain", "load_run_dir", "add_wiring_option", "final_wiring", "initial_wiring", "metrics_at",
     "epoch_of", "wiring_info",
     "stats_line",
     # command line
@@ -209,9 +209,20 @@ def load_source(path: str | os.PathLike, wiring: str | None = None) -> Source:
                              f"with snapshots")
         return Source(path, wiring, run)
     try:
-        return Source(path, read_graphml(path))
+        return Source(path, read_wiring_file(path))      # a cyclic file without levels: a dynamic wiring
     except (WiringFileError, GraphError, OSError) as err:
         raise UsageError(_message(err)) from None
+
+
+def plain(text: object) -> str:
+    """``text`` for a matplotlib text artist, drawn as it is: every ``$`` escaped, so a
+    run or file name, or a GraphML attribute, never starts mathtext (``$x^2$`` stays
+    ``$x^2$``; an unbalanced ``$\\frac{`` is no parse error).
+
+    >>> print(plain("run $x^2$ (lr 0.1)"))
+    run \\$x^2\\$ (lr 0.1)
+    """
+    return str(text).replace("$", r"\$")
 
 
 def _message(err: BaseException) -> str:
@@ -911,11 +922,19 @@ def _title(source) -> str:
     attrs = source.wiring.attrs or {}
     what = " · ".join(str(attrs[key]) for key in ("preset", "mode") if attrs.get(key) is not None)
     name = source.run.wiring_name if source.run is not None else None
-    return f"{source.path.name}" + (f" · {name}" if name else "") + (f"  ({what})" if what else "")
+    return plain(f"{source.path.name}" + (f" · {name}" if name else "") + (f"  ({what})" if what else ""))
+
+
+PROG = "python -m viz.render"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m viz.render",
+    """The command: 0, or 2 and one line ``python -m viz.render: error: ...``."""
+    return run_cli(_main, PROG, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=PROG,
                             description="Draw a wiring (a run directory's final wiring, or a GraphML file).")
     parser.add_argument("source", metavar="RUN_DIR|FILE.graphml", help="run directory or GraphML file")
     parser.add_argument("-o", "--output", default="wiring.png",

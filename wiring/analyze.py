@@ -2,8 +2,9 @@
 
 Contract: :func:`analyze` reads a run directory (its final wiring:
 ``wiring.graphml``, else the last ``history.pt`` snapshot; compared with its
-initial wiring: ``initial.graphml``, else the first snapshot) or a GraphML file,
-through :mod:`wiring.io`, and returns one JSON-ready dict whose numbers come
+initial wiring: ``initial.graphml``, else the first snapshot) or a GraphML file
+(:func:`wiring.io.read_wiring_file`: one without levels whose cycles rule out a
+layered reading is a dynamic wiring), through :mod:`wiring.io`, and returns one JSON-ready dict whose numbers come
 from :mod:`wiring.topology`: ``nodes``, ``roles``, ``edges`` (k, the real
 edges), ``candidates`` and ``density`` (None when the candidate count is
 unknown), ``acyclic``, ``depth`` and ``generations`` (None for a cyclic wiring),
@@ -18,27 +19,28 @@ CLI::
     python -m wiring.analyze RUN_DIR|FILE.graphml [--json]
 
 A user mistake (missing or malformed input, bad flag) exits with status 2 and
-one line on stderr. This module imports only :mod:`wiring.io` and
-:mod:`wiring.topology` from the project.
+one line on stderr (:func:`wiring.cli.run_cli`). This module imports only
+:mod:`wiring.io`, :mod:`wiring.topology` and the command-line plumbing
+(:mod:`wiring.cli`, :mod:`wiring.errors`) from the project.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cli import ArgumentParser, die
-from .io import (WIRING_OPTION_HELP, GraphError, WiringFileError, load_run, read_graphml, to_networkx,
+from .cli import ArgumentParser, run_cli
+from .errors import UserError
+from .io import (WIRING_OPTION_HELP, GraphError, WiringFileError, load_run, read_wiring_file, to_networkx,
                  unchosen_wiring)
 from .topology import churn, cycle_stats, dead_nodes, degree_stats, depth, generations, level_edges
 
 __all__ = ["AnalyzeError", "wiring_numbers", "analyze", "format_report", "main"]
 
 
-class AnalyzeError(Exception):
+class AnalyzeError(UserError):
     """A user mistake: the input is missing, malformed or holds no wiring."""
 
 
@@ -89,7 +91,7 @@ def analyze(path: str | os.PathLike, wiring: str | None = None) -> dict:
     try:
         if not path.is_dir():
             report = {"source": str(path), "kind": "graphml", "wiring": path.name}
-            report.update(wiring_numbers(read_graphml(path)))
+            report.update(wiring_numbers(read_wiring_file(path)))
             return report
         run = load_run(path, wiring)
     except (WiringFileError, GraphError, OSError) as err:
@@ -189,21 +191,23 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+PROG = "python -m wiring.analyze"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m wiring.analyze",
+    """The command: 0, or 2 and one line ``python -m wiring.analyze: error: ...``."""
+    return run_cli(_main, PROG, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=PROG,
                      description="Report the topology of a wiring (run directory or GraphML file).")
     parser.add_argument("source", metavar="RUN_DIR|FILE.graphml", help="run directory or GraphML file")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--wiring", metavar="NAME", default=None, help=WIRING_OPTION_HELP)
     args = parser.parse_args(argv)
-    try:
-        report = analyze(args.source, args.wiring)
-    except AnalyzeError as err:
-        die(parser.prog, str(err))
-    try:
-        print(json.dumps(report) if args.json else format_report(report), flush=True)
-    except BrokenPipeError:  # e.g. piped into head: not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    report = analyze(args.source, args.wiring)
+    print(json.dumps(report) if args.json else format_report(report), flush=True)   # a broken pipe: run_cli
     return 0
 
 

@@ -33,9 +33,11 @@ Data sets (``DATASETS``):
     ``cifar-10-batches-py/`` holding ``data_batch_1`` ... ``data_batch_5`` and
     ``test_batch`` (pickled dicts with ``b'data'`` uint8 ``[n, 3072]`` and
     ``b'labels'``). ``data_dir`` may be that folder or its parent.
-    50,000 / 10,000 RGB 32x32, 10 classes. The batches are read with
-    :mod:`pickle`, which can execute code: give only trusted files (the
-    official archive).
+    50,000 / 10,000 RGB 32x32, 10 classes. The batches are pickles, read with
+    a restricted unpickler (:class:`CifarUnpickler`) that builds only what the
+    official archive holds (dicts, lists, bytes, str, int, numpy arrays): a
+    file asking for anything else (the way a pickle runs code) is refused
+    before it is built.
 ``imagenet``
     ``data_dir/train/<class>/*.JPEG`` and ``data_dir/val/<class>/*`` (any
     image format PIL reads). Loaded lazily, one file per sample; classes are
@@ -79,10 +81,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
+from .errors import UserError
+
 __all__ = ["DataError", "DatasetInfo", "DATASETS", "load_dataset", "check_dataset", "subset"]
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A user-facing data problem: unknown name, missing or malformed files."""
 
 
@@ -448,12 +452,55 @@ def _find_cifar_files(data_dir: str | os.PathLike[str] | None) -> tuple[list[Pat
     raise DataError(f"cifar10: no CIFAR-10 batches in {base}; {_cifar_hint()}")
 
 
+class _Refused(pickle.UnpicklingError):
+    """A pickle asked for a global a CIFAR-10 batch never holds."""
+
+
+def _cifar_globals() -> dict[tuple[str, str], object]:
+    """The only globals a CIFAR-10 batch may name: numpy's array and dtype reconstruction
+    (the official archive, pickled by Python 2 with numpy < 2, names ``numpy.core``; a
+    re-pickle by numpy 2 names ``numpy._core``, protocol 5 ``_frombuffer``) and
+    ``_codecs.encode``, with which Python 3 pickles bytes at protocols 0-2 (a
+    bytes-to-bytes codec: it builds data, it runs nothing)."""
+    import codecs
+    core = getattr(np, "_core", None) or np.core
+    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                                              ("_codecs", "encode"): codecs.encode}
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = core.multiarray._reconstruct
+        if hasattr(core.numeric, "_frombuffer"):
+            allowed[(f"{package}.numeric", "_frombuffer")] = core.numeric._frombuffer
+    return allowed
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Unpickles what the official CIFAR-10 batches hold (dicts, lists, bytes, str, int
+    and numpy arrays) and refuses any other global (:class:`_Refused`) before building it:
+    ``os.system``, ``builtins.eval``, a class's ``__reduce__``... never run."""
+
+    _allowed: dict[tuple[str, str], object] | None = None
+
+    def find_class(self, module: str, name: str):
+        if CifarUnpickler._allowed is None:
+            CifarUnpickler._allowed = _cifar_globals()
+        found = CifarUnpickler._allowed.get((module, name))
+        if found is None:
+            raise _Refused(f"{module}.{name}")
+        return found
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as fh:
-            batch = pickle.load(fh, encoding="bytes")  # trusted, user-supplied official files only
+            batch = CifarUnpickler(fh, encoding="bytes").load()
+    except _Refused as exc:
+        raise DataError(f"CIFAR-10 batch {path} refused: it asks to build {exc}, which a CIFAR-10 batch never "
+                        f"holds (only dicts, lists, bytes, str, int and numpy arrays); nothing of it was run; "
+                        f"use the official archive") from None
     except Exception as exc:  # noqa: BLE001 - pickle raises many kinds of errors on bad input
-        raise DataError(f"malformed CIFAR-10 batch {path}: cannot unpickle ({exc}); re-extract the official archive") from exc
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"malformed CIFAR-10 batch {path}: cannot unpickle ({detail}); "
+                        f"re-extract the official archive") from None
     if not isinstance(batch, dict):
         raise DataError(f"malformed CIFAR-10 batch {path}: expected a pickled dict")
     data = batch.get(b"data", batch.get("data"))

@@ -22,7 +22,9 @@ Contract
   when the wiring has a mask) after a ``#`` header with the attributes.
 * :class:`WiringHistory`: the snapshots of a wiring during training, about 6 bytes
   per real edge per snapshot; saved as a ``.pt`` of tensors and plain types only.
-* :func:`load_metrics` and :func:`load_run`: the files of a run folder.
+* :func:`load_metrics` and :func:`load_run`: the files of a run folder. The names of every
+  file ``wiring.train`` writes there are spelled once, here (``CHECKPOINT_FILE``...,
+  :func:`run_files`), with the folder's lock (:class:`RunLock`).
 
 Every problem with a file raises :class:`WiringFileError` (a :class:`GraphError`,
 hence a ``ValueError``) with a one-line message naming the file; invalid graph
@@ -36,23 +38,24 @@ import math
 import numbers
 import os
 import re
-import uuid
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import networkx as nx
 import torch
 from torch import Tensor
 
+from .files import NotText, atomic_path, atomic_write, load_refusal, read_text
 from .graph import HIDDEN, INPUT, OUTPUT, ROLE_NAMES, GraphError, Wiring, _generations, find_cycle
 
 __all__ = [
     "WiringFileError", "to_networkx", "from_networkx", "node_order", "to_pyg", "from_pyg",
-    "write_graphml", "read_graphml", "write_edgelist", "WiringHistory", "load_metrics",
+    "write_graphml", "read_graphml", "read_wiring_file", "write_edgelist", "WiringHistory", "load_metrics",
     "RunData", "load_run", "RUN_FILES", "atomic_path", "atomic_write", "GraphError",
+    "CONFIG_FILE", "METRICS_FILE", "CHECKPOINT_FILE", "BEST_FILE", "SPARSE_FILE", "LOCK_FILE",
+    "wiring_key", "wiring_file", "run_files", "temp_files", "RunLock", "RunFolderBusy",
 ]
 
 PathLike = str | os.PathLike
@@ -91,42 +94,8 @@ def _plain_attrs(attrs: dict | None, *, strict: bool) -> dict:
     return out
 
 
-@contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same extension, so writers that infer the
-    format from it still work); when the block succeeds, fsync it and rename it over
-    ``path``; on any error remove it. A kill at any moment leaves the old file or the new one.
-
-    >>> import tempfile
-    >>> target = Path(tempfile.mkdtemp()) / "a.txt"
-    >>> with atomic_path(target) as tmp:
-    ...     _ = tmp.write_text("done")
-    >>> target.read_text()
-    'done'
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write(path: PathLike, write: Callable[[Any], None], *, binary: bool) -> None:
-    """Call ``write(file)`` on a new file that replaces ``path`` atomically (:func:`atomic_path`)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "xb" if binary else "x", **({} if binary else {"encoding": "utf-8"})) as f:
-            write(f)
+# the name atomic_path gives its temporary file: .<stem>.<pid>.<8 hex>.tmp<suffix>
+_TEMP_NAME = re.compile(r"\.(?P<stem>.+)\.(?P<pid>[0-9]+)\.(?P<hex>[0-9a-f]{8})\.tmp(?P<suffix>.*)")
 
 
 def _existing_file(path: PathLike, what: str) -> Path:
@@ -492,6 +461,33 @@ def read_graphml(path: PathLike, *, static: bool | None = None, max_bytes: int =
         raise WiringFileError(f"GraphML file {path}: {err}") from None
 
 
+def read_wiring_file(path: PathLike) -> Wiring:
+    """A GraphML file as the commands read one (``viz.render``, ``viz.plots``,
+    ``viz.explore``, ``wiring.analyze``): as :func:`read_graphml` reads it, except that
+    a file without node levels whose cycle rules out a layered reading (a graph
+    NetworkX wrote, say) is read as a dynamic wiring (``static=False``: every level 0)
+    instead of refused. Any other problem is the :class:`WiringFileError` of the
+    layered reading.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "ring.graphml"
+    >>> nx.write_graphml(nx.DiGraph([(0, 1), (1, 2), (2, 0)]), path)
+    >>> w = read_wiring_file(path)
+    >>> w.num_edges, w.level.tolist(), w.attrs["static"]
+    (3, [0, 0, 0], False)
+    """
+    try:
+        return read_graphml(path)
+    except WiringFileError as layered:
+        try:
+            wiring = read_graphml(path, static=False)
+        except WiringFileError:
+            raise layered from None
+        if bool(wiring.level.any()):          # the file's own levels: its layered reading's error stands
+            raise layered from None
+        return wiring
+
+
 def write_edgelist(w: Wiring, path: PathLike) -> None:
     """Write ``source target weight`` per edge (and ``real`` as 0/1 when the wiring
     has a mask) after a ``#`` header: ``# nodes N edges E``, one ``# key: value``
@@ -688,8 +684,7 @@ class WiringHistory:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises many types for a bad file
-            raise WiringFileError(f"history file {path} could not be loaded: {type(err).__name__}: "
-                                  f"{str(err).splitlines()[0] if str(err) else ''}") from None
+            raise WiringFileError(f"history file {path} could not be loaded: {load_refusal(err)}") from None
         try:
             return cls._from_state(state)
         except (GraphError, KeyError, TypeError, ValueError) as err:
@@ -762,10 +757,139 @@ def load_metrics(path: PathLike) -> list[dict]:
     return records
 
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "history.pt", "wiring.graphml", "initial.graphml")
-# a model with several wirings (MobileNetV1-DNW: one per stage) writes wiring-NAME.graphml,
-# history-NAME.pt and initial-NAME.graphml, NAME the wiring module's name with dots as dashes
+# ----------------------------------------------------------------------------- the run folder's files
+# The one place that spells the names of the files ``wiring.train`` writes into a run folder;
+# the recorder, train (--overwrite, --resume), study, export, compact and profile use these.
+
+CONFIG_FILE = "config.yaml"          # the resolved settings
+METRICS_FILE = "metrics.jsonl"       # one JSON object per epoch
+CHECKPOINT_FILE = "checkpoint.pt"    # the latest state (every epoch, and where a run was stopped)
+BEST_FILE = "best.pt"                # the state of the best test accuracy
+SPARSE_FILE = "sparse.pt"            # real weights of models made sparse (wiring.sparsify)
+LOCK_FILE = ".lock"                  # held (fcntl.flock) by the process training in the folder
+# a model's only wiring writes wiring.graphml, history.pt and initial.graphml; a model with
+# several (MobileNetV1-DNW: one per stage) writes wiring-NAME.graphml, history-NAME.pt and
+# initial-NAME.graphml, NAME the wiring module's name with dots as dashes (wiring_key)
 WIRING_FILES = (("wiring", ".graphml"), ("history", ".pt"), ("initial", ".graphml"))
+#: the files :func:`load_run` reads (any one of them makes a folder a run folder)
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, "history.pt", "wiring.graphml", "initial.graphml")
+
+
+def wiring_key(module_name: str, count: int) -> str:
+    """The NAME of a wiring's files: ``""`` for a model's only wiring, else its module name
+    with dots as dashes (``stages.0.graph`` -> ``stages-0-graph``)."""
+    return "" if count == 1 or not module_name else module_name.replace(".", "-")
+
+
+def wiring_file(stem: str, ext: str, key: str = "") -> str:
+    """``history.pt`` for a model's only wiring (``key`` ""), ``history-NAME.pt`` for wiring NAME."""
+    return f"{stem}-{key}{ext}" if key else f"{stem}{ext}"
+
+
+def run_files(wiring_keys=("",)) -> list[str]:
+    """Every file ``wiring.train`` may write into a run folder for a model whose wirings
+    have the NAMEs ``wiring_keys`` (:func:`wiring_key`; ``("",)`` a model's only wiring,
+    ``()`` a model without one): what ``--overwrite`` removes, and nothing else.
+
+    >>> run_files()
+    ['config.yaml', 'metrics.jsonl', 'checkpoint.pt', 'best.pt', 'sparse.pt', 'wiring.graphml', 'history.pt', 'initial.graphml']
+    """
+    names = [CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, BEST_FILE, SPARSE_FILE]
+    names += [wiring_file(stem, ext, key) for key in wiring_keys for stem, ext in WIRING_FILES]
+    return names
+
+
+def temp_files(folder: PathLike, names) -> list[Path]:
+    """The temporary files :func:`atomic_path` left in ``folder`` (a write cut short by a
+    kill) for the files ``names``; other hidden files are not touched."""
+    folder = Path(folder)
+    wanted = {(Path(n).stem, Path(n).suffix) for n in names}
+    out = []
+    for p in folder.glob(".*.tmp*") if folder.is_dir() else []:
+        match = _TEMP_NAME.fullmatch(p.name)
+        if match and (match["stem"], match["suffix"]) in wanted and p.is_file():
+            out.append(p)
+    return out
+
+
+class RunFolderBusy(WiringFileError):
+    """Another process holds the run folder's lock."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder for the life of one training: ``fcntl.flock`` on
+    ``LOCK_FILE`` in the folder, which holds the owner's pid. The kernel drops it when the
+    process ends however it ends (``kill -9`` included), so a killed run never blocks its
+    own ``--resume``; the owner removes the file when it lets go. :meth:`acquire` is a
+    no-op while held and raises :class:`RunFolderBusy` naming the holder's pid.
+    Where ``fcntl`` does not exist (Windows) the lock does nothing."""
+
+    def __init__(self, run_dir: PathLike) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:          # pragma: no cover - not POSIX
+            return self
+        if self._fd is not None:
+            return self
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = self._holder(fd)
+                os.close(fd)
+                raise RunFolderBusy(f"run directory {self.run_dir} is in use by process {holder} "
+                                    f"(it holds {self.path}): wait for it to end, or use another --out") from None
+            try:                     # the file we locked may have been removed by its last owner
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        import time
+        for _ in range(20):          # the holder writes its pid just after taking the lock
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            if text.isdigit():
+                return text
+            time.sleep(0.05)
+        return "(unknown pid)"
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            if os.path.samestat(os.fstat(self._fd), os.stat(self.path)):
+                os.unlink(self.path)  # while still holding it: a waiting process retries on the new file
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 
 
 def run_wirings(run_dir: PathLike) -> list[str]:
@@ -799,7 +923,7 @@ class RunData:
     def wiring_file(self, stem: str, ext: str) -> str:
         """The chosen wiring's file name: ``history.pt`` for a model's only wiring,
         ``history-NAME.pt`` for wiring NAME (``stem`` "history", ``ext`` ".pt")."""
-        return f"{stem}-{self.wiring_name}{ext}" if self.wiring_name else f"{stem}{ext}"
+        return wiring_file(stem, ext, self.wiring_name or "")
 
 
 #: the help of the ``--wiring NAME`` option of the tools that read a run's wiring
@@ -842,18 +966,20 @@ def load_run(run_dir: PathLike, wiring: str | None = None) -> RunData:
         raise WiringFileError(f"run directory {run_dir} has no wiring {wiring!r}; it holds: {held}")
     chosen = wiring if wiring is not None else ("" if "" in names else names[0] if len(names) == 1 else None)
     run = RunData(run_dir, wirings=names, wiring_name=chosen)
-    if "config.yaml" in present:
+    if CONFIG_FILE in present:
         import yaml
         try:
-            config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+            config = yaml.safe_load(read_text(run_dir / CONFIG_FILE))
+        except NotText as err:
+            raise WiringFileError(f"config file {err}") from None
         except yaml.YAMLError as err:
-            raise WiringFileError(f"config file {run_dir / 'config.yaml'} is not valid YAML: "
+            raise WiringFileError(f"config file {run_dir / CONFIG_FILE} is not valid YAML: "
                                   f"{' '.join(str(err).split())}") from None
         if config is not None and not isinstance(config, dict):
-            raise WiringFileError(f"config file {run_dir / 'config.yaml'} is not a mapping")
+            raise WiringFileError(f"config file {run_dir / CONFIG_FILE} is not a mapping")
         run.config = config or {}
-    if "metrics.jsonl" in present:
-        run.metrics = load_metrics(run_dir / "metrics.jsonl")
+    if METRICS_FILE in present:
+        run.metrics = load_metrics(run_dir / METRICS_FILE)
     if chosen is not None:
         final, history, initial = (run_dir / run.wiring_file(stem, ext) for stem, ext in WIRING_FILES)
         if history.is_file():
