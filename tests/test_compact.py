@@ -399,7 +399,7 @@ def test_export_style_flag_and_profile_of_the_run(run_dir, capsys):
 def test_cli_user_mistakes_exit_2(tmp_path, capsys):
     assert main([str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "missing" in err
+    assert err.startswith("python -m wiring.compact: error: ") and err.count("\n") == 1 and "missing" in err
 
 
 @pytest.fixture(scope="module")

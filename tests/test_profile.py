@@ -132,7 +132,7 @@ def test_cli_text_report(capsys):
 def test_cli_user_mistakes_exit_2_with_one_line(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert needle in err and err.count("\n") == 1 and err.startswith("error: ")
+    assert needle in err and err.count("\n") == 1 and err.startswith("python -m wiring.profile: error: ")
 
 
 def test_generic_counts_see_every_real_edge_whichever_kernels_run():

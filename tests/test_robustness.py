@@ -133,14 +133,21 @@ def check_and_resume(out: Path, capsys) -> None:
         assert f"resumed     at epoch {epoch}, step {epoch * STEPS_PER_EPOCH}" in capsys.readouterr().out
         assert_complete(out, epoch + 1)
     else:
-        # Killed before the first checkpoint: nothing to resume, and the folder is not silently reused.
-        assert run_main(main, [*ARGS, "--epochs", 1, "--out", out, "--resume"]) == 2
-        err = capsys.readouterr().err
-        assert "no checkpoint.pt" in err and len(err.strip().splitlines()) == 1
-        if out.is_dir() and any(out.iterdir()):
+        # Killed before the first checkpoint: the folder is not silently reused, and what the messages
+        # advise works: --resume starts a run whose config.yaml was written over (same settings and seed:
+        # the same run), a folder without one needs no flag (a lock file left by the kill is no run).
+        started = (out / "config.yaml").is_file()
+        if started:
             assert run_main(main, [*ARGS, "--epochs", 1, "--out", out]) == 2
-            assert "already exists" in capsys.readouterr().err
-        assert run_main(main, [*ARGS, "--epochs", 1, "--out", out, "--overwrite"]) == 0
+            err = capsys.readouterr().err
+            assert "stopped before its first checkpoint" in err and len(err.strip().splitlines()) == 1
+            assert run_main(main, [*ARGS, "--epochs", 1, "--out", out, "--resume"]) == 0
+            assert "resumed     from step 0" in capsys.readouterr().out
+        else:
+            assert run_main(main, [*ARGS, "--epochs", 1, "--out", out, "--resume"]) == 2
+            err = capsys.readouterr().err
+            assert "holds no run to continue" in err and len(err.strip().splitlines()) == 1
+            assert run_main(main, [*ARGS, "--epochs", 1, "--out", out]) == 0
         assert_complete(out, 1)
     # The continued run finished its own atomic writes; only the killed process's temp files may remain.
     assert set(temp_files(out)) <= set(leftovers)

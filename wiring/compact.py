@@ -46,10 +46,8 @@ does the same. User mistakes exit 2 with one line.
 from __future__ import annotations
 
 import functools
-import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -415,20 +413,13 @@ def from_state(state: dict[str, Any]) -> CompactMobileNet | CompactTiny:
 
 
 def save_compact(model: CompactMobileNet | CompactTiny, path: str | Path) -> None:
-    """Write ``model.state()`` to ``path`` (a ``.pt`` of plain tensors and types), atomically:
-    a temporary file next to it, renamed over ``path`` once complete (a kill or an error
-    leaves the old file or the new one, never half of one)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(model.state(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``model.state()`` to ``path`` (a ``.pt`` of plain tensors and types), atomically
+    and with the user's umask (:func:`wiring.files.atomic_write`: a kill or an error leaves
+    the old file or the new one, never half of one)."""
+    from .files import atomic_write        # the project's writer; the loader above needs only torch
+
+    state = model.state()
+    atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
 
 # ----------------------------------------------------------------------------- extraction (needs the project)
@@ -645,11 +636,12 @@ def load_run_model(run_dir: Path, checkpoint: Path | None = None, best: bool = F
     model that does not record its input side (the tiny classifier) gets the run's as ``image_size``."""
 
     from .checkpoint import CheckpointError, load_checkpoint
+    from .io import BEST_FILE, CHECKPOINT_FILE
     from .train import model_from_checkpoint
 
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory {run_dir}")
-    ckpt = load_checkpoint(checkpoint or run_dir / ("best.pt" if best else "checkpoint.pt"))
+    ckpt = load_checkpoint(checkpoint or run_dir / (BEST_FILE if best else CHECKPOINT_FILE))
     model = model_from_checkpoint(ckpt).eval()
     if getattr(model, "image_size", None) is None:
         model.image_size = int(ckpt["data_info"]["image_size"])
@@ -673,10 +665,22 @@ def time_alternating(models: dict[str, Callable[[Tensor], Tensor]], x: Tensor,
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import ArgumentParser
+PROG = "python -m wiring.compact"
 
-    parser = ArgumentParser(prog="python -m wiring.compact",
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command: 0, 1 when the compact model does not match, or 2 and one line
+    ``python -m wiring.compact: error: ...`` for a user mistake."""
+    from .cli import run_cli
+
+    return run_cli(_main, PROG, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    from .cli import ArgumentParser, error_line
+    from .errors import UserError
+
+    parser = ArgumentParser(prog=PROG,
                             description="Compact a trained MobileNetV1-DNW or static tiny classifier run into "
                                         "a standalone inference model (dead nodes removed, sparse real edges).")
     parser.add_argument("run_dir", type=Path, help="run directory written by wiring.train")
@@ -687,21 +691,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10, help="timed forwards of each model")
     args = parser.parse_args(argv)
     from .allocator import tune_malloc
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .graph import GraphError
     tune_malloc()                                   # an entry point: freed blocks stay warm (see wiring.allocator)
+    if args.batch < 1 or args.repeats < 1:
+        raise UserError("--batch and --repeats must be at least 1")
+    out = args.out or args.run_dir / "compact.pt"
+    if not out.parent.is_dir():
+        raise UserError(f"-o {out}: folder {out.parent} does not exist")
+    if out.suffix.lower() in (".graphml", ".txt"):
+        raise UserError(f"-o {out}: the compact model is a torch .pt file, not {out.suffix}; name it "
+                        f"{out.with_suffix('.pt').name}")
     try:
-        if args.batch < 1 or args.repeats < 1:
-            raise ValueError("--batch and --repeats must be at least 1")
-        out = args.out or args.run_dir / "compact.pt"
-        if not out.parent.is_dir():
-            raise CheckpointError(f"-o {out}: folder {out.parent} does not exist")
         model = load_run_model(args.run_dir, args.checkpoint, args.best)
         compact = compact_model(model)
-    except (CheckpointError, ConfigError, GraphError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:       # CheckpointError, ConfigError, GraphError, and a model it cannot compact
+        if isinstance(err, UserError):
+            raise
+        raise UserError(str(err)) from None
     save_compact(compact, out)
     reloaded = load_compact(out)
     gen = torch.Generator().manual_seed(0)
@@ -728,7 +733,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{t_model / max(t_compact, 1e-12):.2f}x")
     print(f"  load with   wiring.compact.load_compact({str(out)!r}) (imports only torch)")
     if relative > 1e-4:
-        print("error: the compact model does not match the training model", file=sys.stderr)
+        print(error_line(PROG, "the compact model does not match the training model"), file=sys.stderr)
         return 1
     return 0
 

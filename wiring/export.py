@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Sequence
 
 
-from .cli import ArgumentParser
+from .cli import ArgumentParser, run_cli
 from .compact import main as compact_main
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import ConfigError
-from .graph import GraphError, Wiring
-from .io import write_edgelist, write_graphml
+from .graph import Wiring
+from .io import BEST_FILE, CHECKPOINT_FILE, write_edgelist, write_graphml
 from .recorder import wiring_file_stem
 from .train import model_from_checkpoint
 from .trainer import find_wirings
@@ -55,7 +54,7 @@ def export(run_dir: Path, fmt: str, *, out: Path | None = None, checkpoint: Path
     """Write the wirings of a run's checkpoint; returns the files written."""
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory {run_dir}")
-    source = checkpoint or run_dir / ("best.pt" if best else "checkpoint.pt")
+    source = checkpoint or run_dir / (BEST_FILE if best else CHECKPOINT_FILE)
     wirings = load_wirings(load_checkpoint(source), all_candidates)
     suffix = FORMATS[fmt]
     base = "export-candidates" if all_candidates else "export"
@@ -78,10 +77,35 @@ def export(run_dir: Path, fmt: str, *, out: Path | None = None, checkpoint: Path
     return written
 
 
+#: the file extensions this command's outputs are known by
+KNOWN_SUFFIXES = {".graphml": "graphml", ".pt": "pyg (or --compact)", ".txt": "edgelist"}
+
+
+def check_suffix(out: Path | None, suffix: str, what: str) -> None:
+    """Refuse an output named like another format's file (``--format pyg -o x.graphml`` would
+    put a torch file under a GraphML name); a folder, or any other name, is left alone."""
+    if out is None or out.is_dir():
+        return
+    given = out.suffix.lower()
+    if given in KNOWN_SUFFIXES and given != suffix:
+        raise CheckpointError(f"-o {out}: {what} writes a {suffix} file, not {given} "
+                              f"({given} is the {KNOWN_SUFFIXES[given]} format's); name it "
+                              f"{out.with_suffix(suffix).name}")
+
+
+PROG = "python -m wiring.export"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m wiring.export", description=__doc__.splitlines()[0])
+    """The command: 0, or 2 and one line ``python -m wiring.export: error: ...``."""
+    return run_cli(_main, PROG, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="run directory written by wiring.train")
-    parser.add_argument("--format", choices=tuple(FORMATS), default="graphml")
+    parser.add_argument("--format", choices=tuple(FORMATS), default="graphml",
+                        help="graphml (default), pyg (a .pt of tensors) or edgelist (a .txt)")
     parser.add_argument("--all-candidates", action="store_true", help="every candidate, with a real flag")
     parser.add_argument("--best", action="store_true", help="use best.pt instead of checkpoint.pt")
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint file to read instead")
@@ -95,15 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             (["--checkpoint", str(args.checkpoint)] if args.checkpoint else []) + \
             (["-o", str(args.out)] if args.out else [])
         return compact_main(forward)
-    try:
-        if args.out is not None and not args.out.parent.is_dir():
-            raise CheckpointError(f"-o {args.out}: folder {args.out.parent} does not exist")
-        for path in export(args.run_dir, args.format, out=args.out, checkpoint=args.checkpoint,
-                           best=args.best, all_candidates=args.all_candidates):
-            print(path)
-    except (CheckpointError, ConfigError, GraphError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.out is not None and not args.out.parent.is_dir():
+        raise CheckpointError(f"-o {args.out}: folder {args.out.parent} does not exist")
+    check_suffix(args.out, FORMATS[args.format], f"--format {args.format}")
+    for path in export(args.run_dir, args.format, out=args.out, checkpoint=args.checkpoint,
+                       best=args.best, all_candidates=args.all_candidates):
+        print(path)
     return 0
 
 

@@ -218,6 +218,10 @@ def complete(graph: NeuralGraph, k: int, seed: int = 0, init: str = "kaiming") -
     return _iid(graph, seed, init)
 
 
+#: the smallest magnitude a starting wiring's edge gets (see :func:`from_wiring`)
+MIN_SAVED = 1e-6
+
+
 @register("graphml")
 def from_wiring(graph: NeuralGraph, k: int, seed: int = 0, wiring: Wiring | None = None,
                 init: str = "kaiming") -> Tensor:
@@ -225,7 +229,10 @@ def from_wiring(graph: NeuralGraph, k: int, seed: int = 0, wiring: Wiring | None
 
     Its edges keep their weights (the k largest by magnitude if it has more than
     k); every other candidate gets a random weight smaller in magnitude than all of
-    them, so the top-k is exactly the saved wiring (filled up at random if short).
+    them, so the top-k is exactly the saved wiring (filled up at random if short),
+    whatever its weights: a saved weight smaller in magnitude than ``MIN_SAVED``
+    (0 included) starts at ``+-MIN_SAVED`` (its sign; + for 0), so that it still
+    ranks above every other candidate.
     """
     if wiring is None:
         raise GraphError("the graphml preset needs a wiring (--graph-file FILE.graphml)")
@@ -247,9 +254,11 @@ def from_wiring(graph: NeuralGraph, k: int, seed: int = 0, wiring: Wiring | None
     saved = real.weight.to(torch.float32)
     if not bool(torch.isfinite(saved).all()):
         raise GraphError("the wiring file has weights that are not finite in float32")
-    order = saved.abs().argsort(descending=True)[:k]
+    # an all-zero (or tiny) file must still be the real set: no candidate can rank below 0
+    saved = torch.where(saved.abs() < MIN_SAVED, torch.where(saved < 0, -MIN_SAVED, MIN_SAVED), saved)
+    order = saved.abs().argsort(descending=True, stable=True)[:k]
     pos, saved = pos[order], saved[order]
-    floor = max(float(saved.abs().min()), 1e-6) if saved.numel() else (
+    floor = float(saved.abs().min()) if saved.numel() else (
         init_std(graph) if init == "kaiming" else authors_bound(graph))
     # Every other candidate below half the smallest saved magnitude ...
     base = _iid(graph, seed, init)

@@ -52,9 +52,10 @@ from models import MODELS, build_model
 
 from . import native
 from .checkpoint import CheckpointError, load_checkpoint
-from .cli import ArgumentParser
-from .config import ConfigError
+from .cli import ArgumentParser, run_cli
+from .errors import UserError
 from .graph import GraphError
+from .io import BEST_FILE, CHECKPOINT_FILE
 from .layer import WiredGraph
 from .modes import every_candidate_real
 from .nodeops import NormReLUConv
@@ -157,15 +158,23 @@ def _report(title: str, cost: dict[str, Any]) -> str:
 def _from_run(run_dir: Path, best: bool) -> tuple[nn.Module, Any, str]:
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory {run_dir}")
-    ckpt = load_checkpoint(run_dir / ("best.pt" if best else "checkpoint.pt"))
+    ckpt = load_checkpoint(run_dir / (BEST_FILE if best else CHECKPOINT_FILE))
     model = model_from_checkpoint(ckpt)
     info = SimpleNamespace(**ckpt["data_info"])
     return model, info, f"{run_dir} ({ckpt['config'].get('model')}, {info.channels}x{info.image_size}x" \
                         f"{info.image_size}, {info.num_classes} classes)"
 
 
+PROG = "python -m wiring.profile"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m wiring.profile", description=__doc__.splitlines()[0])
+    """The command: 0, or 2 and one line ``python -m wiring.profile: error: ...``."""
+    return run_cli(_main, PROG, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help=f"a registered model ({', '.join(MODELS)})")
     source.add_argument("--run", type=Path, metavar="RUN_DIR", help="a run directory written by wiring.train")
@@ -173,14 +182,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--width", type=float, help="width multiplier")
     parser.add_argument("--node-width", type=float,
                         help="MobileNetV1-DNW: channel multiplier of the graphs' nodes (default max(1, width))")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--classes", type=int, default=1000)
-    parser.add_argument("--in-channels", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=224, help="input side in pixels (default 224)")
+    parser.add_argument("--classes", type=int, default=1000, help="output classes (default 1000)")
+    parser.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
     parser.add_argument("--edges", type=int, help="real edges (tiny, micro; the MobileNetV1-DNW models ignore it: "
                                                   "their budget per graph comes from --width)")
-    parser.add_argument("--mode", default="dnw")
+    parser.add_argument("--mode", default="dnw", help="how real edges are chosen (default dnw; complete: every "
+                                                      "candidate real)")
     parser.add_argument("--graph", default="random_k", help="initial wiring preset")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial wiring (default 0)")
     parser.add_argument("--json", action="store_true", help='print {"macs": ..., "params": ...}')
     args = parser.parse_args(argv)
     try:
@@ -215,9 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             width = f" x{args.width:g}" if args.width is not None else ""
             title = f"{args.model}{width} at {image_size}x{image_size}, {args.classes} classes"
         cost = profile_model(model, in_channels=in_channels, image_size=image_size)
-    except (GraphError, CheckpointError, ConfigError, ValueError) as err:
-        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
-        return 2
+    except ValueError as err:       # GraphError, CheckpointError, ConfigError, and the models' own refusals
+        if isinstance(err, UserError):
+            raise
+        raise UserError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
     if args.json:
         print(json.dumps({"macs": cost["macs"], "params": cost["params"]}))
     else:

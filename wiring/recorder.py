@@ -5,10 +5,12 @@
 * ``config.yaml``: the resolved configuration;
 * ``metrics.jsonl``: one JSON object per epoch (loss, accuracies, lr, seconds,
   ``swapped`` edges, ``edges`` (k), ``density``, ``depth``, ``dead`` nodes);
-* ``checkpoint.pt`` (every epoch) and ``best.pt`` (best test accuracy): model,
-  optimizer, scheduler, RNG, step, the config as a dict, the library version,
-  ``data_info`` (channels, classes, image size: enough to rebuild the model) and
-  the model's initial state (for lottery rewinds); tensors and plain types only;
+* ``checkpoint.pt`` (every epoch, and where a run is stopped: SIGINT, SIGTERM) and
+  ``best.pt`` (best test accuracy): model, optimizer, scheduler, RNG, step, the
+  config as a dict, the library version, ``run_id`` (the run's identity, also in
+  every metrics line and history), ``data_info`` (channels, classes, image size:
+  enough to rebuild the model) and the model's initial state (for lottery
+  rewinds); tensors and plain types only;
 * ``initial.graphml`` and, at the end, ``wiring.graphml``: the real wiring;
 * ``history.pt``: a :class:`~wiring.io.WiringHistory` of the real edges every
   ``snapshot_every`` steps (plus step 0 and the last step);
@@ -16,13 +18,18 @@
   the real weights and their indices (:func:`wiring.sparsify.load_sparse` reads it).
 
 A model with several wirings gets one GraphML and history per wiring, suffixed
-with the wiring's module name (``wiring-stages-0-graph.graphml``...).
+with the wiring's module name (``wiring-stages-0-graph.graphml``...). The names are
+:mod:`wiring.io`'s (:func:`wiring.io.run_files`).
 All writes are atomic: a kill leaves the previous version of every file.
+
+A resumed run first checks that the folder's history and metrics belong to the
+checkpoint (same ``run_id``, same graph), then drops what the uninterrupted run
+would not hold: metrics of later epochs and history frames after the checkpoint's
+step or off the ``snapshot_every`` grid (a run's final frame).
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +37,10 @@ import torch
 import yaml
 
 from . import __version__
-from .checkpoint import save_checkpoint
-from .io import WiringHistory, atomic_write, load_metrics, to_networkx, write_graphml
+from .checkpoint import CheckpointError, save_checkpoint
+from .files import append_line
+from .io import (BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SPARSE_FILE, WiringHistory, atomic_write,
+                 load_metrics, run_files, temp_files, to_networkx, wiring_file, wiring_key, write_graphml)
 from .layer import WiredGraph
 from .sparsify import export_sparse, sparse_layers
 from .topology import summary
@@ -40,7 +49,7 @@ from .trainer import edge_budget
 
 def wiring_file_stem(name: str, stem: str, count: int) -> str:
     """``stem`` for a model's only wiring, ``stem-<module name>`` otherwise."""
-    return stem if count == 1 or not name else f"{stem}-{name.replace('.', '-')}"
+    return wiring_file(stem, "", wiring_key(name, count))
 
 
 def wiring_stats(layer: WiredGraph) -> dict[str, Any]:
@@ -56,46 +65,91 @@ def wiring_stats(layer: WiredGraph) -> dict[str, Any]:
 class RunRecorder:
     def __init__(self, run_dir: str | Path, config: dict[str, Any], *, snapshot_every: int,
                  initial_model: dict[str, torch.Tensor] | None = None, resumed: bool = False,
-                 extra_state: dict[str, Any] | None = None) -> None:
+                 extra_state: dict[str, Any] | None = None, run_id: str | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
         self.snapshot_every = snapshot_every
         self.initial_model = initial_model
         self.resumed = resumed
         self.extra_state = extra_state or {}
+        self.run_id = run_id            # None: a run saved before run ids (nothing to check)
         self.histories: dict[str, WiringHistory] = {}
         self.best_acc = -1.0
+        self.saved_step: int | None = None   # the step of the last checkpoint.pt written or resumed
 
     def path(self, name: str, stem: str, suffix: str, count: int) -> Path:
         return self.run_dir / f"{wiring_file_stem(name, stem, count)}{suffix}"
 
     def start(self, trainer) -> None:
         """Write the config and the initial wiring; load or start the histories. A resumed
-        run first drops what a kill left behind: temporary files of interrupted writes and
-        metrics lines of epochs after the checkpoint."""
+        run first checks that the folder's metrics and histories belong to its checkpoint,
+        then drops what a kill left behind: temporary files of interrupted writes, metrics
+        lines of epochs after the checkpoint and history frames the uninterrupted run
+        would not have."""
         self.best_acc = trainer.best_acc
-        for leftover in self.run_dir.glob(".*.tmp*"):
+        count = len(trainer.wirings)
+        metrics = self.run_dir / METRICS_FILE
+        records = load_metrics(metrics) if self.resumed and metrics.is_file() else []
+        loaded = {}
+        if self.resumed:
+            self.saved_step = trainer.step
+            self._check_metrics(records, metrics)
+            for name, layer in trainer.wirings.items():
+                hist_path = self.path(name, "history", ".pt", count)
+                if hist_path.is_file():
+                    loaded[name] = WiringHistory.load(hist_path)
+                    self._check_history(loaded[name], layer, hist_path)
+        keys = [wiring_key(name, count) for name in trainer.wirings]
+        for leftover in temp_files(self.run_dir, run_files(keys)):
             leftover.unlink(missing_ok=True)
-        metrics = self.run_dir / "metrics.jsonl"
         if self.resumed and metrics.is_file():
-            kept = [r for r in load_metrics(metrics) if r.get("epoch", 0) <= trainer.epoch]
+            kept = [r for r in records if r.get("epoch", 0) <= trainer.epoch]
             text = "".join(json.dumps(r) + "\n" for r in kept)
             atomic_write(metrics, lambda f: f.write(text), binary=False)
         text = yaml.safe_dump(self.config, sort_keys=False)
-        atomic_write(self.run_dir / "config.yaml", lambda f: f.write(text), binary=False)
-        count = len(trainer.wirings)
+        atomic_write(self.run_dir / CONFIG_FILE, lambda f: f.write(text), binary=False)
         for name, layer in trainer.wirings.items():
-            hist_path = self.path(name, "history", ".pt", count)
-            if self.resumed and hist_path.is_file():
-                history = WiringHistory.load(hist_path)
-                keep = [i for i, s in enumerate(history.steps) if s <= trainer.step]
-                history = _truncated(history, len(keep))
+            if name in loaded:
+                history = loaded[name]
+                keep = [i for i, s in enumerate(history.steps)
+                        if s <= trainer.step and (s == 0 or s % self.snapshot_every == 0)]
+                history = _truncated(history, keep, layer.graph.edge_index.cpu())
             else:
-                history = WiringHistory.from_graph(layer.graph, layer.wiring().attrs)
-                write_graphml(layer.wiring(step=0), self.path(name, "initial", ".graphml", count))
+                attrs = {**layer.wiring().attrs, **({"run_id": self.run_id} if self.run_id else {})}
+                history = WiringHistory.from_graph(layer.graph, attrs)
+                if not self.resumed:
+                    write_graphml(layer.wiring(step=0), self.path(name, "initial", ".graphml", count))
             self.histories[name] = history
-            if not len(history) or history.steps[-1] != trainer.step:
+            if not len(history):              # step 0 of a new run (or a resumed one that lost its history)
                 self._snapshot(layer, history, trainer.step)
+
+    def _check_metrics(self, records: list[dict], path: Path) -> None:
+        """Every metrics line of a resumed run must be this run's (its ``run_id``)."""
+        if self.run_id is None:
+            return
+        for number, record in enumerate(records, 1):
+            if record.get("run_id") != self.run_id:
+                raise CheckpointError(
+                    f"--resume: {path} line {number} is not this run's (run_id {record.get('run_id')!r}, the "
+                    f"checkpoint's is {self.run_id!r}): two runs wrote this folder; move the file away to "
+                    f"resume, or start over with --overwrite")
+
+    def _check_history(self, history: WiringHistory, layer: WiredGraph, path: Path) -> None:
+        """A resumed run's history must be this run's, over the same graph."""
+        theirs = history.attrs.get("run_id")
+        if self.run_id is not None and theirs != self.run_id:
+            raise CheckpointError(f"--resume: {path} is not this run's history (run_id {theirs!r}, the checkpoint's "
+                                  f"is {self.run_id!r}): move it away to resume, or start over with --overwrite")
+        graph = layer.graph
+        known = history.candidates[0] >= 0
+        same = (history.num_candidates == graph.num_candidates
+                and torch.equal(history.level.cpu(), graph.level.cpu())
+                and torch.equal(history.role.cpu(), graph.role.cpu())
+                and torch.equal(history.candidates[:, known], graph.edge_index.cpu()[:, known]))
+        if not same:
+            raise CheckpointError(f"--resume: {path} records another graph than the checkpoint's model "
+                                  f"({history.num_candidates} candidates vs {graph.num_candidates}, or other "
+                                  f"edges): move it away to resume, or start over with --overwrite")
 
     @staticmethod
     def _snapshot(layer: WiredGraph, history: WiringHistory, step: int) -> None:
@@ -122,24 +176,34 @@ class RunRecorder:
             else:
                 extra["depth"] = [s["depth"] for s in stats]
                 extra["dead"] = sum(s["dead"] or 0 for s in stats)
-        record = {**metrics, **extra}
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        record = {**metrics, **extra, **({"run_id": self.run_id} if self.run_id else {})}
+        append_line(self.run_dir / METRICS_FILE, json.dumps(record))     # a full disk leaves no half line
         count = len(trainer.wirings)
         for name in trainer.wirings:
             self.histories[name].save(self.path(name, "history", ".pt", count))
         state = self.checkpoint_state(trainer)
-        save_checkpoint(state, self.run_dir / "checkpoint.pt")
-        if metrics["test_acc"] > self.best_acc:
-            self.best_acc = metrics["test_acc"]
-            save_checkpoint(state, self.run_dir / "best.pt")
+        if metrics["test_acc"] > self.best_acc:      # before checkpoint.pt: a kill between the two
+            self.best_acc = metrics["test_acc"]      # resumes this epoch, which writes best.pt again
+            save_checkpoint(state, self.run_dir / BEST_FILE)
+        save_checkpoint(state, self.run_dir / CHECKPOINT_FILE)
+        self.saved_step = trainer.step
         return extra
+
+    def on_stop(self, trainer) -> None:
+        """Training stops (SIGINT / SIGTERM) between two steps: save the histories and a
+        checkpoint of this moment, which ``--resume`` continues exactly. Between epochs
+        the epoch's checkpoint already is this moment."""
+        if self.saved_step == trainer.step and trainer.position is None:
+            return
+        count = len(trainer.wirings)
+        for name in trainer.wirings:
+            self.histories[name].save(self.path(name, "history", ".pt", count))
+        save_checkpoint(self.checkpoint_state(trainer), self.run_dir / CHECKPOINT_FILE)
+        self.saved_step = trainer.step
 
     def on_fit_end(self, trainer) -> None:
         if sparse_layers(trainer.model):
-            export_sparse(trainer.model, self.run_dir / "sparse.pt")
+            export_sparse(trainer.model, self.run_dir / SPARSE_FILE)
         count = len(trainer.wirings)
         last = trainer.history[-1] if trainer.history else {}
         for name, layer in trainer.wirings.items():
@@ -155,15 +219,20 @@ class RunRecorder:
     def checkpoint_state(self, trainer) -> dict[str, Any]:
         state = trainer.state_dict()
         state.update(config=self.config, version=__version__, **self.extra_state)
+        if self.run_id is not None:
+            state["run_id"] = self.run_id
         if self.initial_model is not None:
             state["initial_model"] = self.initial_model
         return state
 
 
-def _truncated(history: WiringHistory, count: int) -> WiringHistory:
-    """The first ``count`` snapshots of ``history`` (a resumed run drops later ones)."""
-    out = WiringHistory(history.candidates, history.level, history.role, history.attrs)
-    for i in range(count):
+def _truncated(history: WiringHistory, keep, candidates: torch.Tensor) -> WiringHistory:
+    """The snapshots ``keep`` (indices) of ``history`` (a resumed run drops the others), over
+    the model's full ``candidates``: a loaded history knows only the candidates real in one
+    of its frames (the others read as -1), and the frames recorded after the resume may
+    make any candidate real."""
+    out = WiringHistory(candidates, history.level, history.role, history.attrs)
+    for i in keep:
         frame = history.frame(i)
         out.append(history.steps[i], history.real_index(i), frame.weight)
     return out

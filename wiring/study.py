@@ -82,10 +82,12 @@ import yaml
 from models import SETTINGS
 
 from .allocator import tune_malloc
-from .cli import ArgumentParser
-from .config import Config, ConfigError, config_from_dict, saved_values
-from .data import DataError, check_dataset
-from .io import WiringFileError, load_metrics
+from .cli import ArgumentParser, run_cli
+from .config import SEED_MAX, Config, ConfigError, config_from_dict, saved_values
+from .data import check_dataset
+from .errors import UserError
+from .files import NotText, read_text
+from .io import CHECKPOINT_FILE, LOCK_FILE, METRICS_FILE, WiringFileError, load_metrics
 from .modes import MODES, every_candidate_real
 from .train import run, solver_text
 
@@ -105,7 +107,7 @@ DEFAULT_REPORT = Path("docs/results.md")
 MODE_LABELS = {name: cls.label for name, cls in MODES.items()}                 # plots
 
 
-class StudyError(ValueError):
+class StudyError(UserError, ValueError):
     """The study config is invalid; the message names the file and the key."""
 
 
@@ -306,8 +308,8 @@ def study_from_dict(data: Any, path: Path | str = "<dict>") -> Study:
         if m not in MODES:
             raise _fail(path, f"grid.mode: unknown mode {m!r}; choose from {', '.join(MODES)}")
     for s in grid["seed"]:
-        if not _plain_int(s):
-            raise _fail(path, f"grid.seed: expected integers, got {s!r}")
+        if not _plain_int(s) or not 0 <= s <= SEED_MAX:
+            raise _fail(path, f"grid.seed: expected integers from 0 to {SEED_MAX}, got {s!r}")
     if all(map(ALL_REAL, grid["mode"])) and "edges" not in raw_grid:
         grid["edges"] = [None]
     else:
@@ -368,7 +370,9 @@ def load_study(path: str | os.PathLike) -> Study:
     if not p.is_file():
         raise StudyError(f"study config {path}: no such file")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(read_text(p))
+    except NotText as err:
+        raise StudyError(f"study config {err}: a study is UTF-8 YAML") from None
     except yaml.YAMLError as err:
         raise _fail(path, f"not valid YAML ({str(err).splitlines()[0]})") from None
     return study_from_dict(data, path)
@@ -381,9 +385,9 @@ def cell_state(run_dir: Path) -> str:
     ``restart`` (a folder without a checkpoint) or ``new``."""
     if any(run_dir.glob("wiring*.graphml")):
         return "done"
-    if (run_dir / "checkpoint.pt").is_file():
+    if (run_dir / CHECKPOINT_FILE).is_file():
         return "resume"
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         return "restart"
     return "new"
 
@@ -525,7 +529,7 @@ def _log_paths(out: Path, cell: Cell) -> tuple[Path, Path]:
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     message = text[0] if text else ""
-    if type(err).__name__ in ("UsageError", "ConfigError", "DataError", "CheckpointError", "TrainingStopped"):
+    if isinstance(err, UserError) or type(err).__name__ == "TrainingStopped":
         return message or type(err).__name__
     return f"{type(err).__name__}: {message}" if message else type(err).__name__
 
@@ -666,7 +670,7 @@ def run_study(study: Study, out: Path, *, jobs: int = 1, say: Callable[[str], No
 
 def _epochs(run_dir: Path) -> list[dict]:
     """The run's per-epoch records (the last record of an epoch repeated by a resume wins)."""
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS_FILE
     if not path.is_file():
         return []
     try:
@@ -1181,37 +1185,34 @@ def dry_run(study: Study, out: Path, results: Path | None = None) -> list[str]:
     return lines
 
 
+PROG = "python -m wiring.study"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command: its exit status (2 and one line ``python -m wiring.study: error: ...`` for a
+    user mistake, 1 when cells failed, 130 when interrupted)."""
+    return run_cli(_main, PROG, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tune_malloc()
-    try:
-        if args.jobs < 1:
-            raise StudyError(f"--jobs: must be at least 1, got {args.jobs}")
-        study = load_study(args.config)
-    except StudyError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.jobs < 1:
+        raise StudyError(f"--jobs: must be at least 1, got {args.jobs}")
+    study = load_study(args.config)
     out = Path(args.out) if args.out else Path("runs") / f"study-{study.name}"
     report = Path(args.report)
     results = Path(args.results) if args.results else results_path(report)
     command = canonical_command(args.config, out, report)
     if args.results and results != results_path(report):
         command += f" --results {shlex.quote(str(results))}"
-    try:
-        read_results(results)
-    except StudyError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    read_results(results)
     if args.dry_run:
         print("\n".join(dry_run(study, out, results)))
         return 0
     failed: dict[str, str] = {}
     if not args.report_only:
-        try:
-            check_dataset(study.base_config().data, study.base_config().data_dir)
-        except DataError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        check_dataset(study.base_config().data, study.base_config().data_dir)
         out.mkdir(parents=True, exist_ok=True)
         if study.path and study.path.is_file():
             (out / "study.yaml").write_text(study.path.read_text())
@@ -1225,8 +1226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
             return 130
     elif not out.is_dir() and not results.is_file():
-        print(f"error: --report-only: no study folder {out} and no results file {results}", file=sys.stderr)
-        return 2
+        raise StudyError(f"--report-only: no study folder {out} and no results file {results}")
     rows = collect(study, out, results)
     write_csv(rows, out / "results.csv")
     write_report(study, rows, out, report, command)

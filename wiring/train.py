@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import shutil
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Sequence
@@ -30,23 +33,24 @@ from models.dynamic import FIXED_STEP_SOLVERS
 from . import __version__, backends, distributed, native
 from .allocator import tune_malloc
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import WIDTH_BUDGET_MODELS, Config, ConfigError, config_from_saved, parse_config, saved_values
-from .data import DataError, check_dataset, load_dataset, subset
-from .graph import GraphError
-from .io import read_graphml
+from .cli import run_cli
+from .config import WIDTH_BUDGET_MODELS, Config, config_from_saved, parse_config, saved_values
+from .data import check_dataset, load_dataset, subset
+from .errors import UserError
+from .io import (CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE, RunFolderBusy, RunLock, read_graphml, run_files,
+                 temp_files, wiring_key)
 from .modes import every_candidate_real, mode_class
 from .recorder import RunRecorder
-from .trainer import Progress, Trainer, TrainingStopped, edge_budget, find_wirings
+from .trainer import (Progress, Stopped, StopRequest, Trainer, TrainingStopped, edge_budget,
+                      find_wirings, signal_name)
 
-# Run-directory entries a fresh run writes; --overwrite removes exactly these.
-RUN_ENTRIES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "best.pt", "history*.pt",
-               "initial*.graphml", "wiring*.graphml")
+# --overwrite removes exactly the files this run writes: wiring.io.run_files (the one list of them).
 # Settings that may change when a run is resumed.
 RESUMABLE = {"epochs", "resume", "overwrite", "device", "backend", "out", "progress", "eval_batch_size", "config",
              "debug", "deterministic", "check_wiring_every", "tensorboard"}
 
 
-class UsageError(ValueError):
+class UsageError(UserError, ValueError):
     """A user mistake caught before training; exits with status 2."""
 
 
@@ -84,25 +88,53 @@ def on_main_rank(check, info: distributed.DistInfo):
     return value
 
 
-def check_run_dir(cfg: Config, run_dir: Path) -> bool:
-    """Decide what to do with ``run_dir``; returns True when resuming. Writes nothing."""
-    existing = run_dir.is_dir() and any(run_dir.iterdir())
-    if cfg.resume:
-        if not (run_dir / "checkpoint.pt").is_file():
-            raise UsageError(f"--resume: no checkpoint.pt in {run_dir} to continue from")
-        return True
-    if existing and not cfg.overwrite:
+def run_dir_of(cfg: Config) -> Path:
+    return Path(cfg.out) if cfg.out else default_run_dir(cfg)
+
+
+def check_run_dir(cfg: Config, run_dir: Path) -> str:
+    """Decide what to do with ``run_dir``: ``"resume"`` its checkpoint, ``"restart"`` (``--resume``
+    of a run stopped before its first checkpoint: it starts over with its saved settings, which
+    gives what an uninterrupted run gives) or ``"new"``. Writes nothing."""
+    existing = run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
+    checkpointed = (run_dir / CHECKPOINT_FILE).is_file()
+    stopped_early = not checkpointed and (run_dir / CONFIG_FILE).is_file()
+    if cfg.resume and checkpointed:
+        return "resume"
+    if cfg.resume and not stopped_early:
+        raise UsageError(f"--resume: {run_dir} holds no run to continue (no {CHECKPOINT_FILE}, no {CONFIG_FILE}): "
+                         f"start one without --resume")
+    if existing and not cfg.overwrite and not cfg.resume:
+        if stopped_early:
+            raise UsageError(f"run directory {run_dir} holds a run stopped before its first checkpoint: pass "
+                             f"--resume to start it over with its saved settings, --overwrite to replace it, "
+                             f"or --out DIR for a new one")
         raise UsageError(f"run directory {run_dir} already exists: pass --resume to continue it, "
                          f"--overwrite to replace it, or --out DIR for a new one")
     probe = run_dir if run_dir.exists() else next((p for p in run_dir.parents if p.exists()), Path("."))
     if not probe.is_dir() or not _writable(probe):
         raise UsageError(f"--out {run_dir}: {probe} is not a writable folder")
-    return False
+    return "restart" if cfg.resume else "new"
 
 
 def _writable(folder: Path) -> bool:
-    import os
-    return os.access(folder, os.W_OK | os.X_OK)
+    """Whether a folder can be made in ``folder``: tried (and removed at once), because
+    permissions do not tell (``/proc``, ``/sys``, a read-only mount refuse even root)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".wiring-probe-", dir=folder))
+    except OSError:
+        return False
+    return True
+
+
+def claim(lock: RunLock) -> None:
+    """Take the run folder's lock; another process holding it is a user error (exit 2)."""
+    try:
+        lock.acquire()
+    except RunFolderBusy as err:
+        raise UsageError(str(err)) from None
 
 
 def check_resumable(saved: dict[str, Any], run_dir: Path) -> None:
@@ -110,7 +142,7 @@ def check_resumable(saved: dict[str, Any], run_dir: Path) -> None:
     needed = {"model": dict, "optimizer": dict, "epoch": int, "step": int, "config": dict}
     for key, kind in needed.items():
         if not isinstance(saved.get(key), kind):
-            raise CheckpointError(f"{run_dir / 'checkpoint.pt'} is not a wiring.train checkpoint "
+            raise CheckpointError(f"{run_dir / CHECKPOINT_FILE} is not a wiring.train checkpoint "
                                   f"({key!r} missing or not a {kind.__name__})")
 
 
@@ -187,6 +219,19 @@ class IterationCosine:
         self._apply()
 
 
+def align_lr(cfg: Config, scheduler, optimizer: torch.optim.Optimizer, epoch: int) -> None:
+    """After loading a checkpoint at ``epoch`` (epochs completed): the learning rate the
+    schedule of ``cfg`` gives there. The saved optimizer holds the rate of the schedule it
+    was saved under, which a changed ``--epochs`` makes stale (a 1-epoch cosine ends at 0)."""
+    if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+        return                          # (IterationCosine sets its rate from cfg as it loads)
+    lrs = [base * lr_factor(cfg, epoch) for base in scheduler.base_lrs]
+    scheduler.last_epoch = epoch
+    scheduler._last_lr = lrs
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = lr
+
+
 def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int = 1):
     """The schedule of ``cfg``: per-epoch ``cosine`` / ``multistep`` / ``constant`` as a
     ``LambdaLR``, or ``cosine_step`` (:class:`IterationCosine`, ``steps_per_epoch``
@@ -242,7 +287,7 @@ def model_from_checkpoint(checkpoint: dict[str, Any]) -> torch.nn.Module:
 def start_from_run(cfg: Config, model: torch.nn.Module) -> str:
     """fine_tune / lottery: weights and frozen top-k from the trained run ``--from``."""
     source = Path(cfg.from_run)
-    state = load_checkpoint(source / "checkpoint.pt")
+    state = load_checkpoint(source / CHECKPOINT_FILE)
     trained = state["model"]
     start = trained
     rewinds = mode_class(cfg.mode).rewinds
@@ -309,8 +354,25 @@ def _hooks(cfg: Config, recorder: RunRecorder, run_dir: Path, main_rank: bool) -
     return [recorder, TensorBoardLogger(run_dir / "tb", title=run_dir.name)]
 
 
-def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Train per ``cfg``; returns the last epoch's metrics and the run directory."""
+def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None, *, lock: RunLock | None = None,
+        stop: StopRequest | None = None) -> dict[str, Any]:
+    """Train per ``cfg``; returns the last epoch's metrics and the run directory.
+
+    The run folder is locked (:class:`wiring.io.RunLock`) from before its first write (when
+    resuming, before its checkpoint is read) to the end; ``lock`` is one the caller took
+    already. With ``stop`` (installed), SIGINT / SIGTERM stop training resumably
+    (:class:`wiring.trainer.Stopped`)."""
+    own = lock is None
+    lock = lock or RunLock(run_dir_of(cfg))
+    try:
+        return _run(cfg, preloaded, lock, stop)
+    finally:
+        if own:
+            lock.release()
+
+
+def _run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None, lock: RunLock,
+         stop: StopRequest | None) -> dict[str, Any]:
     info = distributed.from_environment()
     device = resolve_device(cfg.device, info.local_rank)
     try:
@@ -322,11 +384,14 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> di
         raise UsageError(f"--batch-size {cfg.batch_size} is the global batch: it must be at least the "
                          f"world size ({info.world_size})")
     info = distributed.setup(device)
-    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    resuming = on_main_rank(lambda: check_run_dir(cfg, run_dir), info)
+    run_dir = run_dir_of(cfg)
+    mode = on_main_rank(lambda: check_run_dir(cfg, run_dir), info)
+    if mode == "resume":                # locked before its checkpoint is read, and decided again
+        mode = on_main_rank(lambda: (claim(lock), check_run_dir(cfg, run_dir))[1], info)
+    resuming = mode == "resume"
     saved = None
-    if resuming:                        # a checkpoint main() already read is not read again
-        path = run_dir / "checkpoint.pt"
+    if resuming:                        # a checkpoint main() already read (under the lock) is not read again
+        path = run_dir / CHECKPOINT_FILE
         saved = preloaded[1] if preloaded is not None and preloaded[0] == path else load_checkpoint(path)
     if saved is not None:
         check_resumable(saved, run_dir)
@@ -338,6 +403,9 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> di
     train_set, test_set, data_info = load_dataset(cfg.data, cfg.data_dir, image_size=cfg.image_size, seed=cfg.seed)
     train_set, test_set = subset(train_set, cfg.train_subset), subset(test_set, cfg.test_subset)
     data_info = dataclasses.replace(data_info, train_size=len(train_set), test_size=len(test_set))
+    if cfg.batch_size > len(train_set) and info.is_main:
+        print(f"{PROG}: warning: --batch-size {cfg.batch_size} is more than the {len(train_set):,} training "
+              f"images: every epoch is one step on all of them", file=sys.stderr, flush=True)
     model = build(cfg, data_info)
     origin = start_from_run(cfg, model) if mode_class(cfg.mode).needs_source else None
     initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -348,11 +416,19 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> di
                                 weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(cfg, optimizer, math.ceil(len(train_set) / cfg.batch_size))
 
+    if not resuming:                    # locked before the first write, and decided again under the lock
+        mode = on_main_rank(lambda: (claim(lock), check_run_dir(cfg, run_dir))[1], info)
+        if mode == "resume":
+            raise UsageError(f"{run_dir} received a checkpoint while this run started: run the command again")
     if not resuming and info.is_main:
-        if run_dir.exists() and cfg.overwrite:
-            for pattern in RUN_ENTRIES:
-                for p in run_dir.glob(pattern):
-                    p.unlink() if p.is_file() else shutil.rmtree(p)
+        if run_dir.exists() and (cfg.overwrite or mode == "restart"):
+            wirings = find_wirings(model)
+            names = run_files([wiring_key(name, len(wirings)) for name in wirings])
+            for p in [run_dir / name for name in names] + temp_files(run_dir, names):
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                elif p.exists() or p.is_symlink():
+                    p.unlink()
         run_dir.mkdir(parents=True, exist_ok=True)
 
     progress = Progress(cfg.progress if info.is_main else "none")
@@ -365,20 +441,28 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None) -> di
         say(f"  start from  {origin}", flush=True)
     if saved is not None and "initial_model" in saved:
         initial_model = saved["initial_model"]
+    # the run's identity, in its checkpoints, metrics lines and histories (None: a run saved before ids)
+    run_id = saved.get("run_id") if saved is not None else uuid.uuid4().hex[:16]
     recorder = RunRecorder(run_dir, cfg.to_dict(), snapshot_every=cfg.snapshot_every,
                            initial_model=initial_model, resumed=resuming,
-                           extra_state={"data_info": dataclasses.asdict(data_info), "edges": edge_budget(model)[0]})
+                           extra_state={"data_info": dataclasses.asdict(data_info), "edges": edge_budget(model)[0]}, run_id=run_id)
     trainer = Trainer(model, optimizer, train_set, test_set, epochs=cfg.epochs, batch_size=cfg.batch_size,
                       device=device, scheduler=scheduler, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed,
                       hooks=_hooks(cfg, recorder, run_dir, info.is_main), progress=progress, debug=cfg.debug,
-                      check_wiring_every=cfg.check_wiring_every)
+                      check_wiring_every=cfg.check_wiring_every, stop=stop)
     if saved is not None:
         try:
             trainer.load_state_dict(saved)
         except (RuntimeError, KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(f"{run_dir / 'checkpoint.pt'} does not fit this run's model "
+            raise CheckpointError(f"{run_dir / CHECKPOINT_FILE} does not fit this run's model "
                                   f"({(str(err).splitlines() or [type(err).__name__])[0]})") from None
-        say(f"  resumed     at epoch {trainer.epoch}, step {trainer.step}", flush=True)
+        align_lr(cfg, scheduler, optimizer, trainer.epoch)      # the schedule of the --epochs given now
+        inside = saved.get("position") if isinstance(saved.get("position"), dict) else None
+        within = f" (batch {inside['batch']} of epoch {trainer.epoch + 1})" if inside else ""
+        say(f"  resumed     at epoch {trainer.epoch}, step {trainer.step}{within}", flush=True)
+    elif mode == "restart":
+        say(f"  resumed     from step 0: {run_dir} had no checkpoint yet (the run stopped before its first), "
+            f"and the same settings and seed give the same run", flush=True)
     if info.is_main:
         recorder.start(trainer)
     start = time.perf_counter()
@@ -399,33 +483,90 @@ def resume_config(argv: Sequence[str] | None, cfg: Config) -> tuple[Config, tupl
     """With ``--resume``, the run's saved settings are the base and only the flags given
     now change them, so ``--out RUN --resume`` alone continues a run. Returns the config
     and the checkpoint read (its path and state), for :func:`run` to reuse."""
-    checkpoint = (Path(cfg.out) if cfg.out else default_run_dir(cfg)) / "checkpoint.pt"
-    if not checkpoint.is_file():
-        return cfg, None                # run() explains what is missing
+    checkpoint = run_dir_of(cfg) / CHECKPOINT_FILE
+    if not checkpoint.is_file():        # a run stopped before its first checkpoint starts over with its settings
+        saved = _saved_settings(run_dir_of(cfg) / CONFIG_FILE)
+        return (parse_config(argv, base=saved) if saved else cfg), None   # else run() explains what is missing
     state = load_checkpoint(checkpoint)
     saved = state.get("config")
     return (parse_config(argv, base=saved) if isinstance(saved, dict) else cfg), (checkpoint, state)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    tune_malloc()
+def _saved_settings(path: Path) -> dict | None:
+    """The settings a run saved in its ``config.yaml`` (None when absent or unreadable)."""
+    import yaml
     try:
-        cfg = parse_config(argv)
-        preloaded = None
-        if cfg.resume:
-            cfg, preloaded = resume_config(argv, cfg)
-        run(cfg, preloaded)
-    except (ConfigError, DataError, GraphError, CheckpointError, UsageError) as err:
-        if str(err):                      # other ranks of a distributed run stay silent
-            print(f"error: {err}", file=sys.stderr)
-        return 2
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, UnicodeError, yaml.YAMLError):
+        return None
+    return values if isinstance(values, dict) else None
+
+
+def stop_message(err: BaseException, run_dir: Path | None) -> str:
+    """One true line for a run that ended early: what its folder holds and what works next."""
+    checkpoint = run_dir / CHECKPOINT_FILE if run_dir is not None else None
+    again = f"python -m wiring.train --out {run_dir} --resume"
+    if isinstance(err, Stopped):
+        where = ("before its first step" if err.step == 0 else f"after epoch {err.epoch}" if err.batch == 0 else
+                 f"epoch {err.epoch + 1}, its evaluation abandoned" if err.batch >= err.batches else
+                 f"epoch {err.epoch + 1}, batch {err.batch} of {err.batches}")
+        return (f"stopped by {signal_name(err.signum)} at step {err.step} ({where}): {checkpoint} holds that "
+                f"moment; continue exactly with: {again}")
+    if isinstance(err, TrainingStopped):
+        kept = (f"{checkpoint} keeps the last good epoch, but --resume repeats the same steps (it keeps the "
+                f"run's --lr)" if checkpoint is not None and checkpoint.is_file() else "nothing was checkpointed")
+        return (f"error: {err}; {kept}: start again after fixing the cause (e.g. a lower --lr) with --overwrite, "
+                f"or --out DIR")
+    name = signal_name(getattr(err, "signum", 2))
+    if checkpoint is not None and checkpoint.is_file():
+        return f"interrupted ({name}) at once: {checkpoint}, the last one written, is kept; continue with: {again}"
+    if run_dir is not None and (run_dir / CONFIG_FILE).is_file():
+        return (f"interrupted ({name}) before the first checkpoint: {again} starts the run over (the same "
+                f"settings and seed give the same run), or pass --overwrite")
+    return f"interrupted ({name}) before the run wrote anything: run the command again"
+
+
+PROG = "python -m wiring.train"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command: its exit status (0 done, 1 stopped by a non-finite weight, 2 a user
+    mistake as one line ``python -m wiring.train: error: ...``, 128 + N stopped by signal N)."""
+    return run_cli(_main, PROG, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    tune_malloc()
+    stop = StopRequest()
+    cfg = lock = where = None
+    try:
+        with stop.installed():          # SIGINT / SIGTERM: a resumable stop (see wiring.trainer.StopRequest)
+            try:
+                cfg = parse_config(argv)
+                preloaded = None
+                if not distributed.from_environment().enabled:    # (torchrun: run() locks on rank 0)
+                    lock = RunLock(run_dir_of(cfg))
+                if cfg.resume:
+                    if lock is not None and lock.run_dir.is_dir():
+                        claim(lock)     # before its checkpoint is read
+                    cfg, preloaded = resume_config(argv, cfg)
+                    if lock is not None and lock.run_dir != run_dir_of(cfg):
+                        lock.release()
+                        lock = None
+                where = run_dir_of(cfg)         # the folder the messages name
+                run(cfg, preloaded, lock=lock, stop=stop)
+            finally:
+                if lock is not None:
+                    lock.release()
     except TrainingStopped as err:
-        print(f"error: {err}; the last good checkpoint is kept (continue with --resume after fixing "
-              f"the cause, e.g. a lower --lr)", file=sys.stderr)
+        print(stop_message(err, where), file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: the last epoch's checkpoint is kept; continue with --resume", file=sys.stderr)
-        return 130
+    except (Stopped, KeyboardInterrupt) as err:     # KeyboardInterrupt: Interrupted, or one raised in code
+        if distributed.from_environment().is_main:          # one line, not one per rank
+            if sys.stderr.isatty() or (cfg is not None and cfg.progress == "bar"):
+                sys.stderr.write("\n")   # after a progress bar
+            print(stop_message(err, where), file=sys.stderr)
+        return 128 + int(getattr(err, "signum", 2))
     return 0
 
 

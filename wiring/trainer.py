@@ -15,6 +15,14 @@ metrics and checkpoints; see :mod:`wiring.recorder`.
 The data order of epoch ``e`` depends only on ``(seed, e)``, so a run resumed
 from an epoch checkpoint sees the same batches as an uninterrupted one.
 
+Stopping: with a :class:`StopRequest` (``stop=``), SIGINT and SIGTERM do not
+break a step. The step under way finishes (an evaluation under way is
+abandoned), the hooks' ``on_stop(trainer)`` saves the state of that moment
+(:meth:`Trainer.state_dict` then holds ``position``: the batch within the
+epoch and the epoch's running sums, plus the real sets of the epoch's start),
+and :class:`Stopped` is raised. A trainer loading that state continues the
+epoch at the next batch, so the run ends bit-identical to an uninterrupted one.
+
 Guards: a non-finite loss or parameter stops training at once with
 :class:`TrainingStopped` naming the step (the hooks have not saved anything of
 that epoch, so the last good checkpoint stays); the wirings' invariants (exactly
@@ -24,8 +32,13 @@ checked every epoch, and every step with ``debug=True``.
 from __future__ import annotations
 
 import math
+import re
+import signal
 import sys
+import threading
 import time
+import warnings
+from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -42,6 +55,68 @@ from .sparsify import budget_of, check_sparse, real_masks
 class TrainingStopped(RuntimeError):
     """Training cannot go on (a non-finite loss or weight, a broken wiring invariant);
     the message names the step. The last good checkpoint is left as it was."""
+
+
+class Stopped(Exception):
+    """Training stopped on request (:class:`StopRequest`) between two steps; the hooks'
+    ``on_stop`` saved that moment. ``signum`` is the signal, ``step`` the steps taken,
+    ``epoch`` the epochs completed and ``batch`` / ``batches`` where in the next one."""
+
+    def __init__(self, signum: int, step: int, epoch: int, batch: int, batches: int) -> None:
+        super().__init__(f"stopped by {signal_name(signum)} at step {step}")
+        self.signum, self.step, self.epoch, self.batch, self.batches = signum, step, epoch, batch, batches
+
+
+class Interrupted(KeyboardInterrupt):
+    """A SIGINT or SIGTERM that stops at once (before training, or a second signal):
+    nothing of the moment is saved. ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal_name(signum))
+        self.signum = signum
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class StopRequest:
+    """SIGINT (Ctrl-C) and SIGTERM (``kill``, batch schedulers) as a request to stop.
+
+    While :meth:`installed`, a signal raises :class:`Interrupted` at once, except while a
+    :class:`Trainer` is fitting (``graceful``): then the first signal is only recorded in
+    ``signum`` and the trainer stops after the step under way; a second one stops at once.
+    """
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self.graceful = False
+
+    def __bool__(self) -> bool:
+        return bool(self.signum)
+
+    def handle(self, signum: int, frame=None) -> None:
+        if self.graceful and not self.signum:
+            self.signum = signum
+            return
+        self.signum = self.signum or signum
+        raise Interrupted(signum)
+
+    @contextmanager
+    def installed(self) -> Iterator["StopRequest"]:
+        """Handle SIGINT and SIGTERM in this block (main thread only; elsewhere a no-op)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 def find_wirings(model: nn.Module) -> dict[str, WiredGraph]:
@@ -84,11 +159,13 @@ def global_batches(n: int, batch_size: int, *, shuffle: bool, generator: torch.G
 
 
 def iterate_batches(dataset: Dataset, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
-                    info: DistInfo = DistInfo()) -> Iterator[tuple[Tensor, Tensor, int]]:
-    """``(x, y, global batch size)`` for this rank's shard of every global batch;
-    in-memory ``TensorDataset`` s are sliced directly."""
+                    info: DistInfo = DistInfo(), start: int = 0) -> Iterator[tuple[Tensor, Tensor, int]]:
+    """``(x, y, global batch size)`` for this rank's shard of every global batch from
+    batch ``start`` on; in-memory ``TensorDataset`` s are sliced directly. A ``DataLoader``
+    draws its workers' seed from ``generator``, never from the global RNG (which a
+    resumed run restores at the moment of its checkpoint)."""
     batches = global_batches(len(dataset), batch_size, shuffle=shuffle, generator=generator,
-                             world_size=info.world_size, drop_short=shuffle)
+                             world_size=info.world_size, drop_short=shuffle)[start:]
     if isinstance(dataset, TensorDataset):
         x, y = dataset.tensors[0], dataset.tensors[1]
         for idx in batches:
@@ -96,9 +173,19 @@ def iterate_batches(dataset: Dataset, batch_size: int, *, shuffle: bool, generat
             yield x[local], y[local], idx.numel()
         return
     loader = DataLoader(dataset, batch_sampler=[shard(idx, info).tolist() for idx in batches],
-                        num_workers=min(4, max(0, (torch.get_num_threads() or 1) - 1)))
+                        num_workers=min(4, max(0, (torch.get_num_threads() or 1) - 1)),
+                        worker_init_fn=_ignore_stop_signals,
+                        generator=generator if generator is not None else torch.Generator())
     for (x, y), idx in zip(loader, batches):
         yield x, y, idx.numel()
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT / SIGTERM to the main process (a Ctrl-C reaches the whole
+    process group): it stops after its step and shuts them down; a worker killed by the signal
+    would fail the batch the main process waits for."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class Progress:
@@ -134,7 +221,7 @@ class Trainer:
                  test_set: Dataset, *, epochs: int, batch_size: int, device: torch.device | str = "cpu",
                  scheduler: Any = None, eval_batch_size: int = 512, seed: int = 0,
                  hooks: Sequence[Any] = (), progress: Progress | None = None, debug: bool = False,
-                 check_wiring_every: int = 0) -> None:
+                 check_wiring_every: int = 0, stop: StopRequest | None = None) -> None:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_set, self.test_set = train_set, test_set
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
@@ -156,6 +243,11 @@ class Trainer:
         self.best_acc = -1.0
         self.history: list[dict] = []
         self._last_masks = self.real_masks()
+        self.stop = stop
+        #: where in an epoch training stopped (saved by state_dict; None at an epoch's end)
+        self.position: dict[str, Any] | None = None
+        self._resume: dict[str, Any] | None = None      # a loaded position: train_epoch goes on from it
+        self._epoch_sums: tuple[float, int, int] = (0.0, 0, 0)
 
     # ------------------------------------------------------------------ wiring
     def real_masks(self) -> dict[str, Tensor]:
@@ -183,13 +275,38 @@ class Trainer:
     def _call(self, event: str, *args) -> list:
         return [getattr(h, event)(self, *args) for h in self.hooks if hasattr(h, event)]
 
+    def _stop_requested(self) -> int:
+        """The signal of a pending stop request, else 0; the ranks of a distributed run agree
+        (one tiny all-reduce per step), so all of them stop after the same step."""
+        signum = self.stop.signum if self.stop is not None else 0
+        if self.dist.enabled:
+            anyone = all_reduce_sum([1.0 if signum else 0.0], self.device)[0]
+            signum = (signum or int(signal.SIGTERM)) if anyone else 0
+        return signum
+
+    def _stop_at(self, signum: int, batch: int, batches: int, sums: tuple[float, int, int]) -> None:
+        """Record where in the epoch training is (``batch`` batches of it done, its running
+        sums), let the hooks save that moment (``on_stop``) and raise :class:`Stopped`."""
+        loss_sum, correct, seen = all_reduce_sum(list(sums), self.device)
+        self.position = None if batch == 0 else {
+            "batch": int(batch), "loss_sum": float(loss_sum), "correct": int(correct), "seen": int(seen)}
+        self._call("on_stop")
+        if self.dist.enabled:
+            torch.distributed.barrier()            # rank 0 writes the checkpoint before any rank exits
+        raise Stopped(signum, self.step, self.epoch, batch, batches)
+
     def train_epoch(self) -> dict[str, float]:
         self.model.train()
         total = math.ceil(len(self.train_set) / self.batch_size)
+        resume, self._resume = self._resume, None    # a run stopped inside this epoch goes on from there
+        first = int(resume["batch"]) if resume else 0
         loss_sum, correct, seen = 0.0, 0, 0
+        if resume and self.dist.is_main:             # the saved sums are over all ranks: count them once
+            loss_sum, correct, seen = float(resume["loss_sum"]), int(resume["correct"]), int(resume["seen"])
         gen = epoch_generator(self.seed, self.epoch)
-        batches = iterate_batches(self.train_set, self.batch_size, shuffle=True, generator=gen, info=self.dist)
-        for i, (x, y, global_size) in enumerate(batches):
+        batches = iterate_batches(self.train_set, self.batch_size, shuffle=True, generator=gen, info=self.dist,
+                                  start=first)
+        for i, (x, y, global_size) in enumerate(batches, first):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             logits = self.net(x)
             # Mean over the global batch: DDP averages the ranks' gradients, hence the world size.
@@ -216,9 +333,11 @@ class Trainer:
             self._call("on_step")
             self.progress.update(f"epoch {self.epoch + 1}/{self.epochs} loss {loss_sum / max(seen, 1):.4f} "
                                  f"acc {correct / max(seen, 1):.3f}", i + 1, total)
-        if self.scheduler is not None:
-            self.scheduler.step()
+            signum = self._stop_requested()
+            if signum:
+                self._stop_at(signum, i + 1, total, (loss_sum, correct, seen))
         loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], self.device)
+        self._epoch_sums = (loss_sum, correct, seen)
         return {"loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)}
 
     def check_same_wiring(self) -> None:
@@ -229,11 +348,15 @@ class Trainer:
                                       f"at step {self.step}")
 
     @torch.no_grad()
-    def evaluate(self, dataset: Dataset | None = None) -> dict[str, float]:
+    def evaluate(self, dataset: Dataset | None = None, *, stoppable: bool = False) -> dict[str, float]:
+        """Loss and accuracy on ``dataset`` (default the test set). ``stoppable``: a pending
+        stop request abandons it (:class:`_EvaluationAbandoned`; one process only)."""
         self.model.eval()
         dataset = self.test_set if dataset is None else dataset
         loss_sum, correct, seen = 0.0, 0, 0
         for x, y, _ in iterate_batches(dataset, self.eval_batch_size, shuffle=False, info=self.dist):
+            if stoppable and self.stop is not None and self.stop.signum and not self.dist.enabled:
+                raise _EvaluationAbandoned(self.stop.signum)
             if y.numel() == 0:            # a short last batch leaves some ranks without samples
                 continue
             x, y = x.to(self.device), y.to(self.device)
@@ -245,8 +368,23 @@ class Trainer:
         return {"test_loss": loss_sum / max(seen, 1), "test_acc": correct / max(seen, 1)}
 
     def fit(self) -> list[dict]:
-        """Train the remaining epochs; returns the metrics of every epoch run."""
+        """Train the remaining epochs; returns the metrics of every epoch run. With a
+        :class:`StopRequest`, a signal ends it with :class:`Stopped` after the step under way."""
+        self.position = None
+        if self.stop is not None:
+            self.stop.graceful = True
+        try:
+            return self._fit()
+        finally:
+            if self.stop is not None:
+                self.stop.graceful = False
+
+    def _fit(self) -> list[dict]:
+        batches = math.ceil(len(self.train_set) / self.batch_size)
         while self.epoch < self.epochs:
+            signum = self._stop_requested()
+            if signum:                                 # between epochs: the epoch's checkpoint is this moment
+                self._stop_at(signum, 0, batches, (0.0, 0, 0))
             lr = self.optimizer.param_groups[0]["lr"]
             start = time.perf_counter()
             metrics: dict[str, Any] = {"epoch": self.epoch + 1}
@@ -256,12 +394,19 @@ class Trainer:
                 if hasattr(module, "pop_metrics"):
                     metrics.update(module.pop_metrics())
             self.check_invariants()
-            metrics.update(self.evaluate())
+            try:
+                metrics.update(self.evaluate(stoppable=True))
+            except _EvaluationAbandoned as stop:       # resumed, the epoch starts again at its evaluation
+                self._stop_at(stop.signum, batches, batches, self._epoch_sums)
             masks = self.real_masks()
             metrics.update(step=self.step, lr=lr, swapped=self.swapped(self._last_masks, masks),
                            seconds=round(time.perf_counter() - start, 3),
                            img_s=round(len(self.train_set) / max(train_seconds, 1e-9), 1))
             self._last_masks = masks
+            if self.scheduler is not None:
+                with warnings.catch_warnings():    # a run resumed at its evaluation steps no optimizer first
+                    warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+                    self.scheduler.step()
             self.epoch += 1
             self.best_acc = max(self.best_acc, metrics["test_acc"])
             for extra in self._call("on_epoch_end", metrics):
@@ -277,11 +422,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "epoch": self.epoch, "step": self.step, "best_acc": self.best_acc,
-                "rng": {"torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
+        """Everything a resumed trainer needs to go on bit-identically: model, optimizer,
+        scheduler, RNG, counters and, when stopped inside an epoch, ``position`` and the
+        real sets at the epoch's start (``last_masks``, for the epoch's ``swapped``)."""
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                 "epoch": self.epoch, "step": self.step, "best_acc": self.best_acc,
+                 "rng": {"torch": torch.get_rng_state(),
+                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                 # --candidate-grad-every counts training forwards
+                 "training_forwards": {name: int(w._training_forwards) for name, w in self.wirings.items()}}
+        if self.position is not None:
+            state["position"] = dict(self.position)
+            state["last_masks"] = {name: mask.cpu() for name, mask in self._last_masks.items()}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -294,4 +448,22 @@ class Trainer:
             torch.set_rng_state(rng["torch"].cpu())
         if rng.get("cuda") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        forwards = state.get("training_forwards") or {}
+        for name, layer in self.wirings.items():
+            if name in forwards:
+                layer._training_forwards = int(forwards[name])
         self._last_masks = self.real_masks()
+        position = state.get("position")
+        self._resume = dict(position) if isinstance(position, dict) else None
+        saved_masks = state.get("last_masks")
+        if self._resume is not None and isinstance(saved_masks, dict) and saved_masks.keys() == self._last_masks.keys():
+            self._last_masks = {name: saved_masks[name].to(mask.device).bool()
+                                for name, mask in self._last_masks.items()}
+
+
+class _EvaluationAbandoned(Exception):
+    """A stop request during an epoch's evaluation (see :meth:`Trainer.evaluate`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal_name(signum))
+        self.signum = signum
