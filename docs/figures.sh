@@ -26,6 +26,8 @@ train() {  # train RUN_DIR MODE: the default run of that mode, unless it is ther
 }
 if [ $# -eq 0 ]; then
   train "$RUN" dnw
+fi
+if [ $# -lt 2 ]; then   # viz.compare needs the fixed twin: the default one, trained if missing
   train "$FIXED" fixed
 fi
 
