@@ -826,6 +826,17 @@ def _kept_notes(report: Path) -> list[str]:
     return ["", NOTES_MARKER + text.split(NOTES_MARKER, 1)[1].rstrip("\n")] if NOTES_MARKER in text else []
 
 
+def _edges_axis(ax, study, setting: str) -> None:
+    """One setting's panel with the study's budgets on a log x axis (the edges and difference plots)."""
+    ax.set_xscale("log")
+    ticks = [e for e in study.budgets if e is not None]
+    ax.set_xticks(ticks, [str(e) for e in ticks])
+    ax.minorticks_off()
+    ax.set_title(setting)
+    ax.set_xlabel("real edges k")
+    ax.grid(alpha=0.3)
+
+
 def _legend(axes) -> None:
     """One legend (on the first panel) of every line in any panel."""
     handles: dict[str, Any] = {}
@@ -872,13 +883,7 @@ def _plots(study: Study, rows: list[dict], report: Path) -> list[tuple[str, Path
             if xs:
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=colors[mode],
                             label=MODE_LABELS.get(mode, mode))
-        ax.set_xscale("log")
-        ticks = [e for e in study.budgets if e is not None]
-        ax.set_xticks(ticks, [str(e) for e in ticks])
-        ax.minorticks_off()
-        ax.set_title(setting)
-        ax.set_xlabel("real edges k")
-        ax.grid(alpha=0.3)
+        _edges_axis(ax, study, setting)
     axes[0][0].set_ylabel("test accuracy (%)")
     _legend(axes[0])
     fig.suptitle(f"{study.name}: test accuracy vs real edges (mean +- std)")
@@ -936,13 +941,7 @@ def _plots(study: Study, rows: list[dict], report: Path) -> list[tuple[str, Path
                     ax.annotate(f"n={d['n']}", (d["edges"], d["mean"]), textcoords="offset points",
                                 xytext=(4, 4), fontsize=7)
             ax.axhline(0.0, color="0.4", lw=0.8)
-            ax.set_xscale("log")
-            ticks = [e for e in study.budgets if e is not None]
-            ax.set_xticks(ticks, [str(e) for e in ticks])
-            ax.minorticks_off()
-            ax.set_title(setting)
-            ax.set_xlabel("real edges k")
-            ax.grid(alpha=0.3)
+            _edges_axis(ax, study, setting)
         axes[0][0].set_ylabel("test accuracy difference (points)")
         _legend(axes[0])
         fig.suptitle(f"{study.name}: DNW minus the random graph, same seed")
