@@ -64,6 +64,23 @@ from wiring.ops import topk_mask
 PAPER_NODES = 900          # the tiny classifier of DNW Table 1: levels 32 + 4 x 192, 100 outputs
 
 
+def _race(steps: dict, repeats: int, progress: bool = False) -> dict[str, float]:
+    """Median seconds per call of each of ``steps`` (already warmed up): ``repeats`` rounds
+    calling all of them, in reverse order on every other round, so a load that comes and
+    goes slows every contestant alike."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(repeats):
+        for name, fn in (steps.items() if i % 2 == 0 else reversed(steps.items())):
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+        if progress:
+            print(f"\rrepeat {i + 1}/{repeats}", end="", file=sys.stderr, flush=True)
+    if progress:
+        print("\r", end="", file=sys.stderr)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def levels_for(nodes: int) -> tuple[int, ...]:
     """The tiny classifier's shape scaled to ``nodes`` nodes: 32 inputs, four equal op
     levels (the remainder spread over the first ones), 100 outputs.
@@ -187,17 +204,7 @@ def run(args: argparse.Namespace, peaks_of: Sequence[str] | None = None) -> dict
     for _ in range(args.warmup):
         for fn in steps.values():
             fn()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for i in range(args.repeats):
-        for name, fn in (steps.items() if i % 2 == 0 else reversed(steps.items())):
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-        if not args.json:
-            print(f"\rrepeat {i + 1}/{args.repeats}", end="", file=sys.stderr, flush=True)
-    if not args.json:
-        print("\r", end="", file=sys.stderr)
-    med = {name: statistics.median(t) for name, t in times.items()}
+    med = _race(steps, args.repeats, progress=not args.json)
     topk_engine, topk_reference = topk_time(engine, reference)
     result = {
         "engine_img_s": round(args.batch_size / med["engine"], 1),
@@ -285,13 +292,7 @@ def backend_row(args: argparse.Namespace, names: Sequence[str]) -> dict:
     for _ in range(args.warmup - 1):
         for fn in steps.values():
             fn()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for i in range(args.repeats):
-        for name, fn in (steps.items() if i % 2 == 0 else reversed(steps.items())):
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    med = {name: statistics.median(t) for name, t in times.items()}
+    med = _race(steps, args.repeats)
     losses = list(first.values())
     return {
         "nodes": args.nodes, "edges": args.edges, "candidates": engine.graph.num_candidates,
