@@ -10,9 +10,9 @@ from typing import Callable
 
 from torch import nn
 
-from .dynamic import DynamicClassifier, MissingDependency
-from .mobilenet import MobileNetV1, MobileNetV1DNW
-from .tiny import TinyClassifier
+from models.dynamic import DynamicClassifier, MissingDependency
+from models.mobilenet import MobileNetV1, MobileNetV1DNW
+from models.tiny import TinyClassifier
 
 __all__ = ["MODELS", "SETTINGS", "build_model", "MissingDependency"]
 
@@ -71,6 +71,6 @@ def build_model(name: str, **options) -> nn.Module:
 
 
 # ResNet-50 (torchvision's architecture) with DNW over its weights: models/resnet.py.
-from .resnet import resnet50, resnet50_first_dense  # noqa: E402
+from models.resnet import resnet50, resnet50_first_dense  # noqa: E402
 
 MODELS.update(resnet50=resnet50, resnet50_first_dense=resnet50_first_dense)

@@ -34,12 +34,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from models.tiny import GRID, Stem, centre_pool, node_major
 from wiring.graph import dynamic_graph
 from wiring.layer import WiredGraph
 from wiring.modes import Selection
 from wiring.nodeops import NormReLUConv
-
-from .tiny import GRID, Stem, centre_pool, node_major
 
 SETTINGS = ("discrete", "continuous")
 # torchdiffeq's fixed-step methods: with these, ``ode_steps`` equal steps of size 1/ode_steps cover [0, 1].

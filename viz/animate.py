@@ -46,13 +46,33 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
+from viz.layout import columns
+from viz.render import (
+    STRONG_EDGES,
+    STYLES,
+    ArgumentParser,
+    UsageError,
+    WiringDrawing,
+    _edge_params,
+    add_figure_options,
+    add_wiring_option,
+    atomic_path,
+    check_pixels,
+    column_names,
+    dead_of,
+    die,
+    load_run_dir,
+    new_figure,
+    output_path,
+    plain,
+    positive_float,
+    positive_int,
+    resolve_style,
+    weight_range,
+    wiring_info,
+)
 from wiring.cli import run_cli
 from wiring.io import RunData, WiringHistory
-
-from .layout import columns
-from .render import (STRONG_EDGES, STYLES, ArgumentParser, UsageError, WiringDrawing, _edge_params, add_figure_options,
-                     add_wiring_option, atomic_path, check_pixels, column_names, dead_of, die, load_run_dir, new_figure,
-                     output_path, plain, positive_float, positive_int, resolve_style, weight_range, wiring_info)
 
 __all__ = ["ANIMATION_FORMATS", "ADDED", "REMOVED", "select_frames", "EvolutionFigure", "ffmpeg_binary",
            "animate_run", "main"]

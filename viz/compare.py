@@ -34,14 +34,28 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from viz.layout import columns
+from viz.render import (
+    FORMATS,
+    ArgumentParser,
+    UsageError,
+    add_figure_options,
+    add_wiring_option,
+    check_pixels,
+    column_names,
+    dead_of,
+    die,
+    final_wiring,
+    load_run_dir,
+    new_figure,
+    output_path,
+    save_figure,
+    wiring_info,
+    write_figure,
+)
 from wiring.cli import run_cli
 from wiring.graph import Wiring
 from wiring.io import RunData
-
-from .layout import columns
-from .render import (FORMATS, ArgumentParser, UsageError, add_figure_options, add_wiring_option, check_pixels,
-                     column_names, dead_of, die, final_wiring, load_run_dir, new_figure, output_path, save_figure,
-                     wiring_info, write_figure)
 
 __all__ = ["PANELS", "pair_counts", "pair_difference", "column_in_degree", "compare_runs", "main"]
 

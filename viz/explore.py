@@ -52,14 +52,35 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from viz.layout import columns, is_dynamic, node_positions
+from viz.render import (
+    ARC_HEIGHT,
+    ARROW_AT,
+    ARROW_MAX_EDGES,
+    ARROW_SIZE,
+    CHORD_BEND,
+    DEAD_EDGE,
+    DEAD_FACE,
+    DEAD_MARK,
+    LOOP_RADIUS,
+    NEGATIVE,
+    POSITIVE,
+    RANKED_FROM,
+    REF_PIXELS,
+    ROLE_STYLE,
+    STRONG_EDGES,
+    ArgumentParser,
+    UsageError,
+    add_wiring_option,
+    atomic_path,
+    die,
+    load_run_dir,
+    output_path,
+    weight_range,
+)
 from wiring.cli import run_cli
 from wiring.graph import GraphError, Wiring
 from wiring.io import RunData, WiringFileError, read_graphml
-
-from .layout import columns, is_dynamic, node_positions
-from .render import (ARC_HEIGHT, ARROW_AT, ARROW_MAX_EDGES, ARROW_SIZE, CHORD_BEND, DEAD_EDGE, DEAD_FACE, DEAD_MARK,
-                     LOOP_RADIUS, NEGATIVE, POSITIVE, RANKED_FROM, REF_PIXELS, ROLE_STYLE, STRONG_EDGES, ArgumentParser, UsageError,
-                     add_wiring_option, atomic_path, die, load_run_dir, output_path, weight_range)
 
 __all__ = ["HTML_FORMATS", "FORMAT_VERSION", "Frames", "frames_of_run", "frames_of_wiring", "load_frames",
            "quantise", "build_payload", "decode_frames", "explorer_html", "read_payload", "write_explorer",

@@ -36,14 +36,28 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from viz.render import (
+    FORMATS,
+    ArgumentParser,
+    UsageError,
+    add_figure_options,
+    add_wiring_option,
+    check_pixels,
+    die,
+    final_wiring,
+    initial_wiring,
+    load_run_dir,
+    new_figure,
+    output_path,
+    plain,
+    save_figure,
+    wiring_info,
+    write_figure,
+)
 from wiring.cli import run_cli
 from wiring.graph import GraphError, Wiring
 from wiring.io import RunData, WiringFileError, read_wiring_file, to_networkx, unchosen_wiring
 from wiring.topology import level_edges
-
-from .render import (FORMATS, ArgumentParser, UsageError, add_figure_options, add_wiring_option, check_pixels, die,
-                     final_wiring, initial_wiring, load_run_dir, new_figure, output_path, plain, save_figure,
-                     wiring_info, write_figure)
 
 __all__ = ["PANELS", "level_matrix", "in_degrees", "skip_fraction", "plot_run", "main"]
 

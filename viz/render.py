@@ -67,15 +67,22 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from wiring.graph import GraphError, Wiring
+from viz.layout import columns, is_dynamic, node_positions
 from wiring.cli import ArgumentParser, die, run_cli
 from wiring.errors import UserError
-from wiring.io import (WIRING_OPTION_HELP, RunData, WiringFileError, atomic_path, load_run, read_wiring_file,
-                       to_networkx, unchosen_wiring)
+from wiring.graph import GraphError, Wiring
+from wiring.io import (
+    WIRING_OPTION_HELP,
+    RunData,
+    WiringFileError,
+    atomic_path,
+    load_run,
+    read_wiring_file,
+    to_networkx,
+    unchosen_wiring,
+)
 from wiring.picture import STRONG_EDGES, ranked_style
 from wiring.topology import dead_nodes
-
-from .layout import columns, is_dynamic, node_positions
 
 __all__ = [
     # drawing

@@ -31,11 +31,18 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cli import ArgumentParser, run_cli
-from .errors import UserError
-from .io import (WIRING_OPTION_HELP, GraphError, WiringFileError, load_run, read_wiring_file, to_networkx,
-                 unchosen_wiring)
-from .topology import churn, cycle_stats, dead_nodes, degree_stats, depth, generations, level_edges
+from wiring.cli import ArgumentParser, run_cli
+from wiring.errors import UserError
+from wiring.io import (
+    WIRING_OPTION_HELP,
+    GraphError,
+    WiringFileError,
+    load_run,
+    read_wiring_file,
+    to_networkx,
+    unchosen_wiring,
+)
+from wiring.topology import churn, cycle_stats, dead_nodes, degree_stats, depth, generations, level_edges
 
 __all__ = ["AnalyzeError", "wiring_numbers", "analyze", "format_report", "main"]
 

@@ -46,20 +46,17 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-
-from wiring import backends, native
-from wiring.allocator import tune_malloc
-from wiring.cli import ArgumentParser, run_cli
-from wiring.errors import UserError
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.tiny import TinyClassifier
-from wiring import bench_inference
+from wiring import backends, bench_inference, native
+from wiring.allocator import tune_malloc
 from wiring.bench_reference import DenseReference
+from wiring.cli import ArgumentParser, run_cli
+from wiring.errors import UserError
 from wiring.files import atomic_path
 from wiring.ops import topk_mask
-
 
 PAPER_NODES = 900          # the tiny classifier of DNW Table 1: levels 32 + 4 x 192, 100 outputs
 

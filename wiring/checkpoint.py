@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from .errors import UserError
-from .files import atomic_write, load_refusal
+from wiring.errors import UserError
+from wiring.files import atomic_write, load_refusal
 
 FORMAT_VERSION = 1
 

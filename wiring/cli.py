@@ -26,7 +26,7 @@ import os
 import sys
 from typing import Callable, NoReturn, Sequence
 
-from .errors import UserError
+from wiring.errors import UserError
 
 __all__ = ["ArgumentParser", "die", "error_line", "os_error_message", "run_cli", "UserError"]
 

@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -416,7 +415,7 @@ def save_compact(model: CompactMobileNet | CompactTiny, path: str | Path) -> Non
     """Write ``model.state()`` to ``path`` (a ``.pt`` of plain tensors and types), atomically
     and with the user's umask (:func:`wiring.files.atomic_write`: a kill or an error leaves
     the old file or the new one, never half of one)."""
-    from .files import atomic_write        # the project's writer; the loader above needs only torch
+    from wiring.files import atomic_write  # the project's writer; the loader above needs only torch
 
     state = model.state()
     atomic_write(path, lambda f: torch.save(state, f), binary=True)
@@ -635,9 +634,9 @@ def load_run_model(run_dir: Path, checkpoint: Path | None = None, best: bool = F
     """The trained model of a run directory (as ``wiring.export`` rebuilds it), in eval mode; a
     model that does not record its input side (the tiny classifier) gets the run's as ``image_size``."""
 
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .io import BEST_FILE, CHECKPOINT_FILE
-    from .train import model_from_checkpoint
+    from wiring.checkpoint import CheckpointError, load_checkpoint
+    from wiring.io import BEST_FILE, CHECKPOINT_FILE
+    from wiring.train import model_from_checkpoint
 
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory {run_dir}")
@@ -671,14 +670,14 @@ PROG = "python -m wiring.compact"
 def main(argv: Sequence[str] | None = None) -> int:
     """The command: 0, 1 when the compact model does not match, or 2 and one line
     ``python -m wiring.compact: error: ...`` for a user mistake."""
-    from .cli import run_cli
+    from wiring.cli import run_cli
 
     return run_cli(_main, PROG, argv)
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    from .cli import ArgumentParser, error_line
-    from .errors import UserError
+    from wiring.cli import ArgumentParser, error_line
+    from wiring.errors import UserError
 
     parser = ArgumentParser(prog=PROG,
                             description="Compact a trained MobileNetV1-DNW or static tiny classifier run into "
@@ -690,7 +689,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8, help="batch size of the check and the timing")
     parser.add_argument("--repeats", type=int, default=10, help="timed forwards of each model")
     args = parser.parse_args(argv)
-    from .allocator import tune_malloc
+    from wiring.allocator import tune_malloc
     tune_malloc()                                   # an entry point: freed blocks stay warm (see wiring.allocator)
     if args.batch < 1 or args.repeats < 1:
         raise UserError("--batch and --repeats must be at least 1")

@@ -20,12 +20,11 @@ from typing import Any, Sequence
 import yaml
 
 from models import MODELS, SETTINGS
-
-from .backends import CHOICES as BACKENDS
-from .errors import UserError
-from .files import NotText, read_text
-from .modes import MODES, mode_class
-from .presets import PRESETS
+from wiring.backends import CHOICES as BACKENDS
+from wiring.errors import UserError
+from wiring.files import NotText, read_text
+from wiring.modes import MODES, mode_class
+from wiring.presets import PRESETS
 
 DATASETS = ("digits", "fashion-mnist", "mnist5k", "cifar10", "mnist", "imagenet")
 GRAPHS = tuple(PRESETS)

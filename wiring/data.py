@@ -81,7 +81,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
-from .errors import UserError
+from wiring.errors import UserError
 
 __all__ = ["DataError", "DatasetInfo", "DATASETS", "load_dataset", "check_dataset", "subset"]
 

@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import UserError
+from wiring.errors import UserError
 
 __all__ = ["atomic_path", "atomic_write", "append_line", "read_text", "NotText", "load_refusal", "TEMP_GLOB"]
 

@@ -37,11 +37,11 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from . import native
-from .layer import WiredGraph
-from .modes import Selection
-from .nodeops import INSTANCE_NORM_EPS, NormReLUConv
-from .ops import _real_edges, _real_product, _weight_grad
+from wiring import native
+from wiring.layer import WiredGraph
+from wiring.modes import Selection
+from wiring.nodeops import INSTANCE_NORM_EPS, NormReLUConv
+from wiring.ops import _real_edges, _real_product, _weight_grad
 
 
 def supported(layer: WiredGraph, ops: Sequence[NormReLUConv | None], inputs: Tensor) -> bool:

@@ -35,7 +35,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .errors import UserError
+from wiring.errors import UserError
 
 INPUT, HIDDEN, OUTPUT = 0, 1, 2
 ROLE_NAMES = ("input", "hidden", "output")

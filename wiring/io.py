@@ -47,8 +47,8 @@ import networkx as nx
 import torch
 from torch import Tensor
 
-from .files import NotText, atomic_path, atomic_write, load_refusal, read_text
-from .graph import HIDDEN, INPUT, OUTPUT, ROLE_NAMES, GraphError, Wiring, _generations, find_cycle
+from wiring.files import NotText, atomic_path, atomic_write, load_refusal, read_text
+from wiring.graph import HIDDEN, INPUT, OUTPUT, ROLE_NAMES, GraphError, Wiring, _generations, find_cycle
 
 __all__ = [
     "WiringFileError", "to_networkx", "from_networkx", "node_order", "to_pyg", "from_pyg",

@@ -27,11 +27,11 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .graph import OUTPUT, Block, GraphError, NeuralGraph, Wiring, check_edges
-from .modes import Mode, Selection, make_mode
-from .ops import propagate
-from .topk import topk_mask
-from .presets import initial_weights
+from wiring.graph import OUTPUT, Block, GraphError, NeuralGraph, Wiring, check_edges
+from wiring.modes import Mode, Selection, make_mode
+from wiring.ops import propagate
+from wiring.presets import initial_weights
+from wiring.topk import topk_mask
 
 NodeOp = Callable[[int, Tensor], Tensor]
 

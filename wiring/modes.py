@@ -36,8 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .graph import GraphError
-from .topk import topk_mask
+from wiring.graph import GraphError
+from wiring.topk import topk_mask
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import native
+from wiring import native
 
 INSTANCE_NORM_EPS = 1e-5        # both paths' instance-norm epsilon (F.instance_norm's default)
 NODE_INITS = ("authors", "kaiming")

@@ -32,11 +32,11 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from . import backends, native
-from .graph import Block, GraphError, check_edges
-from .modes import STATELESS as MODES
-from .modes import make_mode, mode_class
-from .topk import HINT_MARGIN, topk_mask  # noqa: F401  (wiring.ops.topk_mask is public)
+from wiring import backends, native
+from wiring.graph import Block, GraphError, check_edges
+from wiring.modes import STATELESS as MODES
+from wiring.modes import make_mode, mode_class
+from wiring.topk import HINT_MARGIN, topk_mask  # noqa: F401  (wiring.ops.topk_mask is public)
 
 warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
 

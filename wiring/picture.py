@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .graph import OUTPUT
+from wiring.graph import OUTPUT
 
 __all__ = ["POSITIVE", "NEGATIVE", "STRONG_EDGES", "edge_ranks", "rank_emphasis", "ranked_params", "ranked_style",
            "layered_positions", "wiring_picture"]

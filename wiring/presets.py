@@ -45,7 +45,7 @@ import networkx as nx
 import torch
 from torch import Tensor
 
-from .graph import GraphError, NeuralGraph, Wiring, check_edges
+from wiring.graph import GraphError, NeuralGraph, Wiring, check_edges
 
 Preset = Callable[..., Tensor]
 PRESETS: dict[str, Preset] = {}

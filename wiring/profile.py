@@ -49,17 +49,16 @@ import torch
 from torch import Tensor, nn
 
 from models import MODELS, build_model
-
-from . import native
-from .checkpoint import CheckpointError, load_checkpoint
-from .cli import ArgumentParser, run_cli
-from .errors import UserError
-from .graph import GraphError
-from .io import BEST_FILE, CHECKPOINT_FILE
-from .layer import WiredGraph
-from .modes import every_candidate_real
-from .nodeops import NormReLUConv
-from .train import model_from_checkpoint
+from wiring import native
+from wiring.checkpoint import CheckpointError, load_checkpoint
+from wiring.cli import ArgumentParser, run_cli
+from wiring.errors import UserError
+from wiring.graph import GraphError
+from wiring.io import BEST_FILE, CHECKPOINT_FILE
+from wiring.layer import WiredGraph
+from wiring.modes import every_candidate_real
+from wiring.nodeops import NormReLUConv
+from wiring.train import model_from_checkpoint
 
 
 def live_nodes(layer: WiredGraph, outputs: Tensor | None = None) -> Tensor:

@@ -36,15 +36,29 @@ from typing import Any
 import torch
 import yaml
 
-from . import __version__
-from .checkpoint import CheckpointError, save_checkpoint
-from .files import append_line
-from .io import (BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SPARSE_FILE, WiringHistory, atomic_write,
-                 load_metrics, run_files, temp_files, to_networkx, wiring_file, wiring_key, write_graphml)
-from .layer import WiredGraph
-from .sparsify import export_sparse, sparse_layers
-from .topology import summary
-from .trainer import edge_budget
+from wiring import __version__
+from wiring.checkpoint import CheckpointError, save_checkpoint
+from wiring.files import append_line
+from wiring.io import (
+    BEST_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    SPARSE_FILE,
+    WiringHistory,
+    atomic_write,
+    load_metrics,
+    run_files,
+    temp_files,
+    to_networkx,
+    wiring_file,
+    wiring_key,
+    write_graphml,
+)
+from wiring.layer import WiredGraph
+from wiring.sparsify import export_sparse, sparse_layers
+from wiring.topology import summary
+from wiring.trainer import edge_budget
 
 
 def wiring_file_stem(name: str, stem: str, count: int) -> str:

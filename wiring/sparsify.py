@@ -77,9 +77,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .files import atomic_write
-from .graph import HIDDEN, INPUT, OUTPUT, Wiring, _generations, apportion
-from .ops import topk_mask
+from wiring.files import atomic_write
+from wiring.graph import HIDDEN, INPUT, OUTPUT, Wiring, _generations, apportion
+from wiring.ops import topk_mask
 
 __all__ = [
     "SPARSE_MODES", "SCOPES", "SparseBudget", "DNWConv2d", "DNWLinear", "sparsify", "densify",

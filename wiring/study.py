@@ -80,16 +80,15 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from models import SETTINGS
-
-from .allocator import tune_malloc
-from .cli import ArgumentParser, run_cli
-from .config import SEED_MAX, Config, ConfigError, config_from_dict, saved_values
-from .data import check_dataset
-from .errors import UserError
-from .files import NotText, read_text
-from .io import CHECKPOINT_FILE, LOCK_FILE, METRICS_FILE, WiringFileError, load_metrics
-from .modes import MODES, every_candidate_real
-from .train import run, solver_text
+from wiring.allocator import tune_malloc
+from wiring.cli import ArgumentParser, run_cli
+from wiring.config import SEED_MAX, Config, ConfigError, config_from_dict, saved_values
+from wiring.data import check_dataset
+from wiring.errors import UserError
+from wiring.files import NotText, read_text
+from wiring.io import CHECKPOINT_FILE, LOCK_FILE, METRICS_FILE, WiringFileError, load_metrics
+from wiring.modes import MODES, every_candidate_real
+from wiring.train import run, solver_text
 
 __all__ = ["StudyError", "Cell", "PaperTable", "Study", "load_study", "cell_config", "cell_state",
            "run_study", "collect", "write_csv", "write_report", "main", "CSV_FIELDS", "DEFAULT_REPORT"]
@@ -480,7 +479,7 @@ def recorded(study: Study, cell: Cell, records: dict[str, dict[str, Any]]) -> di
 def _wiring_stats(run_dir: Path) -> dict[str, Any]:
     """The final wiring against the initial one: real edges, how many of the initial real
     edges are still real, the nodes that send and receive real edges."""
-    from .io import read_graphml
+    from wiring.io import read_graphml
 
     finals = sorted(run_dir.glob("wiring*.graphml"))
     out: dict[str, Any] = {}

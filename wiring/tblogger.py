@@ -23,9 +23,9 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from .picture import wiring_picture
-from .recorder import wiring_stats
-from .trainer import edge_budget
+from wiring.picture import wiring_picture
+from wiring.recorder import wiring_stats
+from wiring.trainer import edge_budget
 
 __all__ = ["INSTALL", "available", "TensorBoardLogger"]
 

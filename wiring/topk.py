@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import native
-from .graph import check_edges
+from wiring import native
+from wiring.graph import check_edges
 
 HINT_MARGIN = 0.9   # the pre-filter keeps |w| >= 0.9 x the previous threshold
 

@@ -29,20 +29,36 @@ import torch
 
 from models import build_model
 from models.dynamic import FIXED_STEP_SOLVERS
-
-from . import __version__, backends, distributed, native
-from .allocator import tune_malloc
-from .checkpoint import CheckpointError, load_checkpoint
-from .cli import run_cli
-from .config import WIDTH_BUDGET_MODELS, Config, config_from_saved, parse_config, saved_values
-from .data import check_dataset, load_dataset, subset
-from .errors import UserError
-from .io import (CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE, RunFolderBusy, RunLock, read_graphml, run_files,
-                 temp_files, wiring_key)
-from .modes import every_candidate_real, mode_class
-from .recorder import RunRecorder
-from .trainer import (Progress, Stopped, StopRequest, Trainer, TrainingStopped, edge_budget,
-                      find_wirings, signal_name)
+from wiring import __version__, backends, distributed, native
+from wiring.allocator import tune_malloc
+from wiring.checkpoint import CheckpointError, load_checkpoint
+from wiring.cli import run_cli
+from wiring.config import WIDTH_BUDGET_MODELS, Config, config_from_saved, parse_config, saved_values
+from wiring.data import check_dataset, load_dataset, subset
+from wiring.errors import UserError
+from wiring.io import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    LOCK_FILE,
+    RunFolderBusy,
+    RunLock,
+    read_graphml,
+    run_files,
+    temp_files,
+    wiring_key,
+)
+from wiring.modes import every_candidate_real, mode_class
+from wiring.recorder import RunRecorder
+from wiring.trainer import (
+    Progress,
+    Stopped,
+    StopRequest,
+    Trainer,
+    TrainingStopped,
+    edge_budget,
+    find_wirings,
+    signal_name,
+)
 
 # --overwrite removes exactly the files this run writes: wiring.io.run_files (the one list of them).
 # Settings that may change when a run is resumed.
@@ -350,7 +366,9 @@ def _hooks(cfg: Config, recorder: RunRecorder, run_dir: Path, main_rank: bool) -
         return []
     if not cfg.tensorboard:
         return [recorder]
-    from .tblogger import TensorBoardLogger     # the optional tensorboard package loads only when asked for
+    from wiring.tblogger import (
+        TensorBoardLogger,  # the optional tensorboard package loads only when asked for
+    )
     return [recorder, TensorBoardLogger(run_dir / "tb", title=run_dir.name)]
 
 

@@ -46,10 +46,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from .distributed import DistInfo, all_reduce_sum, current, same_on_all_ranks, shard, wiring_hash
-from .graph import GraphError
-from .layer import WiredGraph
-from .sparsify import budget_of, check_sparse, real_masks
+from wiring.distributed import DistInfo, all_reduce_sum, current, same_on_all_ranks, shard, wiring_hash
+from wiring.graph import GraphError
+from wiring.layer import WiredGraph
+from wiring.sparsify import budget_of, check_sparse, real_masks
 
 
 class TrainingStopped(RuntimeError):

@@ -11,7 +11,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from . import takes_floating
+from wiring.backends import takes_floating
 
 warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
 

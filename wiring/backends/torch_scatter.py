@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import OptionalPackage, takes_floating
+from wiring.backends import OptionalPackage, takes_floating
 
 DEVICES = ("cpu", "cuda")
 TAKES = "floating-point tensors on the CPU or CUDA"

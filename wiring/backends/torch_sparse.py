@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from . import OptionalPackage, takes_floating
+from wiring.backends import OptionalPackage, takes_floating
 
 DEVICES = ("cpu", "cuda")
 TAKES = "float32/float64 (and half on CUDA) tensors on the CPU or CUDA"
