@@ -43,10 +43,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wiring.data import load_dataset
+from wiring.train.data import load_dataset
 from wiring.sparsify import (budget_of, densify, export_sparse, layer_density, load_sparse, num_real, real_masks,
                              sparsify)
-from wiring.trainer import Trainer  # noqa: E402
+from wiring.train.trainer import Trainer  # noqa: E402
 
 VARIANTS = ("dense", "dnw", "fixed", "fixed-layer")
 

@@ -43,7 +43,7 @@ order, as the authors' code).
 * **--edges.** The trainer's ``edges`` is ignored by these models, except ``None``
   (``--mode complete`` or ``--graph complete``), which makes every candidate of every
   graph real: the budget is a per-stage property set by ``--width`` (one number would
-  have to be split over graphs of very different sizes), and ``wiring.config`` refuses
+  have to be split over graphs of very different sizes), and ``wiring.train.config`` refuses
   an ``--edges`` the user gives for them. From Python, ``budget=K`` splits a total of
   K edges over the graphs in proportion to their default k.
 * **Stride.** A node's state has the spatial size of its level. The stride of a

@@ -54,9 +54,9 @@ def checkpoint_run(path: Path, argv: Sequence[str], *,
     data_info, model state): the model of ``argv`` (``wiring.train`` flags, data digits) for
     1-channel 8x8 images after 2 SGD steps on random batches (seeded), then ``prepare(model)``
     (e.g. BatchNorm calibration) before saving. Faster than training through the CLI."""
-    from wiring.checkpoint import save_checkpoint
-    from wiring.config import parse_config
-    from wiring.train import build
+    from wiring.train.checkpoint import save_checkpoint
+    from wiring.train.config import parse_config
+    from wiring.train.pipeline import build
 
     path.mkdir(parents=True, exist_ok=True)
     cfg = parse_config([*argv, "--data", "digits"])

@@ -1,4 +1,4 @@
-"""wiring.allocator: glibc's malloc keeps large freed blocks (Linux only)."""
+"""wiring.train.allocator: glibc's malloc keeps large freed blocks (Linux only)."""
 from __future__ import annotations
 
 import resource
@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from wiring.allocator import tune_malloc
+from wiring.train.allocator import tune_malloc
 
 
 def _step() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import networkx as nx
 import pytest
 import torch
+from run_dirs import make_run as build_run
 
 from wiring import analyze
 from wiring.graph import Wiring, dynamic_graph
-from run_dirs import make_run as build_run
 from wiring.io import WiringHistory, load_run, to_networkx, write_graphml
 from wiring.topology import churn, cycle_stats, dead_nodes, degree_stats, depth, generations, level_edges
 

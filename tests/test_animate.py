@@ -117,7 +117,6 @@ def test_titles_name_the_epoch_a_step_lies_in(tmp_path):
 
 
 def test_default_size_is_1280_by_720_and_the_strip_counts_swaps_per_level_pair(tmp_path):
-    import numpy as np
     from viz.layout import columns
     h = make_run(tmp_path / "run", [(0, 1), (5, 2)])
     run = load_run(tmp_path / "run")

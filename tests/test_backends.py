@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from backend_params import skip_unless_on
+
 from wiring import backends, native
 from wiring.backends import BackendError
 

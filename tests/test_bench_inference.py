@@ -5,10 +5,9 @@ import json
 
 import pytest
 import torch
+from run_dirs import checkpoint_run
 
 from wiring.bench_inference import NAMES, format_table, inference_table, main, time_alternating
-
-from run_dirs import checkpoint_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

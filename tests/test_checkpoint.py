@@ -1,4 +1,4 @@
-"""Tests for wiring.checkpoint: atomic saves, weights-only loads, clear errors."""
+"""Tests for wiring.train.checkpoint: atomic saves, weights-only loads, clear errors."""
 from __future__ import annotations
 
 import collections
@@ -6,10 +6,10 @@ import collections
 import pytest
 import torch
 
-import wiring.checkpoint as checkpoint
-from wiring.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+import wiring.train.checkpoint as checkpoint
 from wiring.graph import static_graph
 from wiring.layer import WiredGraph
+from wiring.train.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 
 
 def state(step=3):

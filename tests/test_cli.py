@@ -3,8 +3,10 @@
 with exit status 2, one crash-safe writer (wiring.files), and every command's --help."""
 from __future__ import annotations
 
+import ast
 import errno
 import importlib
+import importlib.util
 import os
 import stat
 import subprocess
@@ -32,13 +34,13 @@ COMMANDS = ("wiring.train", "wiring.study", "wiring.export", "wiring.analyze", "
 def test_every_project_error_a_user_can_cause_is_a_user_error_and_keeps_its_old_base():
     from viz.render import UsageError as VizUsageError
     from wiring.analyze import AnalyzeError
-    from wiring.checkpoint import CheckpointError
-    from wiring.config import ConfigError
-    from wiring.data import DataError
     from wiring.graph import GraphError
     from wiring.io import WiringFileError
     from wiring.study import StudyError
-    from wiring.train import UsageError
+    from wiring.train.checkpoint import CheckpointError
+    from wiring.train.config import ConfigError
+    from wiring.train.data import DataError
+    from wiring.train.pipeline import UsageError
     for cls in (GraphError, WiringFileError, ConfigError, CheckpointError, StudyError, UsageError):
         assert issubclass(cls, UserError) and issubclass(cls, ValueError), cls
     for cls in (DataError, AnalyzeError, VizUsageError, files.NotText):
@@ -101,10 +103,21 @@ def test_argparse_mistakes_use_the_same_line(capsys):
     assert capsys.readouterr().err.startswith("prog: error: argument --n: invalid int value")
 
 
+def command_module(module: str) -> str:
+    """The module holding ``main`` of ``python -m module``: the module itself, or for a package
+    the module its ``__main__.py`` imports ``main`` from."""
+    spec = importlib.util.find_spec(module)
+    if spec.submodule_search_locations is None:
+        return module
+    tree = ast.parse(Path(spec.submodule_search_locations[0], "__main__.py").read_text())
+    return next(node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and any(a.name == "main" for a in node.names))
+
+
 @pytest.mark.parametrize("module", COMMANDS)
 def test_every_command_runs_through_run_cli(module):
     """One wrapper: each command's ``main`` hands its body to :func:`wiring.cli.run_cli`."""
-    mod = importlib.import_module(module)
+    mod = importlib.import_module(command_module(module))
     assert mod.PROG == f"python -m {module}"
     assert "run_cli" in mod.main.__code__.co_names, f"{module}.main does not go through run_cli"
 
@@ -129,7 +142,7 @@ ONE_LINE_MISTAKES = {
 @pytest.mark.parametrize("module", COMMANDS)
 def test_every_command_reports_a_mistake_as_prog_error_one_line(tmp_path, capsys, module, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    mod = importlib.import_module(module)
+    mod = importlib.import_module(command_module(module))
     try:
         code = mod.main(ONE_LINE_MISTAKES[module])
     except SystemExit as exc:
@@ -161,7 +174,7 @@ def parser_actions(module: str):
     argparse.ArgumentParser.print_help = capture
     try:
         try:
-            importlib.import_module(module).main(["--help"])
+            importlib.import_module(command_module(module)).main(["--help"])
         except SystemExit:
             pass
     finally:
@@ -180,8 +193,8 @@ def test_train_help_shows_the_real_default_run_directory():
     """The pattern --help prints names the folder default_run_dir makes, setting and 'all' included."""
     import re
 
-    from wiring.config import build_parser, parse_config
-    from wiring.train import default_run_dir
+    from wiring.train.config import build_parser, parse_config
+    from wiring.train.pipeline import default_run_dir
 
     help_text = " ".join(build_parser().format_help().split())
     pattern = re.search(r"default (runs/\S+-s<seed>)", help_text).group(1).rstrip(",")
@@ -201,7 +214,7 @@ def test_train_help_shows_the_real_default_run_directory():
 
 
 def test_candidate_grad_every_has_help():
-    from wiring.config import build_parser
+    from wiring.train.config import build_parser
     text = " ".join(build_parser().format_help().split())
     assert "--candidate-grad-every CANDIDATE_GRAD_EVERY give the hallucinated" in text
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from run_dirs import checkpoint_run
 
 import models
 from models import build_model
@@ -17,8 +18,6 @@ from wiring.compact import compact_model, load_compact, main, save_compact
 from wiring.export import main as export_main
 from wiring.profile import main as profile_main
 from wiring.profile import profile_model
-
-from run_dirs import checkpoint_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

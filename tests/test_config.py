@@ -1,4 +1,4 @@
-"""Tests for wiring.config: defaults, YAML files, command-line precedence, validation."""
+"""Tests for wiring.train.config: defaults, YAML files, command-line precedence, validation."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,9 +6,9 @@ import dataclasses
 import pytest
 import yaml
 
-from wiring.config import Config, ConfigError, build_parser, config_from_dict, parse_config
 from wiring.modes import MODES
 from wiring.presets import PRESETS
+from wiring.train.config import Config, ConfigError, build_parser, config_from_dict, parse_config
 
 
 def write(tmp_path, text, name="cfg.yaml"):
@@ -244,7 +244,7 @@ def test_edges_for_a_model_whose_budget_is_its_width_is_refused(tmp_path):
 # ----------------------------------------------------------------------------- init and schedules
 
 def test_init_default_choices_and_old_saved_configs():
-    from wiring.config import config_from_saved
+    from wiring.train.config import config_from_saved
     assert Config().init == "authors" and parse_config([]).init == "authors"
     assert parse_config(["--init", "kaiming"]).init == "kaiming"
     with pytest.raises(ConfigError, match="--init"):
@@ -262,7 +262,8 @@ def test_init_default_choices_and_old_saved_configs():
 def _lrs(scheduler_cfg: Config, steps_per_epoch: int, epochs: int, scheduler=None, optimizer=None):
     """The learning rate each optimizer step used, over ``epochs`` epochs of ``steps_per_epoch``."""
     import torch
-    from wiring.train import make_scheduler
+
+    from wiring.train.schedule import make_scheduler
     if optimizer is None:
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=scheduler_cfg.lr)
         scheduler = make_scheduler(scheduler_cfg, optimizer, steps_per_epoch)
@@ -291,7 +292,8 @@ def test_cosine_step_schedule_is_stepped_every_iteration_exactly():
 
 def test_cosine_step_resumes_where_it_stopped():
     import torch
-    from wiring.train import make_scheduler
+
+    from wiring.train.schedule import make_scheduler
     cfg = Config(schedule="cosine_step", epochs=3, lr=0.2)
     whole, _, _ = _lrs(cfg, 4, 3)
     first, scheduler, _ = _lrs(cfg, 4, 1)

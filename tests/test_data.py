@@ -1,4 +1,4 @@
-"""Tests for wiring.data: loading, parsing, normalisation and error messages."""
+"""Tests for wiring.train.data: loading, parsing, normalisation and error messages."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from wiring import data
-from wiring.data import DATASETS, DataError, DatasetInfo, check_dataset, load_dataset
+from wiring.train import data
+from wiring.train.data import DATASETS, DataError, DatasetInfo, check_dataset, load_dataset
 
 # --------------------------------------------------------------------------- #
 # helpers

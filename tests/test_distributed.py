@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from wiring.distributed import DistInfo, GlobalBatchNorm, same_on_all_ranks, shard, wiring_hash
-from wiring.train import main
+from wiring.train.distributed import DistInfo, GlobalBatchNorm, same_on_all_ranks, shard, wiring_hash
+from wiring.train.pipeline import main
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--model", "micro", "--edges", "100", "--epochs", "2", "--batch-size", "256", "--seed", "3",

@@ -170,8 +170,10 @@ def test_missing_torchdiffeq_is_one_clear_error(monkeypatch):
 
 def test_cli_trains_both_dynamic_settings(tmp_path):
     import json
+
     import networkx as nx
-    from wiring.train import main
+
+    from wiring.train.pipeline import main
     for setting in ("discrete", "continuous"):
         out = tmp_path / setting
         assert main(["--model", "micro", "--setting", setting, "--edges", "150", "--epochs", "1",

@@ -30,7 +30,6 @@ from viz.layout import node_positions
 from wiring.graph import Wiring, dynamic_graph, static_graph
 from wiring.io import WiringHistory, write_graphml
 
-
 # ----------------------------------------------------------------------------- fixtures
 
 def make_run(path: Path, *, dynamic: bool = False, frames: int = 4, k: int = 10, seed: int = 0) -> WiringHistory:

@@ -7,7 +7,7 @@ import torch
 
 from wiring.export import main
 from wiring.io import read_graphml
-from wiring.train import main as train_main
+from wiring.train.pipeline import main as train_main
 
 
 @pytest.fixture(scope="module")

@@ -36,11 +36,11 @@ import torch
 import yaml
 
 from models import build_model
-from wiring.data import DataError, load_dataset
 from wiring.graph import Wiring, static_graph
 from wiring.io import WiringHistory, load_metrics, read_graphml, run_files, write_graphml
-from wiring.train import main
-from wiring.trainer import Interrupted, StopRequest, Trainer
+from wiring.train.data import DataError, load_dataset
+from wiring.train.pipeline import main
+from wiring.train.trainer import Interrupted, StopRequest, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

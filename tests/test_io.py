@@ -9,9 +9,22 @@ import torch
 
 import wiring.io as wio
 from wiring.graph import HIDDEN, INPUT, OUTPUT, GraphError, Wiring, static_graph
-from wiring.io import (RunData, WiringFileError, WiringHistory, from_networkx, from_pyg, load_metrics,
-                       load_run, node_order, run_wirings, read_graphml, to_networkx, to_pyg, write_edgelist,
-                       write_graphml)
+from wiring.io import (
+    RunData,
+    WiringFileError,
+    WiringHistory,
+    from_networkx,
+    from_pyg,
+    load_metrics,
+    load_run,
+    node_order,
+    read_graphml,
+    run_wirings,
+    to_networkx,
+    to_pyg,
+    write_edgelist,
+    write_graphml,
+)
 
 ATTRS = {"k": 4, "density": 0.5, "candidates": 8, "preset": "random_k", "mode": "dnw",
          "seed": 3, "step": 120, "static": True}

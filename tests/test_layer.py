@@ -14,7 +14,6 @@ from wiring.layer import WiredGraph
 from wiring.modes import Selection
 from wiring.ops import dnw_propagate, topk_mask
 
-
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
 
 

@@ -7,11 +7,18 @@ import torch
 import torch.nn.functional as F
 
 from models import MODELS, build_model
-from models.mobilenet import (STAGES, MobileNetV1, MobileNetV1DNW, channels, dense_pointwise_edges,
-                              split_budget, stem_stride)
+from models.mobilenet import (
+    STAGES,
+    MobileNetV1,
+    MobileNetV1DNW,
+    channels,
+    dense_pointwise_edges,
+    split_budget,
+    stem_stride,
+)
 from wiring.graph import GraphError
 from wiring.io import to_networkx
-from wiring.trainer import find_wirings
+from wiring.train.trainer import find_wirings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -206,8 +213,8 @@ def test_bad_options():
 def test_trainer_build_passes_width(tmp_path):
     from types import SimpleNamespace
 
-    from wiring.config import parse_config
-    from wiring.train import build
+    from wiring.train.config import parse_config
+    from wiring.train.pipeline import build
     cfg = parse_config(["--model", "mobilenetv1", "--width", "0.25", "--data", "digits"])
     m = build(cfg, SimpleNamespace(channels=1, num_classes=10, image_size=8))
     assert isinstance(m, MobileNetV1) and m.width == 0.25
@@ -217,7 +224,7 @@ def test_trainer_build_passes_width(tmp_path):
 def test_trainer_runs_a_dnw_model_and_checks_its_wirings():
     from torch.utils.data import TensorDataset
 
-    from wiring.trainer import Trainer
+    from wiring.train.trainer import Trainer
     m = dnw("mobilenetv1_dnw_small", in_channels=1)
     data = TensorDataset(torch.randn(16, 1, 8, 8), torch.arange(16) % 10)
     opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
@@ -243,8 +250,8 @@ def test_training_steps_at_224_on_fake_data():
 
 
 def test_trains_an_epoch_on_digits_at_32():
-    from wiring.data import load_dataset
-    from wiring.trainer import Trainer
+    from wiring.train.data import load_dataset
+    from wiring.train.trainer import Trainer
     train_set, test_set, info = load_dataset("digits", image_size=32)
     torch.manual_seed(0)
     m = MobileNetV1DNW(width=0.0625, node_width=0.0625, in_channels=1, num_classes=10, image_size=32)

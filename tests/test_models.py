@@ -12,7 +12,6 @@ from models.tiny import GRID, Stem, TinyClassifier, stem_strides
 from wiring.graph import static_graph
 from wiring.layer import WiredGraph
 
-
 _cached_graph = functools.lru_cache(maxsize=4)(lambda sizes: static_graph(list(sizes)))
 
 
@@ -239,6 +238,7 @@ def test_init_kaiming_is_the_previous_default_bit_for_bit():
     """--init kaiming draws exactly what the engine drew before the authors' init: the edge
     weights seeded normal x init_std and kaiming_normal_(fan_out) node kernels from torch's RNG."""
     import math
+
     from wiring.presets import init_std
     torch.manual_seed(0)
     m = TinyClassifier(in_channels=1, image_size=28, edges=2000, seed=3, init="kaiming")

@@ -10,11 +10,11 @@ import doctest
 
 import pytest
 import torch
+from backend_params import skip_unless_on
 
 import wiring.graph
 import wiring.ops
 from wiring import ops
-from backend_params import skip_unless_on
 from wiring.graph import GraphError, dynamic_graph, from_edge_index, static_graph
 from wiring.ops import (
     DENSE_FORWARD_FILL,

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import torch
 import yaml
 
-from wiring.config import parse_config
+from wiring.train.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda package names that differ from their PyPI names
@@ -46,7 +46,7 @@ DATA_SHAPES = {"imagenet": (3, 1000, 224), "cifar10": (3, 10, 32)}
 def test_every_paper_config_parses_and_builds():
     from types import SimpleNamespace
 
-    from wiring.train import build
+    from wiring.train.pipeline import build
     paths = sorted((ROOT / "configs" / "paper").glob("*.yaml"))
     assert len(paths) >= 20
     built: dict[tuple, int] = {}

@@ -18,8 +18,16 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from wiring.graph import (HIDDEN, INPUT, OUTPUT, GraphError, Wiring, dynamic_graph,  # noqa: E402
-                          from_edge_index, static_graph)
+from wiring.graph import (  # noqa: E402
+    HIDDEN,
+    INPUT,
+    OUTPUT,
+    GraphError,
+    Wiring,
+    dynamic_graph,
+    from_edge_index,
+    static_graph,
+)
 from wiring.io import read_graphml, write_graphml  # noqa: E402
 from wiring.ops import topk_mask  # noqa: E402
 

@@ -34,8 +34,9 @@ import torch
 import yaml
 
 from viz import animate, explore, plots, render
-from wiring import analyze, compact, export, study, train
+from wiring import analyze, compact, export, study
 from wiring.io import load_metrics, read_graphml, write_graphml
+from wiring.train import pipeline as train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -338,7 +339,7 @@ def test_an_unsafe_checkpoint_is_refused_without_the_weights_only_false_hint(tmp
     for tool, argv in ((export.main, [run]), (compact.main, [run]),
                        (train.main, [*ARGS, "--out", run, "--resume"])):
         assert run_main(tool, argv) == 2
-        line = one_line(capsys.readouterr().err, f"python -m {tool.__module__}", "cannot read checkpoint",
+        line = one_line(capsys.readouterr().err, sys.modules[tool.__module__].PROG, "cannot read checkpoint",
                         "refused")
         assert "weights_only" not in line and "False" not in line
     history = tmp_path / "hrun"

@@ -10,11 +10,11 @@ import pytest
 import torch
 from matplotlib.collections import LineCollection
 from PIL import Image
+from run_dirs import make_run as build_run
 
 from viz import render
 from viz.render import render_wiring
 from wiring.graph import Wiring, static_graph
-from run_dirs import make_run as build_run
 from wiring.io import WiringHistory, read_graphml, to_networkx
 from wiring.topology import dead_nodes
 
@@ -334,6 +334,7 @@ def test_view_options_are_checked(run_dir, tmp_path, capsys):
 
 def test_render_doctests():
     import doctest
+
     import wiring.picture
     assert doctest.testmod(render).failed == 0 and doctest.testmod(wiring.picture).failed == 0
 

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from models import MODELS, build_model
-from models.resnet import (RESNET50_PARAMETERS, Bottleneck, resnet50_dense, resnet_tiny, sparse_budget)
-from wiring.config import parse_config
+from models.resnet import RESNET50_PARAMETERS, Bottleneck, resnet50_dense, resnet_tiny, sparse_budget
 from wiring.graph import GraphError
 from wiring.sparsify import budget_of, check_sparse, num_real, sparse_layers
+from wiring.train.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = dict(in_channels=3, num_classes=10, image_size=32, mode="dnw", preset="random_k", seed=0,

@@ -25,7 +25,7 @@ import torch
 
 from wiring import export
 from wiring.io import WiringHistory, load_metrics, read_graphml
-from wiring.train import main
+from wiring.train.pipeline import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -225,10 +225,10 @@ def test_resumed_after_sigkill_at_an_epoch_boundary_equals_uninterrupted(tmp_pat
 
 
 def test_a_kill_after_the_metrics_line_does_not_duplicate_it_on_resume(tmp_path, monkeypatch):
-    import wiring.recorder
+    import wiring.train.recorder
 
     out = tmp_path / "run"
-    real_save = wiring.recorder.save_checkpoint
+    real_save = wiring.train.recorder.save_checkpoint
 
     def killed_before_checkpoint_of_epoch_2(state, path, **kwargs):
         if state["epoch"] == 2:
@@ -236,7 +236,7 @@ def test_a_kill_after_the_metrics_line_does_not_duplicate_it_on_resume(tmp_path,
         return real_save(state, path, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(wiring.recorder, "save_checkpoint", killed_before_checkpoint_of_epoch_2)
+        patch.setattr(wiring.train.recorder, "save_checkpoint", killed_before_checkpoint_of_epoch_2)
         assert run_main(main, [*ARGS, "--epochs", 3, "--out", out]) == 130
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert run_main(main, [*ARGS, "--epochs", 3, "--out", out, "--resume"]) == 0

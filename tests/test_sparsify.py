@@ -14,11 +14,23 @@ import models.resnet
 import wiring.sparsify
 from models.resnet import resnet_tiny
 from wiring.io import read_graphml, to_networkx, write_graphml
-from wiring.sparsify import (DNWConv2d, DNWLinear, budget_of, channel_graph, check_sparse, dead_channels,
-                             densify, export_sparse, layer_density, load_sparse, num_real, real_masks,
-                             sparse_layers, sparsify)
+from wiring.sparsify import (
+    DNWConv2d,
+    DNWLinear,
+    budget_of,
+    channel_graph,
+    check_sparse,
+    dead_channels,
+    densify,
+    export_sparse,
+    layer_density,
+    load_sparse,
+    num_real,
+    real_masks,
+    sparse_layers,
+    sparsify,
+)
 from wiring.topology import dead_nodes
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -164,7 +164,7 @@ def test_unfinished_cells_resume_from_their_checkpoint(done, monkeypatch):
 
 def test_cells_are_independent_of_the_study(done, tmp_path):
     """A study cell gives the same result as the same run on its own."""
-    from wiring.train import main as train_main
+    from wiring.train.pipeline import main as train_main
     alone = tmp_path / "alone"
     assert train_main(["--model", "micro", "--data", "digits", "--epochs", "1", "--batch-size", "512",
                        "--edges", "200", "--mode", "dnw", "--seed", "0", "--progress", "none",

@@ -1,4 +1,4 @@
-"""Tests for wiring.train --tensorboard (wiring.tblogger): the event file's scalars and wiring images,
+"""Tests for wiring.train --tensorboard (wiring.train.tblogger): the event file's scalars and wiring images,
 a resumed run's repeated epochs purged, and the one-line message without the package."""
 import importlib.util
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from wiring.picture import wiring_picture
-from wiring.train import main
+from wiring.train.pipeline import main
 
 FAST = ["--model", "micro", "--data", "digits", "--batch-size", "256", "--progress", "none", "--edges", "100"]
 

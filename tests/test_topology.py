@@ -9,8 +9,16 @@ import torch
 import wiring.topology as topology
 from wiring.graph import HIDDEN, INPUT, OUTPUT, Wiring, static_graph
 from wiring.io import to_networkx
-from wiring.topology import (churn, cycle_stats, dead_nodes, degree_stats, depth, generations,
-                             level_edges, summary)
+from wiring.topology import (
+    churn,
+    cycle_stats,
+    dead_nodes,
+    degree_stats,
+    depth,
+    generations,
+    level_edges,
+    summary,
+)
 
 
 def make(edges, roles, levels=None, nodes=None):

@@ -13,8 +13,8 @@ import yaml
 
 from models import build_model
 from wiring.io import WiringHistory, read_graphml
-from wiring.train import main
-from wiring.trainer import Trainer
+from wiring.train.pipeline import main
+from wiring.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--model", "micro", "--data", "digits", "--batch-size", "256", "--progress", "none"]
@@ -27,7 +27,7 @@ def train(tmp_path: Path, *extra: str, name: str = "run") -> Path:
 
 
 def digits_batches(n_batches: int = 4, batch: int = 64):
-    from wiring.data import load_dataset
+    from wiring.train.data import load_dataset
     train_set, test_set, _ = load_dataset("digits")
     x, y = train_set.tensors
     return [(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]) for i in range(n_batches)], test_set
@@ -61,7 +61,7 @@ class KCheck:
 
 
 def run_steps(mode: str, epochs: int = 2, lr: float = 0.5):
-    from wiring.data import load_dataset
+    from wiring.train.data import load_dataset
     torch.manual_seed(0)
     train_set, test_set, info = load_dataset("digits")
     model = build_model("micro", in_channels=1, num_classes=10, image_size=8, edges=150, mode=mode)
@@ -234,7 +234,7 @@ def test_debug_checks_invariants_every_step(monkeypatch):
     calls = []
     real = WiredGraph.check_invariants
     monkeypatch.setattr(WiredGraph, "check_invariants", lambda self: calls.append(1) or real(self))
-    from wiring.data import load_dataset
+    from wiring.train.data import load_dataset
     train_set, test_set, _ = load_dataset("digits")
     model = build_model("micro", in_channels=1, num_classes=10, image_size=8, edges=100)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -271,7 +271,7 @@ def test_train_subset_trains_on_that_many_images_the_same_for_every_seed(tmp_pat
         assert saved["train_subset"] == 300 and saved["test_subset"] == 100
         (line,) = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         assert line["img_s"] > 0
-    from wiring.data import load_dataset, subset
+    from wiring.train.data import load_dataset, subset
     train_set = load_dataset("digits", seed=0)[0]
     picked = subset(train_set, 300).tensors[1]
     assert torch.equal(picked, subset(train_set, 300).tensors[1])      # fixed: not drawn from the run's seed
@@ -290,7 +290,7 @@ def test_a_run_saved_before_init_existed_resumes_with_kaiming(tmp_path):
     assert main(["--out", str(out), "--resume", "--epochs", "2", "--progress", "none"]) == 0
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2 and state["config"]["init"] == "kaiming"
-    from wiring.train import model_from_checkpoint
+    from wiring.train.pipeline import model_from_checkpoint
     assert model_from_checkpoint(state).graph.init == "kaiming"
 
 
@@ -299,8 +299,8 @@ def test_resume_reads_the_old_form_of_edges_once():
     ``edges`` key) saved that k as the config's edges: every candidate for an all-real run.
     Such a run resumes; a new-form one, or an old one whose k was the --edges given, still
     refuses a different --edges."""
-    from wiring.config import Config
-    from wiring.train import UsageError, check_resume_config
+    from wiring.train.config import Config
+    from wiring.train.pipeline import UsageError, check_resume_config
 
     cfg = Config(model="micro", mode="complete", epochs=1)
     old = {**cfg.to_dict(), "edges": 1712}

@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from models.tiny import TinyClassifier
 from wiring import backends, bench_inference, native
-from wiring.allocator import tune_malloc
+from wiring.train.allocator import tune_malloc
 from wiring.bench_reference import DenseReference
 from wiring.cli import ArgumentParser, run_cli
 from wiring.errors import UserError

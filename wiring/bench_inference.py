@@ -29,7 +29,7 @@ whose wirings do have them.
 CLI: ``python -m wiring.bench_inference [--densities 0.01 0.05 0.2] [--batch-size 64]
 [--image-size 32] [--repeats 10] [--threads N] [--model tiny|micro] [--run RUN_DIR ...]
 [--json]`` prints a table, or with ``--json`` one JSON line per row; as an entry point it
-first calls :func:`wiring.allocator.tune_malloc`. User mistakes exit 2 with one line.
+first calls :func:`wiring.train.allocator.tune_malloc`. User mistakes exit 2 with one line.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from torch import Tensor
 
 from models import build_model
 from models.tiny import TinyClassifier
-from wiring.allocator import tune_malloc
+from wiring.train.allocator import tune_malloc
 from wiring.bench_reference import DenseReference
 from wiring.cli import ArgumentParser, run_cli
 from wiring.compact import compact_model, load_run_model, time_alternating
@@ -162,7 +162,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
                         help="also a trained static tiny classifier run directory (repeatable)")
     parser.add_argument("--json", action="store_true", help="one JSON line per row")
     args = parser.parse_args(argv)
-    tune_malloc()                                   # an entry point: freed blocks stay warm (see wiring.allocator)
+    tune_malloc()                                   # an entry point: freed blocks stay warm (see wiring.train.allocator)
     try:
         rows = inference_table(args.densities, args.batch_size, args.image_size, args.repeats,
                                threads=args.threads, model=args.model, seed=args.seed, runs=args.run)

@@ -185,7 +185,7 @@ TINY_VERSION = 1
 #: A level's real edges run as one dense matrix product when they fill at least this
 #: fraction of its [kept targets, kept lower-level nodes] rectangle, else as a CSR product
 #: (measured on the whole tiny classifier, batch 64, one thread of an AVX-512 CPU: both
-#: are as fast at a fill of ~0.10 with wiring.allocator.tune_malloc, ~0.15 with glibc's
+#: are as fast at a fill of ~0.10 with wiring.train.allocator.tune_malloc, ~0.15 with glibc's
 #: default allocator; CSR is faster below, dense above).
 DENSE_FILL = 0.12
 
@@ -634,9 +634,9 @@ def load_run_model(run_dir: Path, checkpoint: Path | None = None, best: bool = F
     """The trained model of a run directory (as ``wiring.export`` rebuilds it), in eval mode; a
     model that does not record its input side (the tiny classifier) gets the run's as ``image_size``."""
 
-    from wiring.checkpoint import CheckpointError, load_checkpoint
+    from wiring.train.checkpoint import CheckpointError, load_checkpoint
     from wiring.io import BEST_FILE, CHECKPOINT_FILE
-    from wiring.train import model_from_checkpoint
+    from wiring.train.pipeline import model_from_checkpoint
 
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory {run_dir}")
@@ -689,8 +689,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8, help="batch size of the check and the timing")
     parser.add_argument("--repeats", type=int, default=10, help="timed forwards of each model")
     args = parser.parse_args(argv)
-    from wiring.allocator import tune_malloc
-    tune_malloc()                                   # an entry point: freed blocks stay warm (see wiring.allocator)
+    from wiring.train.allocator import tune_malloc
+    tune_malloc()                                   # an entry point: freed blocks stay warm (see wiring.train.allocator)
     if args.batch < 1 or args.repeats < 1:
         raise UserError("--batch and --repeats must be at least 1")
     out = args.out or args.run_dir / "compact.pt"

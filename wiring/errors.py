@@ -11,9 +11,9 @@ The project's specific errors subclass it and keep the standard base they had, s
 
 * :class:`~wiring.graph.GraphError` (and :class:`~wiring.io.WiringFileError`):
   an invalid wiring or wiring file;
-* :class:`~wiring.config.ConfigError`: a setting;
-* :class:`~wiring.data.DataError`: a data set that is missing or malformed;
-* :class:`~wiring.checkpoint.CheckpointError`: a checkpoint that cannot be used;
+* :class:`~wiring.train.config.ConfigError`: a setting;
+* :class:`~wiring.train.data.DataError`: a data set that is missing or malformed;
+* :class:`~wiring.train.checkpoint.CheckpointError`: a checkpoint that cannot be used;
 * the commands' own (``wiring.train.UsageError``, ``wiring.study.StudyError``,
   ``wiring.analyze.AnalyzeError``, ``viz.render.UsageError``).
 

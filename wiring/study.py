@@ -80,15 +80,15 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from models import SETTINGS
-from wiring.allocator import tune_malloc
+from wiring.train.allocator import tune_malloc
 from wiring.cli import ArgumentParser, run_cli
-from wiring.config import SEED_MAX, Config, ConfigError, config_from_dict, saved_values
-from wiring.data import check_dataset
+from wiring.train.config import SEED_MAX, Config, ConfigError, config_from_dict, saved_values
+from wiring.train.data import check_dataset
 from wiring.errors import UserError
 from wiring.files import NotText, read_text
 from wiring.io import CHECKPOINT_FILE, LOCK_FILE, METRICS_FILE, WiringFileError, load_metrics
 from wiring.modes import MODES, every_candidate_real
-from wiring.train import run, solver_text
+from wiring.train.pipeline import run, solver_text
 
 __all__ = ["StudyError", "Cell", "PaperTable", "Study", "load_study", "cell_config", "cell_state",
            "run_study", "collect", "write_csv", "write_report", "main", "CSV_FIELDS", "DEFAULT_REPORT"]
@@ -460,7 +460,7 @@ def append_result(path: Path, record: dict[str, Any]) -> None:
 def same_settings(saved: dict[str, Any], now: dict[str, Any]) -> bool:
     """Whether a record's ``saved`` settings are a cell's settings ``now``. A setting added to
     the trainer after the record was written counts as its value then (the field's default;
-    ``init``: kaiming, see :func:`wiring.config.saved_values`); one since removed is ignored."""
+    ``init``: kaiming, see :func:`wiring.train.config.saved_values`); one since removed is ignored."""
     saved = saved_values(saved)
     defaults = {**Config().to_dict(), "source": None}
     return all(saved[key] == value if key in saved else defaults.get(key, object()) == value

@@ -1,6 +1,6 @@
 """The run directory: what a training run leaves on disk, written as it goes.
 
-:class:`RunRecorder` is a :class:`~wiring.trainer.Trainer` hook. In ``run_dir`` it writes
+:class:`RunRecorder` is a :class:`~wiring.train.trainer.Trainer` hook. In ``run_dir`` it writes
 
 * ``config.yaml``: the resolved configuration;
 * ``metrics.jsonl``: one JSON object per epoch (loss, accuracies, lr, seconds,
@@ -37,7 +37,6 @@ import torch
 import yaml
 
 from wiring import __version__
-from wiring.checkpoint import CheckpointError, save_checkpoint
 from wiring.files import append_line
 from wiring.io import (
     BEST_FILE,
@@ -58,7 +57,8 @@ from wiring.io import (
 from wiring.layer import WiredGraph
 from wiring.sparsify import export_sparse, sparse_layers
 from wiring.topology import summary
-from wiring.trainer import edge_budget
+from wiring.train.checkpoint import CheckpointError, save_checkpoint
+from wiring.train.trainer import edge_budget
 
 
 def wiring_file_stem(name: str, stem: str, count: int) -> str:

@@ -7,7 +7,7 @@ epoch as the step:
 * scalars ``loss/train``, ``loss/test``, ``accuracy/train``, ``accuracy/test``,
   ``lr``, ``wiring/churn`` (edges swapped during the epoch), ``wiring/density`` (k / candidates),
   and per wiring ``wiring/dead`` and ``wiring/depth`` (from
-  :func:`wiring.recorder.wiring_stats`; a model of several wirings gets one tag per
+  :func:`wiring.train.recorder.wiring_stats`; a model of several wirings gets one tag per
   wiring, suffixed with its module name);
 * the image ``wiring`` (one per wiring): the real wiring drawn in the ranked style of
   :func:`wiring.picture.wiring_picture`, the strongest ``|w|`` standing out.
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from wiring.picture import wiring_picture
-from wiring.recorder import wiring_stats
-from wiring.trainer import edge_budget
+from wiring.train.recorder import wiring_stats
+from wiring.train.trainer import edge_budget
 
 __all__ = ["INSTALL", "available", "TensorBoardLogger"]
 

@@ -10,7 +10,7 @@ images/s, for the wirings the edges swapped in since the previous epoch
 (``swapped``), and whatever any submodule's optional ``pop_metrics()`` returns
 (the continuous-time model's function evaluations, ``nfe``). Hooks (objects with any of ``on_step(trainer)``,
 ``on_epoch_end(trainer, metrics)``, ``on_fit_end(trainer)``) add snapshots,
-metrics and checkpoints; see :mod:`wiring.recorder`.
+metrics and checkpoints; see :mod:`wiring.train.recorder`.
 
 The data order of epoch ``e`` depends only on ``(seed, e)``, so a run resumed
 from an epoch checkpoint sees the same batches as an uninterrupted one.
@@ -46,10 +46,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from wiring.distributed import DistInfo, all_reduce_sum, current, same_on_all_ranks, shard, wiring_hash
 from wiring.graph import GraphError
 from wiring.layer import WiredGraph
 from wiring.sparsify import budget_of, check_sparse, real_masks
+from wiring.train.distributed import DistInfo, all_reduce_sum, current, same_on_all_ranks, shard, wiring_hash
 
 
 class TrainingStopped(RuntimeError):

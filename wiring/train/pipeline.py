@@ -1,8 +1,8 @@
-"""``python -m wiring.train``: train a network while learning its wiring.
+"""The training pipeline behind ``python -m wiring.train``: train a network while learning its wiring.
 
-The path of one run: arguments -> :class:`~wiring.config.Config` -> data ->
-model registry (the preset builds the graph) -> :class:`~wiring.trainer.Trainer`
-with a :class:`~wiring.recorder.RunRecorder` writing the run directory. Every
+The path of one run: arguments -> :class:`~wiring.train.config.Config` -> data ->
+model registry (the preset builds the graph) -> :class:`~wiring.train.trainer.Trainer`
+with a :class:`~wiring.train.recorder.RunRecorder` writing the run directory. Every
 argument is validated before any work; user mistakes exit with status 2 and one
 line on stderr, and nothing is written to an existing run directory unless
 ``--resume`` or ``--overwrite`` says so.
@@ -29,12 +29,8 @@ import torch
 
 from models import build_model
 from models.dynamic import FIXED_STEP_SOLVERS
-from wiring import __version__, backends, distributed, native
-from wiring.allocator import tune_malloc
-from wiring.checkpoint import CheckpointError, load_checkpoint
+from wiring import __version__, backends, native
 from wiring.cli import run_cli
-from wiring.config import WIDTH_BUDGET_MODELS, Config, config_from_saved, parse_config, saved_values
-from wiring.data import check_dataset, load_dataset, subset
 from wiring.errors import UserError
 from wiring.io import (
     CHECKPOINT_FILE,
@@ -48,8 +44,14 @@ from wiring.io import (
     wiring_key,
 )
 from wiring.modes import every_candidate_real, mode_class
-from wiring.recorder import RunRecorder
-from wiring.trainer import (
+from wiring.train import distributed
+from wiring.train.allocator import tune_malloc
+from wiring.train.checkpoint import CheckpointError, load_checkpoint
+from wiring.train.config import WIDTH_BUDGET_MODELS, Config, config_from_saved, parse_config, saved_values
+from wiring.train.data import check_dataset, load_dataset, subset
+from wiring.train.recorder import RunRecorder
+from wiring.train.schedule import align_lr, make_scheduler
+from wiring.train.trainer import (
     Progress,
     Stopped,
     StopRequest,
@@ -177,86 +179,6 @@ def check_resume_config(cfg: Config, saved: dict[str, Any], old_form: bool = Fal
         raise UsageError(f"--resume: the run was started with different settings ({details})")
 
 
-def lr_factor(cfg: Config, epoch: int) -> float:
-    """The learning-rate multiplier of ``epoch`` (0-based): a closed form of the
-    config, so a resumed run follows its current ``--epochs`` / ``--milestones``.
-    (``cosine_step`` changes within an epoch: :func:`step_lr_factor`.)"""
-    if cfg.schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(epoch, cfg.epochs) / cfg.epochs))
-    if cfg.schedule == "multistep":
-        return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
-    return 1.0
-
-
-def step_lr_factor(cfg: Config, iteration: int, steps_per_epoch: int) -> float:
-    """``cosine_step``'s multiplier of training step ``iteration`` (0-based, counted over
-    the whole run): ``0.5 (1 + cos(pi t / T))`` with ``T = epochs x steps_per_epoch``,
-    the authors' ``cosine_lr`` stepped every iteration (no warm-up)."""
-    total = cfg.epochs * steps_per_epoch
-    return 0.5 * (1.0 + math.cos(math.pi * min(iteration, total) / total))
-
-
-class IterationCosine:
-    """The ``cosine_step`` schedule: the learning rate of step ``t`` (0-based, the steps
-    taken so far) is ``lr x step_lr_factor(t)``. It is set after every optimizer step for
-    the next one (an optimizer step post-hook), so the optimizer always holds the rate its
-    next step uses (the trainer's per-epoch ``lr`` is the epoch's first); the trainer's
-    per-epoch :meth:`step` does nothing. ``state_dict`` holds ``t``, so a resumed run
-    continues the curve (over its current ``--epochs``)."""
-
-    def __init__(self, cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> None:
-        self.cfg, self.optimizer, self.steps_per_epoch = cfg, optimizer, max(1, steps_per_epoch)
-        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
-        self.iteration = 0
-        self._apply()
-        self._hook = optimizer.register_step_post_hook(self._after_step)
-
-    def _apply(self) -> None:
-        factor = step_lr_factor(self.cfg, self.iteration, self.steps_per_epoch)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * factor
-
-    def _after_step(self, optimizer, args, kwargs) -> None:
-        self.iteration += 1
-        self._apply()
-
-    def step(self) -> None:
-        """Per-epoch call of the trainer: the rate already moved with every step."""
-
-    def get_last_lr(self) -> list[float]:
-        return [group["lr"] for group in self.optimizer.param_groups]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"iteration": self.iteration, "base_lrs": list(self.base_lrs)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.iteration = int(state["iteration"])
-        self.base_lrs = [float(v) for v in state.get("base_lrs", self.base_lrs)]
-        self._apply()
-
-
-def align_lr(cfg: Config, scheduler, optimizer: torch.optim.Optimizer, epoch: int) -> None:
-    """After loading a checkpoint at ``epoch`` (epochs completed): the learning rate the
-    schedule of ``cfg`` gives there. The saved optimizer holds the rate of the schedule it
-    was saved under, which a changed ``--epochs`` makes stale (a 1-epoch cosine ends at 0)."""
-    if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-        return                          # (IterationCosine sets its rate from cfg as it loads)
-    lrs = [base * lr_factor(cfg, epoch) for base in scheduler.base_lrs]
-    scheduler.last_epoch = epoch
-    scheduler._last_lr = lrs
-    for group, lr in zip(optimizer.param_groups, lrs):
-        group["lr"] = lr
-
-
-def make_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int = 1):
-    """The schedule of ``cfg``: per-epoch ``cosine`` / ``multistep`` / ``constant`` as a
-    ``LambdaLR``, or ``cosine_step`` (:class:`IterationCosine`, ``steps_per_epoch``
-    optimizer steps an epoch)."""
-    if cfg.schedule == "cosine_step":
-        return IterationCosine(cfg, optimizer, steps_per_epoch)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(cfg, epoch))
-
-
 def build(cfg: Config, info) -> torch.nn.Module:
     """The model for ``cfg`` and a data set described by ``info``."""
     preset_options: dict[str, Any] = {}
@@ -361,12 +283,12 @@ def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Pat
 
 def _hooks(cfg: Config, recorder: RunRecorder, run_dir: Path, main_rank: bool) -> list:
     """The trainer hooks of the main rank: the run folder's recorder, with --tensorboard
-    also the TensorBoard logger (RUN_DIR/tb, :mod:`wiring.tblogger`)."""
+    also the TensorBoard logger (RUN_DIR/tb, :mod:`wiring.train.tblogger`)."""
     if not main_rank:
         return []
     if not cfg.tensorboard:
         return [recorder]
-    from wiring.tblogger import (
+    from wiring.train.tblogger import (
         TensorBoardLogger,  # the optional tensorboard package loads only when asked for
     )
     return [recorder, TensorBoardLogger(run_dir / "tb", title=run_dir.name)]
@@ -379,7 +301,7 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None, *, lo
     The run folder is locked (:class:`wiring.io.RunLock`) from before its first write (when
     resuming, before its checkpoint is read) to the end; ``lock`` is one the caller took
     already. With ``stop`` (installed), SIGINT / SIGTERM stop training resumably
-    (:class:`wiring.trainer.Stopped`)."""
+    (:class:`wiring.train.trainer.Stopped`)."""
     own = lock is None
     lock = lock or RunLock(run_dir_of(cfg))
     try:
@@ -558,7 +480,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     stop = StopRequest()
     cfg = lock = where = None
     try:
-        with stop.installed():          # SIGINT / SIGTERM: a resumable stop (see wiring.trainer.StopRequest)
+        with stop.installed():          # SIGINT / SIGTERM: a resumable stop (see wiring.train.trainer.StopRequest)
             try:
                 cfg = parse_config(argv)
                 preloaded = None
@@ -587,6 +509,3 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return 128 + int(getattr(err, "signum", 2))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
