@@ -2,7 +2,7 @@
 
 One Python process (CUDA initialised once) runs, on ``--device``:
 
-1. ``wiring.bench.run`` at the paper's size (tiny classifier, 900 nodes) with 12,000 and
+1. ``wiring.training.run`` at the paper's size (tiny classifier, 900 nodes) with 12,000 and
    16,288 (5%) edges at batch 128 and 512, then the scaled 4,000- and 8,000-node networks
    with 200,000 edges at batch 128 (the CPU scaling table's largest column): engine and
    dense-masked reference img/s, their ratio, and on CUDA the peak memory of one step of
@@ -31,7 +31,8 @@ from pathlib import Path
 
 import torch
 
-from wiring import backends, bench
+from wiring import backends
+from wiring.bench import contest, training
 
 
 def _args(device: str, nodes: int, edges: int, batch: int, repeats: int, warmup: int) -> argparse.Namespace:
@@ -43,9 +44,9 @@ def _args(device: str, nodes: int, edges: int, batch: int, repeats: int, warmup:
 def sizes(quick: bool) -> list[tuple[int, int, int]]:
     """(nodes, edges, batch) of part 1."""
     if quick:
-        return [(bench.PAPER_NODES, 12000, 8), (bench.PAPER_NODES, 16288, 16), (400, 5000, 8)]
-    return [(bench.PAPER_NODES, 12000, 128), (bench.PAPER_NODES, 16288, 128), (bench.PAPER_NODES, 12000, 512),
-            (bench.PAPER_NODES, 16288, 512), (4000, 200000, 128), (8000, 200000, 128)]
+        return [(contest.PAPER_NODES, 12000, 8), (contest.PAPER_NODES, 16288, 16), (400, 5000, 8)]
+    return [(contest.PAPER_NODES, 12000, 128), (contest.PAPER_NODES, 16288, 128), (contest.PAPER_NODES, 12000, 512),
+            (contest.PAPER_NODES, 16288, 512), (4000, 200000, 128), (8000, 200000, 128)]
 
 
 def measure(device: str, out: Path, quick: bool, say) -> None:
@@ -55,7 +56,7 @@ def measure(device: str, out: Path, quick: bool, say) -> None:
         try:
             args = _args(device, nodes, edges, batch, 3 if quick else 10, 1 if quick else 2)
             args.memory = not (quick and device == "cpu")     # the CPU peaks need 3 fresh processes a row
-            row = bench.run(args)
+            row = training.run(args)
         except Exception as err:                          # one size failing (out of memory) keeps the others
             row = {"nodes": nodes, "edges": edges, "batch_size": batch, "error": f"{type(err).__name__}: {err}"}
             traceback.print_exc()
@@ -66,13 +67,14 @@ def measure(device: str, out: Path, quick: bool, say) -> None:
 
 
 def profile(device: str, out: Path, quick: bool, say) -> None:
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
     batch, edges = (8, 16288) if quick else (128, 16288)
-    args = _args(device, bench.PAPER_NODES, edges, batch, 1, 1)
+    args = _args(device, contest.PAPER_NODES, edges, batch, 1, 1)
     dev = torch.device(device)
-    engine = bench.make_engine(edges, 32, 0).to(dev)
-    x, y = bench._batch(args, dev)
-    step = bench.step_fn(engine, x, y)
+    engine = contest.make_engine(edges, 32, 0).to(dev)
+    x, y = contest.batch(args, dev)
+    step = contest.step_fn(engine, x, y)
     for _ in range(3):
         step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
@@ -102,8 +104,8 @@ def syncs(device: str, out: Path, quick: bool, say) -> None:
         say("syncs: skipped (not CUDA)")
         return
     batch = 8 if quick else 128
-    engine = bench.make_engine(16288, 32, 0).to(dev)
-    x, y = bench._batch(_args(device, bench.PAPER_NODES, 16288, batch, 1, 1), dev)
+    engine = contest.make_engine(16288, 32, 0).to(dev)
+    x, y = contest.batch(_args(device, contest.PAPER_NODES, 16288, batch, 1, 1), dev)
     opt = torch.optim.SGD(engine.parameters(), lr=0.1, momentum=0.9)
     loss_fn = torch.nn.functional.cross_entropy
 

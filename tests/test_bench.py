@@ -7,8 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wiring import bench, native
-from wiring.bench import main, make_models
+from wiring import native
+from wiring.bench import backends as bench_backends
+from wiring.bench.contest import candidates_for, levels_for, make_models, without_native
+from wiring.bench.training import main
 
 
 def test_dense_reference_equals_the_engine_in_outputs_and_edge_gradients():
@@ -49,7 +51,7 @@ def test_cli_json(capsys):
 
 def test_without_native_runs_the_step_on_pytorch_ops():
     seen = []
-    step = bench._without_native(lambda: seen.append(native.enabled(torch.zeros(1))) or 0.0)
+    step = without_native(lambda: seen.append(native.enabled(torch.zeros(1))) or 0.0)
     step()
     assert seen == [False]
     assert native.enabled(torch.zeros(1)) == (native.library() is not None)
@@ -61,7 +63,7 @@ def test_cli_rejects_bad_budget(capsys):
 
 
 def test_levels_scale_the_paper_shape_to_any_node_count():
-    from wiring.bench import candidates_for, levels_for
+
     assert levels_for(900) == (32, 192, 192, 192, 192)
     assert sum(levels_for(2001)) + 100 == 2001
     engine, _ = make_models(edges=100, image_size=8, seed=0, nodes=301)
@@ -113,7 +115,7 @@ def test_backend_all_puts_every_installed_backend_side_by_side(tmp_path, capsys)
         assert r["losses_agree"] is True                          # the same weights on every backend
     assert rows[0]["dense_levels"] < rows[1]["dense_levels"] == rows[1]["levels"]
     text = table.read_text()
-    assert text.startswith("# Perf\n\nkept\n") and bench.BACKENDS_BEGIN in text and bench.BACKENDS_END in text
+    assert text.startswith("# Perf\n\nkept\n") and bench_backends.BACKENDS_BEGIN in text and bench_backends.BACKENDS_END in text
     assert "| 136 |" in text and "`torch` img/s" in text
 
 

@@ -1,4 +1,4 @@
-"""wiring.bench_inference: the reference / engine / compact inference table (tiny sizes, one repeat)."""
+"""wiring.bench.inference: the reference / engine / compact inference table (tiny sizes, one repeat)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import pytest
 import torch
 from run_dirs import checkpoint_run
 
-from wiring.bench_inference import NAMES, format_table, inference_table, main, time_alternating
+from wiring.bench.inference import NAMES, format_table, inference_table, main, time_alternating
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

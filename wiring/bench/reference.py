@@ -6,7 +6,7 @@ node pairs, masked by a straight-through top-k of a *full sort* of its entries
 (non-admissible pairs pushed to the end), and each level's inputs as a dense 1x1
 convolution of every earlier level's states. It starts from the engine's weights, so
 both give the same loss on the first step. :mod:`wiring.bench` (training) and
-:mod:`wiring.bench_inference` (inference) both race against it.
+:mod:`wiring.bench.inference` (inference) both race against it.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ batch, alternating) at ``--backend-nodes`` x ``--densities`` (default 900 and 4,
 ``--nodes N`` scales the network (:func:`levels_for`); ``--table FILE.md`` runs a grid of
 node and edge counts and writes its Markdown table into ``FILE.md`` between two marker
 comments (the rest of the file is kept). ``--inference ...`` hands over to
-:mod:`wiring.bench_inference` (eval-mode forwards of the reference, the engine and the
+:mod:`wiring.bench.inference` (eval-mode forwards of the reference, the engine and the
 compact model).
 """
 from __future__ import annotations
@@ -39,94 +39,41 @@ import argparse
 import copy
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
 from models.tiny import TinyClassifier
-from wiring import backends, bench_inference, native
-from wiring.train.allocator import tune_malloc
-from wiring.bench_reference import DenseReference
+from wiring import backends, native
+from wiring.bench import inference as bench_inference
+from wiring.bench.backends import (
+    BACKEND_DENSITIES,
+    BACKEND_NODES,
+    BACKENDS_BEGIN,
+    BACKENDS_END,
+    backend_grid,
+    backend_markdown,
+)
+from wiring.bench.contest import (
+    PAPER_NODES,
+    batch,
+    candidates_for,
+    make_models,
+    race,
+    step_fn,
+    synchronize,
+    without_native,
+)
+from wiring.bench.memory import cuda_peak_mib, peak_memory_mib
+from wiring.bench.reference import DenseReference
 from wiring.cli import ArgumentParser, run_cli
 from wiring.errors import UserError
 from wiring.files import atomic_path
 from wiring.ops import topk_mask
-
-PAPER_NODES = 900          # the tiny classifier of DNW Table 1: levels 32 + 4 x 192, 100 outputs
-
-
-def _race(steps: dict, repeats: int, progress: bool = False) -> dict[str, float]:
-    """Median seconds per call of each of ``steps`` (already warmed up): ``repeats`` rounds
-    calling all of them, in reverse order on every other round, so a load that comes and
-    goes slows every contestant alike."""
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for i in range(repeats):
-        for name, fn in (steps.items() if i % 2 == 0 else reversed(steps.items())):
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-        if progress:
-            print(f"\rrepeat {i + 1}/{repeats}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print("\r", end="", file=sys.stderr)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
-def levels_for(nodes: int) -> tuple[int, ...]:
-    """The tiny classifier's shape scaled to ``nodes`` nodes: 32 inputs, four equal op
-    levels (the remainder spread over the first ones), 100 outputs.
-
-    >>> levels_for(900), levels_for(802)
-    ((32, 192, 192, 192, 192), (32, 168, 168, 167, 167))
-    """
-    if nodes < 136:
-        raise ValueError(f"a scaled tiny classifier needs at least 136 nodes, got {nodes}")
-    m, extra = divmod(nodes - 132, 4)
-    return (32,) + tuple(m + (i < extra) for i in range(4))
-
-
-def make_engine(edges: int, image_size: int, seed: int, nodes: int = PAPER_NODES) -> TinyClassifier:
-    torch.manual_seed(seed)
-    return TinyClassifier(in_channels=3, num_classes=10, image_size=image_size, edges=edges, seed=seed,
-                          levels=levels_for(nodes))
-
-
-def make_models(edges: int, image_size: int, seed: int, nodes: int = PAPER_NODES) -> tuple[nn.Module, nn.Module]:
-    engine = make_engine(edges, image_size, seed, nodes)
-    return engine, DenseReference(engine)
-
-
-def candidates_for(nodes: int) -> int:
-    """Candidate edges of the scaled tiny classifier (every lower-to-higher level pair).
-
-    >>> candidates_for(900)
-    325760
-    """
-    sizes = list(levels_for(nodes)) + [100]
-    return sum(sizes[i] * sum(sizes[:i]) for i in range(1, len(sizes)))
-
-
-def step_fn(model: nn.Module, x: Tensor, y: Tensor):
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-
-    def step() -> float:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
-    return step
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from wiring.train.allocator import tune_malloc
 
 
 def topk_time(engine: TinyClassifier, reference: DenseReference, repeats: int = 5) -> tuple[float, float]:
@@ -136,50 +83,14 @@ def topk_time(engine: TinyClassifier, reference: DenseReference, repeats: int = 
         fn()
         times = []
         for _ in range(repeats):
-            _synchronize(device)
+            synchronize(device)
             t = time.perf_counter()
             fn()
-            _synchronize(device)
+            synchronize(device)
             times.append(time.perf_counter() - t)
         return statistics.median(times) * 1e3
     hint: dict = {}                                     # as the engine's mode keeps it between steps
     return (timed(lambda: topk_mask(engine.graph.weight, engine.graph.k, hint)), timed(reference.mask))
-
-
-def peak_memory_mib(which: str, args: argparse.Namespace) -> float | None:
-    """Peak RSS growth over one training step, in a fresh process (Linux VmHWM)."""
-    code = ("import sys, torch; from wiring.bench import _one_step_memory; "
-            f"print(_one_step_memory({which!r}, {args.edges}, {args.batch_size}, {args.image_size}, {args.threads}, "
-            f"{args.nodes}))")
-    try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-        return float(out.stdout.strip().splitlines()[-1])
-    except (subprocess.SubprocessError, ValueError, IndexError):
-        return None
-
-
-def _vm(key: str) -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return float(line.split()[1]) / 1024
-    raise RuntimeError(key)
-
-
-def _one_step_memory(which: str, edges: int, batch: int, image_size: int, threads: int,
-                     nodes: int = PAPER_NODES) -> float:
-    torch.set_num_threads(threads)
-    engine, reference = make_models(edges, image_size, 0, nodes)
-    model = reference if which == "reference" else engine
-    x, y = torch.randn(batch, 3, image_size, image_size), torch.randint(0, 10, (batch,))
-    step = step_fn(model, x, y)
-    if which == "pytorch":
-        step = _without_native(step)
-    step()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")                                           # reset VmHWM to the current RSS
-    before = _vm("VmRSS")
-    step()
-    return round(_vm("VmHWM") - before, 1)
 
 
 def run(args: argparse.Namespace, peaks_of: Sequence[str] | None = None) -> dict:
@@ -189,7 +100,7 @@ def run(args: argparse.Namespace, peaks_of: Sequence[str] | None = None) -> dict
     device = torch.device(args.device)
     engine, reference = make_models(args.edges, args.image_size, args.seed, args.nodes)
     engine, reference = engine.to(device), reference.to(device)
-    x, y = _batch(args, device)
+    x, y = batch(args, device)
     with torch.no_grad():
         engine.eval(), reference.eval()
         agree = torch.allclose(engine(x), reference(x), atol=1e-3, rtol=1e-3)
@@ -197,11 +108,11 @@ def run(args: argparse.Namespace, peaks_of: Sequence[str] | None = None) -> dict
     steps = {"engine": step_fn(engine, x, y), "reference": step_fn(reference, x, y)}
     if native.library() is not None and device.type == "cpu":     # the engine on PyTorch ops alone, for comparison
         torch_engine = copy.deepcopy(engine)
-        steps["pytorch"] = _without_native(step_fn(torch_engine, x, y))
+        steps["pytorch"] = without_native(step_fn(torch_engine, x, y))
     for _ in range(args.warmup):
         for fn in steps.values():
             fn()
-    med = _race(steps, args.repeats, progress=not args.json)
+    med = race(steps, args.repeats, progress=not args.json)
     topk_engine, topk_reference = topk_time(engine, reference)
     result = {
         "engine_img_s": round(args.batch_size / med["engine"], 1),
@@ -223,137 +134,6 @@ def run(args: argparse.Namespace, peaks_of: Sequence[str] | None = None) -> dict
             result[f"{name}_peak_mib"] = (cuda_peak_mib(steps[name], device) if device.type == "cuda"
                                           else peak_memory_mib(name, args))
     return result
-
-
-def _batch(args: argparse.Namespace, device: torch.device) -> tuple[Tensor, Tensor]:
-    """The benchmark's one batch of random images and labels (the same for every contestant)."""
-    gen = torch.Generator().manual_seed(args.seed)
-    x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=gen)
-    y = torch.randint(0, 10, (args.batch_size,), generator=gen)
-    return x.to(device), y.to(device)
-
-
-def cuda_peak_mib(step, device: torch.device) -> float:
-    """Peak CUDA memory allocated over one training step beyond what was allocated before it
-    (``torch.cuda.max_memory_allocated``; in process: the caching allocator counts tensors)."""
-    _synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    step()
-    _synchronize(device)
-    return round((torch.cuda.max_memory_allocated(device) - before) / 2**20, 1)
-
-
-def _without_native(step):
-    def run_step() -> float:
-        with native.disabled(), backends.using("torch"):
-            return step()
-    return run_step
-
-
-def _on_backend(name: str, step):
-    def run_step() -> float:
-        with backends.using(name):
-            return step()
-    return run_step
-
-
-BACKEND_NODES = (PAPER_NODES, 4000)
-BACKEND_DENSITIES = (0.01, 0.05, 0.20)
-BACKENDS_BEGIN = ("<!-- backend table: generated by python -m wiring.bench --backend all --table FILE.md; "
-                  "edits inside are overwritten -->")
-BACKENDS_END = "<!-- end of backend table -->"
-
-
-def dense_levels(engine: TinyClassifier) -> int:
-    """How many target levels' real edges fill enough of their rectangle for the dense product
-    (there every backend hands over to one GEMM), at the engine's current selection."""
-    from wiring import ops
-    layer, mask = engine.graph, engine.graph.select().mask
-    count = 0
-    for level in range(1, len(layer.graph.level_sizes)):
-        _, candidates, nodes, _ = layer.level_candidates(level)
-        count += int(mask[candidates].sum()) >= ops.DENSE_FORWARD_FILL * (nodes.stop - nodes.start) * nodes.start
-    return count
-
-
-def backend_row(args: argparse.Namespace, names: Sequence[str]) -> dict:
-    """Full training steps of one engine (the same weights) on each backend of ``names``,
-    alternating (reversed order every other round); medians after warm-up."""
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    engine = make_engine(args.edges, args.image_size, args.seed, args.nodes).to(device)
-    x, y = _batch(args, device)
-    steps = {name: _on_backend(name, step_fn(copy.deepcopy(engine), x, y)) for name in names}
-    first = {name: fn() for name, fn in steps.items()}                 # the same weights: the same loss
-    for _ in range(args.warmup - 1):
-        for fn in steps.values():
-            fn()
-    med = _race(steps, args.repeats)
-    losses = list(first.values())
-    return {
-        "nodes": args.nodes, "edges": args.edges, "candidates": engine.graph.num_candidates,
-        "density": round(args.edges / engine.graph.num_candidates, 5), "dense_levels": dense_levels(engine),
-        "levels": len(engine.graph.graph.level_sizes) - 1,
-        "img_s": {name: round(args.batch_size / m, 1) for name, m in med.items()},
-        "step_ms": {name: round(m * 1e3, 1) for name, m in med.items()},
-        "winner": min(med, key=med.get), "losses_agree": max(losses) - min(losses) <= 1e-4 * max(1.0, abs(losses[0])),
-        "batch_size": args.batch_size, "image_size": args.image_size, "threads": args.threads,
-        "repeats": args.repeats, "device": str(device),
-    }
-
-
-def backend_grid(args: argparse.Namespace, names: Sequence[str],
-                 say=lambda line: print(line, file=sys.stderr, flush=True)) -> list[dict]:
-    """:func:`backend_row` at every node count of ``args.backend_nodes`` and density of ``args.densities``."""
-    rows = []
-    cells = [(n, d) for n in args.backend_nodes for d in args.densities]
-    for i, (nodes, density) in enumerate(cells, 1):
-        edges = max(1, round(density * candidates_for(nodes)))
-        say(f"[{i}/{len(cells)}] {nodes} nodes, {edges} edges ({density:.0%}) on {', '.join(names)} ...")
-        row = backend_row(argparse.Namespace(**{**vars(args), "nodes": nodes, "edges": edges}), names)
-        say("    " + ", ".join(f"{name} {row['img_s'][name]} img/s" for name in names))
-        rows.append(row)
-    return rows
-
-
-def backend_markdown(rows: list[dict], names: Sequence[str], args: argparse.Namespace) -> str:
-    """The backend table (img/s and the ratio to the first backend) between :data:`BACKENDS_BEGIN` / ``END``."""
-    base = names[0]
-    command = ("python -m wiring.bench --backend all --table FILE.md"
-               + (f" --device {args.device}" if args.device != "cpu" else "")
-               + (f" --backend-nodes {' '.join(map(str, args.backend_nodes))}"
-                  if tuple(args.backend_nodes) != BACKEND_NODES else "")
-               + (f" --densities {' '.join(f'{d:g}' for d in args.densities)}"
-                  if tuple(args.densities) != BACKEND_DENSITIES else "")
-               + (f" --batch-size {args.batch_size}" if args.batch_size != 128 else "")
-               + (f" --image-size {args.image_size}" if args.image_size != 32 else "")
-               + (f" --warmup {args.warmup}" if args.warmup != 2 else "")
-               + (f" --repeats {args.repeats}" if args.repeats != 10 else ""))
-    device = rows[0]["device"] if rows else args.device
-    lines = [BACKENDS_BEGIN, "",
-             f"Static tiny classifier (N nodes: 32 inputs, 4 equal op levels, 100 outputs), full training steps "
-             f"(forward, backward, SGD) at batch {args.batch_size} of {args.image_size}x{args.image_size} on "
-             f"{device}, {args.threads} threads, medians of {args.repeats} steps per backend run alternately "
-             f"(reversed order every other round) after {args.warmup} warm-up; torch {torch.__version__}. "
-             f"img/s, and in brackets the speed relative to `{base}`. \"dense\" counts the target levels "
-             f"whose real edges fill at least {_dense_fill():.0%} of their rectangle, where every backend hands "
-             f"the product to one dense GEMM. Produced by `{command}`.", "",
-             "| nodes | edges (k) | density | dense levels | " + " | ".join(f"`{n}` img/s" for n in names)
-             + " | fastest | first losses agree |",
-             "|---:|---:|---:|---:|" + "---:|" * len(names) + "---|---|"]
-    for r in rows:
-        cells = [f"{r['img_s'][n]:,.1f}" + ("" if n == base else f" ({r['step_ms'][base] / r['step_ms'][n]:.2f}x)")
-                 for n in names]
-        lines.append(f"| {r['nodes']:,} | {r['edges']:,} | {r['density']:.0%} | {r['dense_levels']} of "
-                     f"{r['levels']} | " + " | ".join(cells) + f" | `{r['winner']}` | {r['losses_agree']} |")
-    lines += ["", BACKENDS_END]
-    return "\n".join(lines)
-
-
-def _dense_fill() -> float:
-    from wiring import ops
-    return ops.DENSE_FORWARD_FILL
 
 
 TABLE_NODES = (800, 2000, 4000, 8000)
@@ -441,7 +221,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return bench_inference.main(argv[1:])
     parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
                             epilog="python -m wiring.bench --inference [--help]: inference of the compact "
-                                   "model vs the engine and the reference (wiring.bench_inference)")
+                                   "model vs the engine and the reference (wiring.bench.inference)")
     parser.add_argument("--model", choices=("tiny",), default="tiny", help="the network to time (tiny: the paper's static classifier)")
     parser.add_argument("--nodes", type=int, default=PAPER_NODES,
                         help="scale the tiny classifier to this many nodes (default 900, the paper's)")
