@@ -36,7 +36,7 @@ def test_every_project_error_a_user_can_cause_is_a_user_error_and_keeps_its_old_
     from wiring.analyze import AnalyzeError
     from wiring.graph import GraphError
     from wiring.io import WiringFileError
-    from wiring.study import StudyError
+    from wiring.study.spec import StudyError
     from wiring.train.checkpoint import CheckpointError
     from wiring.train.config import ConfigError
     from wiring.train.data import DataError

@@ -64,7 +64,7 @@ def test_every_paper_config_parses_and_builds():
 
 
 def test_study_configs_are_not_training_configs():
-    from wiring.study import load_study
+    from wiring.study.spec import load_study
     for path in sorted((ROOT / "configs").glob("study_*.yaml")):
         assert load_study(path).cells(), path
 

@@ -34,8 +34,9 @@ import torch
 import yaml
 
 from viz import animate, explore, plots, render
-from wiring import analyze, compact, export, study
+from wiring import analyze, compact, export
 from wiring.io import load_metrics, read_graphml, write_graphml
+from wiring.study import command as study
 from wiring.train import pipeline as train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,8 +9,11 @@ import pytest
 import torch
 import yaml
 
-import wiring.study as study_mod
-from wiring.study import load_study, main
+from wiring.study import report as study_report
+from wiring.study import results as study_results
+from wiring.study import runner, spec
+from wiring.study.command import main
+from wiring.study.spec import load_study
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,9 +53,9 @@ def done(tmp_path_factory, one_thread):
     config = write(root / "tiny.yaml", TINY)
     out, report = root / "out", root / "docs" / "results.md"
     args = [str(config), "--out", str(out), "--report", str(report)]
-    counting = Counting(study_mod.run)
+    counting = Counting(runner.run)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(study_mod, "run", counting)
+        patch.setattr(runner, "run", counting)
         code = main(args)
     return {"root": root, "config": config, "out": out, "report": report, "args": args, "code": code,
             "calls": counting.calls}
@@ -125,16 +128,16 @@ def test_hand_written_notes_survive_a_rebuild(done, tmp_path):
     args = [str(done["config"]), "--out", str(done["out"]), "--report", str(report), "--report-only"]
     assert main(args) == 0
     notes = "\n## What we make of it\n\nDNW churns too much at this budget.\n"
-    report.write_text(report.read_text() + "\n" + study_mod.NOTES_MARKER + notes)
+    report.write_text(report.read_text() + "\n" + study_report.NOTES_MARKER + notes)
     assert main(args) == 0
     text = report.read_text()
-    assert text.count(study_mod.NOTES_MARKER) == 1 and text.endswith(notes)
+    assert text.count(study_report.NOTES_MARKER) == 1 and text.endswith(notes)
     assert text.startswith("# Study `tiny`")
 
 
 def test_rerun_skips_finished_cells_and_report_only_rebuilds_the_same(done, monkeypatch, capsys):
-    counting = Counting(study_mod.run)
-    monkeypatch.setattr(study_mod, "run", counting)
+    counting = Counting(runner.run)
+    monkeypatch.setattr(runner, "run", counting)
     csv_before, report_before = (done["out"] / "results.csv").read_text(), done["report"].read_text()
     assert main(done["args"]) == 0
     assert counting.calls == []
@@ -149,8 +152,8 @@ def test_rerun_skips_finished_cells_and_report_only_rebuilds_the_same(done, monk
 
 
 def test_unfinished_cells_resume_from_their_checkpoint(done, monkeypatch):
-    counting = Counting(study_mod.run)
-    monkeypatch.setattr(study_mod, "run", counting)
+    counting = Counting(runner.run)
+    monkeypatch.setattr(runner, "run", counting)
     out = done["out"]
     for name in ("static-complete-all-s0", "static-fixed-100-s0"):
         (out / name / "wiring.graphml").unlink()
@@ -261,9 +264,9 @@ def test_order_and_mode_edges_shape_the_cells(tmp_path):
         "static-dnw-60-s0", "static-fixed-60-s0", "static-dnw-60-s1", "static-fixed-60-s1",
         "static-dnw-120-s0", "static-fixed-120-s0", "static-dnw_no_update-120-s0",
         "static-dnw-120-s1", "static-fixed-120-s1", "static-dnw_no_update-120-s1"]
-    with pytest.raises(study_mod.StudyError, match="'order' must list mode, edges and seed"):
+    with pytest.raises(spec.StudyError, match="'order' must list mode, edges and seed"):
         load_study(write(tmp_path / "b.yaml", {**PAIRED, "order": ["edges", "mode"]}))
-    with pytest.raises(study_mod.StudyError, match="mode_edges.dnw_no_update: 30 is not one of grid.edges"):
+    with pytest.raises(spec.StudyError, match="mode_edges.dnw_no_update: 30 is not one of grid.edges"):
         load_study(write(tmp_path / "c.yaml", {**PAIRED, "mode_edges": {"dnw_no_update": [30]}}))
 
 
@@ -285,20 +288,20 @@ def test_an_interrupted_study_continues_from_its_results_file_without_run_folder
                             env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
-        if results.is_file() and len(study_mod.read_results(results)) >= 2:
+        if results.is_file() and len(study_results.read_results(results)) >= 2:
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     output = proc.communicate(timeout=300)[0]
     assert proc.returncode == 130, output                     # interrupted, not finished
-    first = study_mod.read_results(results)
+    first = study_results.read_results(results)
     assert 2 <= len(first) < 10
     assert all(r["status"] == "done" and r["epochs"] == 1 and len(r["curve"]) == 1 for r in first.values())
     assert all(r["wiring"]["graph"]["edges"] == int(r["edges"]) for r in first.values())
     shutil.rmtree(out)                                         # no run folders, no checkpoints
 
-    counting = Counting(study_mod.run)
-    monkeypatch.setattr(study_mod, "run", counting)
+    counting = Counting(runner.run)
+    monkeypatch.setattr(runner, "run", counting)
     capsys.readouterr()
     assert main(args) == 0
     trained = {name for name, _ in counting.calls}
@@ -313,7 +316,7 @@ def test_an_interrupted_study_continues_from_its_results_file_without_run_folder
     shutil.rmtree(out)
     assert main([*args, "--report-only"]) == 0
     assert "10 cells: 10 done" in report.read_text()
-    rows = {r["cell"].name: r for r in study_mod.collect(load_study(config), out, results)}
+    rows = {r["cell"].name: r for r in study_results.collect(load_study(config), out, results)}
     assert all(rows[name]["test_acc"] == first[name]["test_acc"] for name in first)
 
 
@@ -321,8 +324,8 @@ def test_a_record_counts_only_with_the_cells_current_settings(tmp_path, monkeypa
     small = {**PAIRED, "grid": {**PAIRED["grid"], "mode": ["dnw"], "edges": [60], "seed": [0]}, "mode_edges": {}}
     config = write(tmp_path / "s.yaml", small)
     args = [str(config), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "r.md")]
-    counting = Counting(study_mod.run)
-    monkeypatch.setattr(study_mod, "run", counting)
+    counting = Counting(runner.run)
+    monkeypatch.setattr(runner, "run", counting)
     assert main(args) == 0 and len(counting.calls) == 1
     write(config, {**small, "base": {**small["base"], "lr": 0.05}})     # a different cell now
     import shutil
@@ -344,17 +347,17 @@ def test_report_pairs_dnw_and_the_random_graph_by_seed_from_the_results_file(tmp
     for cell in study.cells():
         key = (cell.mode, cell.edges, cell.seed)
         if key in acc:
-            study_mod.append_result(results, {
+            study_results.append_result(results, {
                 "cell": cell.name, "status": "done", "test_acc": acc[key], "best_acc": acc[key], "epochs": 2,
                 "seconds": 1.0, "curve": [acc[key] - 0.1, acc[key]], "swapped": [cell.edges // 2, cell.edges // 4],
                 "density": 0.1, "real_edges": cell.edges, "wiring": {"graph": {"kept_initial": cell.edges // 4}},
-                "settings": study_mod.cell_settings(study, cell)})
-    rows = study_mod.collect(study, tmp_path / "no-runs", results)
-    d60, d120 = study_mod.paired_differences(study, rows, "static")
+                "settings": study_results.cell_settings(study, cell)})
+    rows = study_results.collect(study, tmp_path / "no-runs", results)
+    d60, d120 = study_results.paired_differences(study, rows, "static")
     assert (d60["edges"], d60["n"], d120["n"]) == (60, 2, 1)
     assert d60["diffs"] == pytest.approx({0: 5.0, 1: 3.0}) and d60["mean"] == pytest.approx(4.0)
     assert d60["std"] == pytest.approx(2 ** 0.5) and d120["std"] is None and d120["mean"] == pytest.approx(-1.0)
-    report = study_mod.write_report(study, rows, tmp_path / "no-runs", tmp_path / "docs" / "r.md", "cmd")
+    report = study_report.write_report(study, rows, tmp_path / "no-runs", tmp_path / "docs" / "r.md", "cmd")
     text = report.read_text()
     assert "| static | 60 | 2 of 2 | 81.00 | 77.00 | +4.00 | 1.41 | +3.00 .. +5.00 | s0: +5.00, s1: +3.00 |" in text
     assert "| static | 120 | 1 of 2 | 85.00 | 86.00 | -1.00 | - | -1.00 .. -1.00 | s0: -1.00 |" in text
@@ -366,9 +369,9 @@ def test_report_pairs_dnw_and_the_random_graph_by_seed_from_the_results_file(tmp
 def test_a_setting_added_after_a_record_counts_as_its_default():
     study = load_study(ROOT / "configs" / "study_budget.yaml")
     cell = study.cells()[0]
-    now = study_mod.cell_settings(study, cell)
+    now = study_results.cell_settings(study, cell)
     older = {k: v for k, v in now.items() if k != "deterministic"}      # as if written before the field
-    assert study_mod.same_settings(older, now)
-    assert not study_mod.same_settings({**now, "lr": 0.05}, now)
-    assert not study_mod.same_settings({k: v for k, v in now.items() if k != "init"}, now)   # kaiming then
-    assert study_mod.same_settings({**now, "gone": 1}, now)             # a field since removed
+    assert study_results.same_settings(older, now)
+    assert not study_results.same_settings({**now, "lr": 0.05}, now)
+    assert not study_results.same_settings({k: v for k, v in now.items() if k != "init"}, now)   # kaiming then
+    assert study_results.same_settings({**now, "gone": 1}, now)             # a field since removed

@@ -634,8 +634,8 @@ def load_run_model(run_dir: Path, checkpoint: Path | None = None, best: bool = F
     """The trained model of a run directory (as ``wiring.export`` rebuilds it), in eval mode; a
     model that does not record its input side (the tiny classifier) gets the run's as ``image_size``."""
 
-    from wiring.train.checkpoint import CheckpointError, load_checkpoint
     from wiring.io import BEST_FILE, CHECKPOINT_FILE
+    from wiring.train.checkpoint import CheckpointError, load_checkpoint
     from wiring.train.pipeline import model_from_checkpoint
 
     if not run_dir.is_dir():

@@ -14,7 +14,7 @@ The project's specific errors subclass it and keep the standard base they had, s
 * :class:`~wiring.train.config.ConfigError`: a setting;
 * :class:`~wiring.train.data.DataError`: a data set that is missing or malformed;
 * :class:`~wiring.train.checkpoint.CheckpointError`: a checkpoint that cannot be used;
-* the commands' own (``wiring.train.UsageError``, ``wiring.study.StudyError``,
+* the commands' own (``wiring.train.pipeline.UsageError``, ``wiring.study.spec.StudyError``,
   ``wiring.analyze.AnalyzeError``, ``viz.render.UsageError``).
 
 This module imports nothing of the project, so every floor may use it.

@@ -21,13 +21,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from wiring.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from wiring.cli import ArgumentParser, run_cli
 from wiring.compact import main as compact_main
 from wiring.graph import Wiring
 from wiring.io import BEST_FILE, CHECKPOINT_FILE, write_edgelist, write_graphml
-from wiring.train.recorder import wiring_file_stem
+from wiring.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from wiring.train.pipeline import model_from_checkpoint
+from wiring.train.recorder import wiring_file_stem
 from wiring.train.trainer import find_wirings
 
 FORMATS = {"graphml": ".graphml", "pyg": ".pt", "edgelist": ".txt"}

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from wiring import backends, native
-from wiring.graph import Block, GraphError, check_edges
+from wiring.graph import Block, GraphError
 from wiring.modes import STATELESS as MODES
 from wiring.modes import make_mode, mode_class
 from wiring.topk import HINT_MARGIN, topk_mask  # noqa: F401  (wiring.ops.topk_mask is public)

@@ -50,7 +50,6 @@ from torch import Tensor, nn
 
 from models import MODELS, build_model
 from wiring import native
-from wiring.train.checkpoint import CheckpointError, load_checkpoint
 from wiring.cli import ArgumentParser, run_cli
 from wiring.errors import UserError
 from wiring.graph import GraphError
@@ -58,6 +57,7 @@ from wiring.io import BEST_FILE, CHECKPOINT_FILE
 from wiring.layer import WiredGraph
 from wiring.modes import every_candidate_real
 from wiring.nodeops import NormReLUConv
+from wiring.train.checkpoint import CheckpointError, load_checkpoint
 from wiring.train.pipeline import model_from_checkpoint
 
 

@@ -71,7 +71,7 @@ import fnmatch
 import math
 import os
 from collections import OrderedDict
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
