@@ -175,7 +175,7 @@ class TestPyg:
         assert_same(from_pyg(data), wiring.real_edges())
 
     def test_defaults(self):
-        Data = wio._pyg_data()  # imports torch_geometric with its torch.jit warning silenced
+        Data = wio.convert._pyg_data()  # imports torch_geometric with its torch.jit warning silenced
         w = from_pyg(Data(edge_index=torch.tensor([[0, 1, 0], [1, 2, 2]]), num_nodes=4))
         assert w.weight.tolist() == [1.0, 1.0, 1.0]
         assert w.level.tolist() == [0, 1, 2, 0]

@@ -181,8 +181,9 @@ def test_viz_never_imports_the_trainer():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = eval(proc.stdout)
     # wiring.picture draws from plain tensors (below training); errors / files are the shared error base and writer
-    assert set(loaded) <= {"wiring", "wiring.cli", "wiring.errors", "wiring.files", "wiring.graph", "wiring.io",
-                           "wiring.picture", "wiring.topology"}, loaded
+    allowed = {"wiring", "wiring.cli", "wiring.errors", "wiring.files", "wiring.graph", "wiring.picture",
+               "wiring.topology"}
+    assert {m for m in loaded if not m.startswith("wiring.io.")} <= allowed | {"wiring.io"}, loaded
 
 
 def test_runs_with_several_wirings_draw_the_one_named(tmp_path, capsys):

@@ -1,0 +1,303 @@
+"""A run folder's files: their names (spelled here once), the folder's lock, and reading a run back.
+
+Contract: ``CONFIG_FILE``, ``METRICS_FILE``, ``CHECKPOINT_FILE``, ``BEST_FILE``, ``SPARSE_FILE``,
+``LOCK_FILE`` and :func:`wiring_file` / :func:`run_files` are the only spellings of the files
+``wiring.train`` writes into a run folder (a model with several learned graphs has one
+wiring file set per graph, :func:`wiring_key`); :class:`RunLock` is the exclusive lock
+(``flock``) the training process holds for the run's life (the kernel releases it when the
+process dies); :func:`load_metrics` and :func:`load_run` read a run folder back
+(:class:`RunData`) for the commands and the viz, never the trainer's objects.
+
+>>> run_files()
+['config.yaml', 'metrics.jsonl', 'checkpoint.pt', 'best.pt', 'sparse.pt', 'wiring.graphml', 'history.pt', 'initial.graphml']
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wiring.files import NotText, read_text
+from wiring.graph import Wiring
+from wiring.io.convert import PathLike, WiringFileError, existing_file, natural_key
+from wiring.io.graphml import read_graphml
+from wiring.io.history import WiringHistory
+
+# ----------------------------------------------------------------------------- helpers
+
+
+# the name atomic_path gives its temporary file: .<stem>.<pid>.<8 hex>.tmp<suffix>
+_TEMP_NAME = re.compile(r"\.(?P<stem>.+)\.(?P<pid>[0-9]+)\.(?P<hex>[0-9a-f]{8})\.tmp(?P<suffix>.*)")
+
+
+# ----------------------------------------------------------------------------- NetworkX
+
+
+# ----------------------------------------------------------------------------- PyG
+
+
+# ----------------------------------------------------------------------------- GraphML
+
+
+# ----------------------------------------------------------------------------- history
+
+
+# ----------------------------------------------------------------------------- metrics and runs
+
+def load_metrics(path: PathLike) -> list[dict]:
+    """The records of a JSON-lines file, one dict per non-empty line. A last line
+    that does not parse (a write cut short) is skipped; any other bad line is a
+    :class:`WiringFileError` naming its line number.
+    """
+    path = existing_file(path, "metrics file")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if number == len(lines):
+                break
+            raise WiringFileError(f"metrics file {path} line {number} is not JSON: {err}") from None
+        if not isinstance(record, dict):
+            raise WiringFileError(f"metrics file {path} line {number} is not a JSON object")
+        records.append(record)
+    return records
+
+
+# ----------------------------------------------------------------------------- the run folder's files
+# The one place that spells the names of the files ``wiring.train`` writes into a run folder;
+# the recorder, train (--overwrite, --resume), study, export, compact and profile use these.
+
+CONFIG_FILE = "config.yaml"          # the resolved settings
+METRICS_FILE = "metrics.jsonl"       # one JSON object per epoch
+CHECKPOINT_FILE = "checkpoint.pt"    # the latest state (every epoch, and where a run was stopped)
+BEST_FILE = "best.pt"                # the state of the best test accuracy
+SPARSE_FILE = "sparse.pt"            # real weights of models made sparse (wiring.sparsify)
+LOCK_FILE = ".lock"                  # held (fcntl.flock) by the process training in the folder
+# a model's only wiring writes wiring.graphml, history.pt and initial.graphml; a model with
+# several (MobileNetV1-DNW: one per stage) writes wiring-NAME.graphml, history-NAME.pt and
+# initial-NAME.graphml, NAME the wiring module's name with dots as dashes (wiring_key)
+WIRING_FILES = (("wiring", ".graphml"), ("history", ".pt"), ("initial", ".graphml"))
+#: the files :func:`load_run` reads (any one of them makes a folder a run folder)
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, "history.pt", "wiring.graphml", "initial.graphml")
+
+
+def wiring_key(module_name: str, count: int) -> str:
+    """The NAME of a wiring's files: ``""`` for a model's only wiring, else its module name
+    with dots as dashes (``stages.0.graph`` -> ``stages-0-graph``)."""
+    return "" if count == 1 or not module_name else module_name.replace(".", "-")
+
+
+def wiring_file(stem: str, ext: str, key: str = "") -> str:
+    """``history.pt`` for a model's only wiring (``key`` ""), ``history-NAME.pt`` for wiring NAME."""
+    return f"{stem}-{key}{ext}" if key else f"{stem}{ext}"
+
+
+def run_files(wiring_keys=("",)) -> list[str]:
+    """Every file ``wiring.train`` may write into a run folder for a model whose wirings
+    have the NAMEs ``wiring_keys`` (:func:`wiring_key`; ``("",)`` a model's only wiring,
+    ``()`` a model without one): what ``--overwrite`` removes, and nothing else.
+
+    >>> run_files()
+    ['config.yaml', 'metrics.jsonl', 'checkpoint.pt', 'best.pt', 'sparse.pt', 'wiring.graphml', 'history.pt', 'initial.graphml']
+    """
+    names = [CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, BEST_FILE, SPARSE_FILE]
+    names += [wiring_file(stem, ext, key) for key in wiring_keys for stem, ext in WIRING_FILES]
+    return names
+
+
+def temp_files(folder: PathLike, names) -> list[Path]:
+    """The temporary files :func:`atomic_path` left in ``folder`` (a write cut short by a
+    kill) for the files ``names``; other hidden files are not touched."""
+    folder = Path(folder)
+    wanted = {(Path(n).stem, Path(n).suffix) for n in names}
+    out = []
+    for p in folder.glob(".*.tmp*") if folder.is_dir() else []:
+        match = _TEMP_NAME.fullmatch(p.name)
+        if match and (match["stem"], match["suffix"]) in wanted and p.is_file():
+            out.append(p)
+    return out
+
+
+class RunFolderBusy(WiringFileError):
+    """Another process holds the run folder's lock."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder for the life of one training: ``fcntl.flock`` on
+    ``LOCK_FILE`` in the folder, which holds the owner's pid. The kernel drops it when the
+    process ends however it ends (``kill -9`` included), so a killed run never blocks its
+    own ``--resume``; the owner removes the file when it lets go. :meth:`acquire` is a
+    no-op while held and raises :class:`RunFolderBusy` naming the holder's pid.
+    Where ``fcntl`` does not exist (Windows) the lock does nothing."""
+
+    def __init__(self, run_dir: PathLike) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:          # pragma: no cover - not POSIX
+            return self
+        if self._fd is not None:
+            return self
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = self._holder(fd)
+                os.close(fd)
+                raise RunFolderBusy(f"run directory {self.run_dir} is in use by process {holder} "
+                                    f"(it holds {self.path}): wait for it to end, or use another --out") from None
+            try:                     # the file we locked may have been removed by its last owner
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        import time
+        for _ in range(20):          # the holder writes its pid just after taking the lock
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            if text.isdigit():
+                return text
+            time.sleep(0.05)
+        return "(unknown pid)"
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            if os.path.samestat(os.fstat(self._fd), os.stat(self.path)):
+                os.unlink(self.path)  # while still holding it: a waiting process retries on the new file
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def run_wirings(run_dir: PathLike) -> list[str]:
+    """The wirings a run folder holds: ``""`` for a model's only wiring (``wiring.graphml``,
+    ``history.pt``, ``initial.graphml``), else each NAME of ``wiring-NAME.graphml``,
+    ``history-NAME.pt`` or ``initial-NAME.graphml``, in natural order (stage 2 before 10).
+    """
+    run_dir = Path(run_dir)
+    names = set()
+    for stem, ext in WIRING_FILES:
+        if (run_dir / f"{stem}{ext}").is_file():
+            names.add("")
+        names.update(p.name[len(stem) + 1:-len(ext)] for p in run_dir.glob(f"{stem}-*{ext}") if p.is_file())
+    return sorted(names, key=natural_key)
+
+
+@dataclass
+class RunData:
+    """What a run folder holds; a file that is absent gives ``{}``, ``[]`` or None."""
+
+    path: Path
+    config: dict = field(default_factory=dict)
+    metrics: list[dict] = field(default_factory=list)
+    history: WiringHistory | None = None
+    final: Wiring | None = None
+    initial: Wiring | None = None
+    #: every wiring the folder holds (:func:`run_wirings`) and the one read (None: none chosen)
+    wirings: list[str] = field(default_factory=list)
+    wiring_name: str | None = None
+
+    def wiring_file(self, stem: str, ext: str) -> str:
+        """The chosen wiring's file name: ``history.pt`` for a model's only wiring,
+        ``history-NAME.pt`` for wiring NAME (``stem`` "history", ``ext`` ".pt")."""
+        return wiring_file(stem, ext, self.wiring_name or "")
+
+
+#: the help of the ``--wiring NAME`` option of the tools that read a run's wiring
+WIRING_OPTION_HELP = ("for a run of a model with several learned graphs (MobileNetV1-DNW: one per stage), "
+                      "the one to use: stages-0-graph, stages-1-graph, ... (the NAME of wiring-NAME.graphml)")
+
+
+def unchosen_wiring(run: RunData) -> str | None:
+    """A one-line message when ``run`` holds several wirings and none was chosen, else None."""
+    if run.wiring_name is None and len(run.wirings) > 1:
+        return (f"run directory {run.path} holds {len(run.wirings)} wirings ({', '.join(run.wirings)}): "
+                f"choose one with --wiring NAME")
+    return None
+
+
+def load_run(run_dir: PathLike, wiring: str | None = None) -> RunData:
+    """Read a run folder: ``config.yaml`` (``yaml.safe_load``), ``metrics.jsonl``,
+    ``history.pt``, ``wiring.graphml`` (final) and ``initial.graphml``.
+
+    For a model with several wirings, ``wiring`` names the one whose files to read
+    (``history-NAME.pt``...; :func:`run_wirings` lists them). Without it the only
+    wiring is read, and with several none is (``history``, ``final`` and ``initial``
+    stay None, ``wirings`` says what there is).
+
+    A missing folder, one with none of those files, or an unknown ``wiring`` is a
+    :class:`WiringFileError`.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise WiringFileError(f"run directory {run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise WiringFileError(f"run directory {run_dir} is not a directory")
+    names = run_wirings(run_dir)
+    present = [name for name in RUN_FILES if (run_dir / name).is_file()]
+    if not present and not names:
+        raise WiringFileError(f"{run_dir} is not a run directory: expected at least one of "
+                              f"{', '.join(RUN_FILES)}")
+    if wiring is not None and wiring not in names:
+        held = ", ".join(n or "(the only one)" for n in names) or "none"
+        raise WiringFileError(f"run directory {run_dir} has no wiring {wiring!r}; it holds: {held}")
+    chosen = wiring if wiring is not None else ("" if "" in names else names[0] if len(names) == 1 else None)
+    run = RunData(run_dir, wirings=names, wiring_name=chosen)
+    if CONFIG_FILE in present:
+        import yaml
+        try:
+            config = yaml.safe_load(read_text(run_dir / CONFIG_FILE))
+        except NotText as err:
+            raise WiringFileError(f"config file {err}") from None
+        except yaml.YAMLError as err:
+            raise WiringFileError(f"config file {run_dir / CONFIG_FILE} is not valid YAML: "
+                                  f"{' '.join(str(err).split())}") from None
+        if config is not None and not isinstance(config, dict):
+            raise WiringFileError(f"config file {run_dir / CONFIG_FILE} is not a mapping")
+        run.config = config or {}
+    if METRICS_FILE in present:
+        run.metrics = load_metrics(run_dir / METRICS_FILE)
+    if chosen is not None:
+        final, history, initial = (run_dir / run.wiring_file(stem, ext) for stem, ext in WIRING_FILES)
+        if history.is_file():
+            run.history = WiringHistory.load(history)
+        if final.is_file():
+            run.final = read_graphml(final)
+        if initial.is_file():
+            run.initial = read_graphml(initial)
+    return run
