@@ -14,7 +14,9 @@ from run_dirs import checkpoint_run
 
 import models
 from models import build_model
-from wiring.compact import compact_model, load_compact, main, save_compact
+from wiring.compact import load_compact
+from wiring.compact.command import main
+from wiring.compact.extract import compact_model, save_compact
 from wiring.export import main as export_main
 from wiring.profile import main as profile_main
 from wiring.profile import profile_model
@@ -133,7 +135,7 @@ def test_save_and_load_standalone(tmp_path):
     loaded = load_compact(path)
     with torch.no_grad():
         assert torch.allclose(loaded(x), m(x), atol=1e-5, rtol=1e-5)
-    # the loader needs nothing of this project: load wiring/compact.py as a lone file with the
+    # the loader needs nothing of this project: load wiring/compact/runtime.py as a lone file with the
     # project's packages blocked
     script = f"""
 import importlib.abc, importlib.util, sys, torch
@@ -142,7 +144,7 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in ("models", "wiring", "networkx", "yaml"):
             raise ImportError("blocked " + name)
 sys.meta_path.insert(0, Block())
-spec = importlib.util.spec_from_file_location("compact_alone", {str(ROOT / "wiring" / "compact.py")!r})
+spec = importlib.util.spec_from_file_location("compact_alone", {str(ROOT / "wiring" / "compact" / "runtime.py")!r})
 mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
 model = mod.load_compact({str(path)!r})
 io = torch.load({str(tmp_path / "io.pt")!r}, weights_only=True)
@@ -159,7 +161,7 @@ print("ok")
 
 
 def test_module_imports_only_torch_at_top_level():
-    tree = ast.parse((ROOT / "wiring" / "compact.py").read_text())
+    tree = ast.parse((ROOT / "wiring" / "compact" / "runtime.py").read_text())
     top = set()
     for node in tree.body:
         if isinstance(node, ast.Import):
@@ -171,7 +173,7 @@ def test_module_imports_only_torch_at_top_level():
 
 
 def test_save_is_atomic_an_error_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
-    import wiring.compact as compact_mod
+    import wiring.compact.extract as compact_mod
     model = compact_model(build_model("micro", in_channels=1, num_classes=10, image_size=8, edges=100))
     path = tmp_path / "model.pt"
     save_compact(model, path)
@@ -308,7 +310,8 @@ def test_hand_made_tiny_dead_and_constant_nodes():
 
 def test_compact_tiny_dense_and_sparse_edges_agree():
     m = tiny_trained("micro", edges=400)
-    from wiring.compact import CompactTiny, tiny_state
+    from wiring.compact.extract import tiny_state
+    from wiring.compact.runtime import CompactTiny
 
     state = tiny_state(m)
     dense, sparse = CompactTiny(state, dense_fill=0.0).eval(), CompactTiny(state, dense_fill=2.0).eval()

@@ -34,7 +34,8 @@ import torch
 import yaml
 
 from viz import animate, explore, plots, render
-from wiring import analyze, compact, export
+from wiring import analyze, export
+from wiring.compact import command as compact
 from wiring.io import load_metrics, read_graphml, write_graphml
 from wiring.study import command as study
 from wiring.train import pipeline as train

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from wiring.cli import ArgumentParser, run_cli
-from wiring.compact import main as compact_main
+from wiring.compact.command import main as compact_main
 from wiring.graph import Wiring
 from wiring.io import BEST_FILE, CHECKPOINT_FILE, write_edgelist, write_graphml
 from wiring.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint

@@ -9,7 +9,7 @@ and times eval-mode forwards under ``torch.no_grad`` of
   candidate of a level, the real set found by a full sort each forward);
 * **engine**: the model itself in eval mode (top-k over the candidates, real edges as a
   CSR or dense product per level, every node computed);
-* **compact**: :func:`wiring.compact.compact_model` of it (dead nodes removed, constant
+* **compact**: :func:`wiring.compact.extract.compact_model` of it (dead nodes removed, constant
   nodes folded, kept real edges only, see :class:`wiring.compact.CompactTiny`).
 
 The three share one input batch and run alternately in one process (the order reversed
@@ -45,7 +45,8 @@ from models import build_model
 from models.tiny import TinyClassifier
 from wiring.bench.reference import DenseReference
 from wiring.cli import ArgumentParser, run_cli
-from wiring.compact import compact_model, load_run_model, time_alternating
+from wiring.compact.command import load_run_model, time_alternating
+from wiring.compact.extract import compact_model
 from wiring.errors import UserError
 from wiring.train.allocator import tune_malloc
 
