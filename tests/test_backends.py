@@ -19,8 +19,8 @@ import pytest
 import torch
 from backend_params import skip_unless_on
 
-from wiring import backends, native
-from wiring.backends import BackendError
+from wiring import backends
+from wiring.backends import BackendError, kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 DT = torch.float64
@@ -143,9 +143,9 @@ def test_auto_takes_the_first_installed_backend_of_the_table(monkeypatch):
         first = next(n for n in backends.AUTO["cpu"] if backends.missing(n) is None)
         assert backends.resolved("cpu") == first
         x, values = torch.zeros(2, 3), torch.zeros(1)
-        assert backends.choose(x, values) is backends.module(first if first != "native" or native.enabled(x)
+        assert backends.choose(x, values) is backends.module(first if first != "native" or kernels.enabled(x)
                                                              else "torch")
-        with native.disabled():                                      # switched off: auto skips it
+        with kernels.disabled():                                      # switched off: auto skips it
             assert backends.resolved("cpu") != "native"
             assert backends.choose(x, values) is not backends.module("native")
         # float16 on the CPU: native does not take it, auto moves on to one that does
@@ -158,10 +158,10 @@ def test_a_named_backend_that_cannot_run_is_one_error_not_a_fallback():
         backends.module("cusparse")
     with pytest.raises(BackendError, match="runs on cpu tensors only, not cuda"):
         backends.select("native", "cuda")
-    with native.disabled(), backends.using("native"):
+    with kernels.disabled(), backends.using("native"):
         with pytest.raises(BackendError, match="'native' not available: switched off"):
             backends.choose(x, values)
-    if native.library() is not None:
+    if kernels.library() is not None:
         with backends.using("native"), pytest.raises(BackendError, match="takes float32/float64 CPU tensors"):
             backends.choose(x.half(), values.half())
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wiring import native
+from wiring.backends import kernels
 from wiring.bench import backends as bench_backends
 from wiring.bench.contest import candidates_for, levels_for, make_models, without_native
 from wiring.bench.training import main
@@ -45,16 +45,16 @@ def test_cli_json(capsys):
     # the ratio comes from unrounded medians, the step times are rounded to 0.1 ms
     assert r["ratio"] == pytest.approx(r["reference_step_ms"] / r["engine_step_ms"], rel=0.05)
     # with the native kernels on, the engine on PyTorch ops alone runs alongside
-    assert r["native"] == (native.library() is not None)
+    assert r["native"] == (kernels.library() is not None)
     assert ("pytorch_img_s" in r) == r["native"]
 
 
 def test_without_native_runs_the_step_on_pytorch_ops():
     seen = []
-    step = without_native(lambda: seen.append(native.enabled(torch.zeros(1))) or 0.0)
+    step = without_native(lambda: seen.append(kernels.enabled(torch.zeros(1))) or 0.0)
     step()
     assert seen == [False]
-    assert native.enabled(torch.zeros(1)) == (native.library() is not None)
+    assert kernels.enabled(torch.zeros(1)) == (kernels.library() is not None)
 
 
 def test_cli_rejects_bad_budget(capsys):
@@ -126,6 +126,6 @@ def test_backend_and_device_errors_are_one_line_exit_2(capsys):
     if not torch.cuda.is_available():
         assert main(["--device", "cuda"]) == 2
         assert "CUDA is not available" in capsys.readouterr().err
-    with native.disabled():
+    with kernels.disabled():
         assert main(["--backend", "native", "--edges", "800"]) == 2
         assert "backend 'native' not available" in capsys.readouterr().err

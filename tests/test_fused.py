@@ -6,12 +6,13 @@ import torch
 
 import models.tiny
 from models.tiny import TinyClassifier
-from wiring import backends, fused, native
+from wiring import backends, fused
+from wiring.backends import kernels
 from wiring.graph import static_graph
 from wiring.layer import WiredGraph
 from wiring.nodeops import NormReLUConv
 
-needs_native = pytest.mark.skipif(native.library() is None, reason="native kernels unavailable")
+needs_native = pytest.mark.skipif(kernels.library() is None, reason="native kernels unavailable")
 
 
 def _grads(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -69,7 +70,7 @@ def test_supported_says_no_to_what_it_cannot_run():
     assert not fused.supported(layer, [NormReLUConv(3, 2, 2)], x)                 # one op per level, None last
     assert not fused.supported(layer, [NormReLUConv(3, 2, 2, norm="batch"), None], x)
     assert not fused.supported(layer, [NormReLUConv(4, 2, 2), None], x)           # wrong node count
-    assert fused.supported(layer, [NormReLUConv(3, 2, 2), None], x) == (native.library() is not None)
+    assert fused.supported(layer, [NormReLUConv(3, 2, 2), None], x) == (kernels.library() is not None)
     assert not fused.supported(layer, [NormReLUConv(3, 2, 2), None], x.to(torch.bfloat16))
 
 

@@ -1,46 +1,47 @@
-"""wiring.native: the optional C++ kernels equal the PyTorch paths they replace."""
+"""wiring.backends.kernels: the optional C++ kernels equal the PyTorch paths they replace."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from wiring import backends, native, ops
+from wiring import backends, ops
+from wiring.backends import kernels
 from wiring.graph import dynamic_graph
 from wiring.nodeops import NormReLUConv, _FusedNormReLUConv
 from wiring.ops import dnw_propagate
 
-needs_native = pytest.mark.skipif(native.library() is None, reason="native kernels unavailable: "
-                                  + native._state.get("reason", ""))
+needs_native = pytest.mark.skipif(kernels.library() is None, reason="native kernels unavailable: "
+                                  + kernels._state.get("reason", ""))
 
 
 def test_build_reports_why_it_is_off(monkeypatch, tmp_path):
     monkeypatch.setenv("WIRING_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("WIRING_NATIVE", "0")
-    assert native._build() == (None, "disabled by WIRING_NATIVE=0")
+    assert kernels._build() == (None, "disabled by WIRING_NATIVE=0")
     monkeypatch.setenv("WIRING_NATIVE", "1")
     monkeypatch.setenv("CXX", "no-such-compiler-wiring")
-    lib, reason = native._build()
+    lib, reason = kernels._build()
     assert lib is None and reason.startswith("no C++ compiler found")
     assert not list(tmp_path.rglob("*.so"))                       # nothing half-built left behind
 
 
 def test_enabled_needs_cpu_tensors_of_one_float_dtype():
-    assert not native.enabled()
-    assert not native.enabled(torch.zeros(2, dtype=torch.int64))
-    assert not native.enabled(torch.zeros(2), torch.zeros(2, dtype=torch.float64))
+    assert not kernels.enabled()
+    assert not kernels.enabled(torch.zeros(2, dtype=torch.int64))
+    assert not kernels.enabled(torch.zeros(2), torch.zeros(2, dtype=torch.float64))
 
 
 @needs_native
 def test_build_is_cached_per_source(monkeypatch, tmp_path):
     monkeypatch.setenv("WIRING_CACHE_DIR", str(tmp_path))
-    lib, reason = native._build()
+    lib, reason = kernels._build()
     assert lib is not None and reason == "loaded"
     built = list((tmp_path / "native").glob("kernels-*.so"))
     assert len(built) == 1
     mtime = built[0].stat().st_mtime_ns
-    native._build()                                                # second call: loads, no rebuild
+    kernels._build()                                                # second call: loads, no rebuild
     assert built[0].stat().st_mtime_ns == mtime
-    assert "on" in native.status()
+    assert "on" in kernels.status()
 
 
 @needs_native
@@ -50,9 +51,9 @@ def test_spmm_hand_built(dtype):
     rowptr, col = torch.tensor([0, 2, 2, 3]), torch.tensor([0, 3, 1])
     values = torch.tensor([1.0, 2.0, -1.0], dtype=dtype)
     x = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]], dtype=dtype)
-    assert native.spmm(rowptr, col, values, x).tolist() == [[15.0, 18.0], [0.0, 0.0], [-3.0, -4.0]]
+    assert kernels.spmm(rowptr, col, values, x).tolist() == [[15.0, 18.0], [0.0, 0.0], [-3.0, -4.0]]
     out = torch.ones(3, 2, dtype=dtype)
-    native.spmm(rowptr, col, values, x, out=out, accumulate=True)
+    kernels.spmm(rowptr, col, values, x, out=out, accumulate=True)
     assert out.tolist() == [[16.0, 19.0], [1.0, 1.0], [-2.0, -3.0]]
 
 
@@ -63,12 +64,12 @@ def test_spmm_wide_features_match_dense():
     dense = torch.randn(7, 5, generator=gen, dtype=torch.float64) * (torch.rand(7, 5, generator=gen) < 0.4)
     x = torch.randn(5, 1300, generator=gen, dtype=torch.float64)
     csr = dense.to_sparse_csr()
-    out = native.spmm(csr.crow_indices(), csr.col_indices(), csr.values(), x)
+    out = kernels.spmm(csr.crow_indices(), csr.col_indices(), csr.values(), x)
     torch.testing.assert_close(out, dense @ x, rtol=1e-12, atol=1e-12)
 
 
 def _unfused(monkeypatch):
-    monkeypatch.setattr(native, "enabled", lambda *tensors: False)
+    monkeypatch.setattr(kernels, "enabled", lambda *tensors: False)
 
 
 @needs_native
@@ -114,10 +115,10 @@ def test_sampled_dot_equals_gathered_dense_products(features):
     a = torch.randn(6, features, generator=gen, dtype=torch.float64)
     b = torch.randn(4, features, generator=gen, dtype=torch.float64)
     ia, ib = torch.tensor([0, 5, 5, 2, 0]), torch.tensor([3, 3, 0, 1, 1])
-    torch.testing.assert_close(native.sampled_dot(ia, ib, a, b), (a @ b.t())[ia, ib], rtol=1e-12, atol=1e-12)
-    assert native.sampled_dot(ia[:0], ib[:0], a, b).numel() == 0
+    torch.testing.assert_close(kernels.sampled_dot(ia, ib, a, b), (a @ b.t())[ia, ib], rtol=1e-12, atol=1e-12)
+    assert kernels.sampled_dot(ia[:0], ib[:0], a, b).numel() == 0
     with pytest.raises(ValueError, match="outside"):
-        native.sampled_dot(torch.tensor([6]), torch.tensor([0]), a, b)
+        kernels.sampled_dot(torch.tensor([6]), torch.tensor([0]), a, b)
 
 
 @needs_native
@@ -136,8 +137,8 @@ def test_propagate_native_equals_pytorch_csr(monkeypatch, mode):
         return out.detach(), x.grad, w.grad
 
     calls = []
-    real_spmm = native.spmm
-    monkeypatch.setattr(ops.native, "spmm", lambda *a, **kw: calls.append(1) or real_spmm(*a, **kw))
+    real_spmm = kernels.spmm
+    monkeypatch.setattr(ops.kernels, "spmm", lambda *a, **kw: calls.append(1) or real_spmm(*a, **kw))
     with backends.using("native"):
         fused = run()
     assert len(calls) == 2                                          # forward and gradient to the sources
@@ -150,11 +151,11 @@ def test_propagate_native_equals_pytorch_csr(monkeypatch, mode):
 
 def test_doctests():
     import doctest
-    assert doctest.testmod(native).failed == 0
+    assert doctest.testmod(kernels).failed == 0
 
 
 def _torch_topk(weight: torch.Tensor, k: int) -> torch.Tensor:
-    with native.disabled():
+    with kernels.disabled():
         return ops.topk_mask(weight, k)
 
 
@@ -163,9 +164,9 @@ def _torch_topk(weight: torch.Tensor, k: int) -> torch.Tensor:
 def test_topk_mask_hand_built(dtype):
     # |w| = 0.1 2 0.5 2 0.5 NaN: the top 3 are the two 2s and the first 0.5 (ties: lower index)
     w = torch.tensor([0.1, -2.0, 0.5, 2.0, 0.5, float("nan")], dtype=dtype)
-    mask, threshold = native.topk_mask(w, 3)
+    mask, threshold = kernels.topk_mask(w, 3)
     assert mask.tolist() == [False, True, True, True, False, False] and threshold == 0.5
-    mask, threshold = native.topk_mask(w, 6)                    # NaN ranks last but fills the budget
+    mask, threshold = kernels.topk_mask(w, 6)                    # NaN ranks last but fills the budget
     assert mask.all() and threshold == -1.0
 
 
@@ -176,7 +177,7 @@ def test_topk_mask_equals_the_torch_path_with_ties_and_nan(floor):
     w = torch.randn(5000, generator=gen).mul(4).round().div(4)  # many exact ties
     w[::97] = float("nan")
     for k in (1, 17, 2500, 4999):
-        mask, threshold = native.topk_mask(w, k, floor)
+        mask, threshold = kernels.topk_mask(w, k, floor)
         reference = _torch_topk(w, k)
         assert int(mask.sum()) == k and torch.equal(mask, reference), (k, floor)
 
@@ -197,19 +198,19 @@ def test_ops_topk_mask_with_a_hint_takes_the_native_path_and_keeps_the_mask():
 def test_wrappers_refuse_what_would_read_out_of_bounds():
     x = torch.zeros(3, 4)
     rowptr, col, values = torch.tensor([0, 1, 2]), torch.tensor([0, 2]), torch.ones(2)
-    assert native.spmm(rowptr, col, values, x).shape == (2, 4)
+    assert kernels.spmm(rowptr, col, values, x).shape == (2, 4)
     with pytest.raises(ValueError, match="column index"):
-        native.spmm(rowptr, torch.tensor([0, 3]), values, x)
+        kernels.spmm(rowptr, torch.tensor([0, 3]), values, x)
     with pytest.raises(ValueError, match="rowptr"):
-        native.spmm(torch.tensor([0, 1, 3]), col, values, x)
+        kernels.spmm(torch.tensor([0, 1, 3]), col, values, x)
     with pytest.raises(ValueError, match="out must be"):
-        native.spmm(rowptr, col, values, x, out=torch.zeros(3, 4))
+        kernels.spmm(rowptr, col, values, x, out=torch.zeros(3, 4))
     with pytest.raises(ValueError, match="one dtype"):
-        native.spmm(rowptr, col, values.double(), x)
+        kernels.spmm(rowptr, col, values.double(), x)
     gamma, beta, kernel = torch.ones(3), torch.zeros(3), torch.zeros(3, 9)
     with pytest.raises(ValueError, match="batch"):
-        native.node_forward(torch.zeros(3, 10), gamma, beta, kernel, 2, 2)
+        kernels.node_forward(torch.zeros(3, 10), gamma, beta, kernel, 2, 2)
     with pytest.raises(ValueError, match="kernel shape"):
-        native.node_forward(torch.zeros(3, 8), gamma, beta, torch.zeros(3, 3, 3), 2, 2)
+        kernels.node_forward(torch.zeros(3, 8), gamma, beta, torch.zeros(3, 3, 3), 2, 2)
     with pytest.raises(ValueError, match="k must be"):
-        native.topk_mask(torch.ones(4), 5)
+        kernels.topk_mask(torch.ones(4), 5)

@@ -319,7 +319,7 @@ def test_candidate_grad_paths(path, monkeypatch):
         assert all(b.fill < DENSE_GRAD_FILL for b in g.blocks)
     sampled = Spy(torch.sparse.sampled_addmm)
     mm = Spy(torch.mm)
-    monkeypatch.setattr(ops.native, "enabled", lambda *tensors: False)    # the PyTorch paths
+    monkeypatch.setattr(ops.kernels, "enabled", lambda *tensors: False)    # the PyTorch paths
     monkeypatch.setattr(torch.sparse, "sampled_addmm", sampled)
     monkeypatch.setattr(torch, "mm", mm)
     mask, grad_w = run_whole_graph_with_blocks(g, max(1, g.num_candidates // 5), True, torch.Generator().manual_seed(9))
@@ -352,7 +352,7 @@ def test_forward_paths_csr_and_dense(k_fraction, dense, monkeypatch):
     x0 = torch.randn(n, 3, generator=gen, dtype=DT)
     grad_out = torch.randn(n, 3, generator=gen, dtype=DT)
     spy_dense, spy_csr = Spy(ops._dense), Spy(ops.backends.spmm)
-    monkeypatch.setattr(ops.native, "enabled", lambda *tensors: False)    # the PyTorch CSR path
+    monkeypatch.setattr(ops.kernels, "enabled", lambda *tensors: False)    # the PyTorch CSR path
     monkeypatch.setattr(ops, "_dense", spy_dense)
     monkeypatch.setattr(ops.backends, "spmm", spy_csr)
     for mode in MODES:

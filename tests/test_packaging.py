@@ -108,4 +108,4 @@ def test_readme_library_example_results():
 
 def test_the_native_kernel_source_ships_with_the_package():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert "kernels.cpp" in data["wiring"] and (ROOT / "wiring" / "kernels.cpp").is_file()
+    assert "kernels.cpp" in data["wiring.backends"] and (ROOT / "wiring" / "backends" / "kernels.cpp").is_file()

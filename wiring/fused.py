@@ -37,7 +37,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from wiring import native
+from wiring.backends import kernels
 from wiring.layer import WiredGraph
 from wiring.modes import Selection
 from wiring.nodeops import INSTANCE_NORM_EPS, NormReLUConv
@@ -54,7 +54,7 @@ def supported(layer: WiredGraph, ops: Sequence[NormReLUConv | None], inputs: Ten
         return False
     if len({(op.height, op.width) for op in ops[:-1]}) > 1:
         return False
-    return native.enabled(inputs, layer.weight, *_op_params(ops))
+    return kernels.enabled(inputs, layer.weight, *_op_params(ops))
 
 
 def _op_params(ops: Sequence[NormReLUConv | None]) -> list[Tensor]:
@@ -96,7 +96,7 @@ class _StaticGraph(torch.autograd.Function):
             gamma, beta, conv = params[3 * i:3 * i + 3]
             op_input = inputs.new_empty(lv.rows, inputs.size(1))
             lv.forward(states, op_input)
-            _, mean, rstd = native.node_forward(op_input, gamma, beta, conv.view(lv.rows, 9), height, width,
+            _, mean, rstd = kernels.node_forward(op_input, gamma, beta, conv.view(lv.rows, 9), height, width,
                                                 INSTANCE_NORM_EPS, out=states[lv.nodes])
             op_inputs.append(op_input)
             stats += [mean, rstd]
@@ -123,7 +123,7 @@ class _StaticGraph(torch.autograd.Function):
             lv = levels[i]
             if i < n_ops:                                   # the level's states gradient is complete now
                 gamma, beta, conv = params[3 * i:3 * i + 3]
-                grad, g_gamma, g_beta, g_conv = native.node_backward(
+                grad, g_gamma, g_beta, g_conv = kernels.node_backward(
                     op_inputs[i], gamma, beta, conv.view(lv.rows, 9), stats[2 * i], stats[2 * i + 1],
                     grad_states[lv.nodes], height, width)
                 grad_params[3 * i:3 * i + 3] = [g_gamma, g_beta, g_conv.view_as(conv)]

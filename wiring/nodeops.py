@@ -9,7 +9,7 @@ node-major means the graph never transposes between aggregation and op.
 sample over H x W, affine per node; ``batch``: per node over batch and space,
 with running statistics), ReLU, then a per-node (depthwise) 3x3 convolution.
 On the CPU, the instance-norm variant with a 3x3 stride-1 kernel runs as one fused
-native kernel when :mod:`wiring.native` loads (same values; PyTorch ops otherwise).
+native kernel when :mod:`wiring.backends.kernels` loads (same values; PyTorch ops otherwise).
 
 Kernel initialisation (``init``): ``"authors"`` is PyTorch's default of the authors'
 ``nn.Conv2d(n, n, 3, groups=n)``, ``U(-1/sqrt(f), 1/sqrt(f))`` with the per-group
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wiring import native
+from wiring.backends import kernels
 
 INSTANCE_NORM_EPS = 1e-5        # both paths' instance-norm epsilon (F.instance_norm's default)
 NODE_INITS = ("authors", "kaiming")
@@ -66,11 +66,11 @@ def node_major(maps: Tensor) -> Tensor:
 
 
 class _FusedNormReLUConv(torch.autograd.Function):
-    """Instance norm -> ReLU -> depthwise 3x3 through :mod:`wiring.native`'s fused kernels."""
+    """Instance norm -> ReLU -> depthwise 3x3 through :mod:`wiring.backends.kernels`'s fused kernels."""
 
     @staticmethod
     def forward(ctx, x: Tensor, gamma: Tensor, beta: Tensor, kernel: Tensor, height: int, width: int) -> Tensor:
-        y, mean, rstd = native.node_forward(x, gamma, beta, kernel, height, width, INSTANCE_NORM_EPS)
+        y, mean, rstd = kernels.node_forward(x, gamma, beta, kernel, height, width, INSTANCE_NORM_EPS)
         ctx.save_for_backward(x, gamma, beta, kernel, mean, rstd)
         ctx.size = (height, width)
         return y
@@ -79,7 +79,7 @@ class _FusedNormReLUConv(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y: Tensor):
         x, gamma, beta, kernel, mean, rstd = ctx.saved_tensors
-        gx, ggamma, gbeta, gkernel = native.node_backward(x, gamma, beta, kernel, mean, rstd, grad_y, *ctx.size)
+        gx, ggamma, gbeta, gkernel = kernels.node_backward(x, gamma, beta, kernel, mean, rstd, grad_y, *ctx.size)
         return gx, ggamma, gbeta, gkernel, None, None
 
 
@@ -120,7 +120,7 @@ class NormReLUConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n, hw = self.num_nodes, self.height * self.width
-        if self.fusable and native.enabled(x, self.norm_weight, self.conv_weight):
+        if self.fusable and kernels.enabled(x, self.norm_weight, self.conv_weight):
             kernel = self.conv_weight.view(n, 9)
             return _FusedNormReLUConv.apply(x, self.norm_weight, self.norm_bias, kernel, self.height, self.width)
         batch = x.size(1) // hw

@@ -32,7 +32,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from wiring import backends, native
+from wiring import backends
+from wiring.backends import kernels
 from wiring.graph import Block, GraphError
 from wiring.modes import STATELESS as MODES
 from wiring.modes import make_mode, mode_class
@@ -78,8 +79,8 @@ def _candidate_grad(x: Tensor, g: Tensor, src: Tensor, dst: Tensor, blocks: Sequ
         elif b.fill >= DENSE_GRAD_FILL:
             dense = torch.mm(gb, xb.t())
             out[c] = dense[dst[c] - b.target_start, src[c] - b.source_start]
-        elif native.enabled(x, g):
-            out[c] = native.sampled_dot(src[c], dst[c], x, g)
+        elif kernels.enabled(x, g):
+            out[c] = kernels.sampled_dot(src[c], dst[c], x, g)
         else:
             pattern = _csr(dst[c] - b.target_start, src[c] - b.source_start, g.new_zeros(b.cand_end - b.cand_start),
                            b.target_end - b.target_start, b.source_end - b.source_start)
@@ -94,8 +95,8 @@ def _weight_grad(x: Tensor, g: Tensor, edge_index: Tensor, real: Tensor, src: Te
     if grad_all:
         return _candidate_grad(x, g, edge_index[0], edge_index[1], blocks)
     grad_w = g.new_zeros(edge_index.size(1))
-    if real.numel() and native.enabled(x, g):
-        grad_w[real] = native.sampled_dot(src, dst, x, g)
+    if real.numel() and kernels.enabled(x, g):
+        grad_w[real] = kernels.sampled_dot(src, dst, x, g)
     elif real.numel():
         pattern = _csr(dst, src, g.new_zeros(real.numel()), g.size(0), x.size(0))
         grad_w[real] = torch.sparse.sampled_addmm(pattern, g, x.t(), beta=0.0).values()

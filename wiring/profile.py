@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from models import MODELS, build_model
-from wiring import native
+from wiring.backends import kernels
 from wiring.cli import ArgumentParser, run_cli
 from wiring.errors import UserError
 from wiring.graph import GraphError
@@ -120,7 +120,7 @@ def _generic_cost(model: nn.Module, in_channels: int, image_size: int) -> dict[s
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), native.disabled():       # the level-by-level path calls the hooks
+        with torch.no_grad(), kernels.disabled():       # the level-by-level path calls the hooks
             model(torch.zeros(1, in_channels, image_size, image_size))
     finally:
         model.train(was_training)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from wiring import native
+from wiring.backends import kernels
 from wiring.graph import check_edges
 
 HINT_MARGIN = 0.9   # the pre-filter keeps |w| >= 0.9 x the previous threshold
@@ -39,9 +39,9 @@ def topk_mask(weight: Tensor, k: int, hint: dict | None = None) -> Tensor:
     k = check_edges(k, weight.numel())
     if k == weight.numel():
         return torch.ones_like(weight, dtype=torch.bool)
-    if native.enabled(weight):                      # the same mask, by selection in one call
+    if kernels.enabled(weight):                      # the same mask, by selection in one call
         floor = float(hint["threshold"]) * HINT_MARGIN if hint is not None and "threshold" in hint else 0.0
-        mask, threshold = native.topk_mask(weight, k, floor)
+        mask, threshold = kernels.topk_mask(weight, k, floor)
         if hint is not None:
             hint["threshold"] = threshold
         return mask

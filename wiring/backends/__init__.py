@@ -13,7 +13,7 @@ of ``x``'s dtype, ``x`` ``[cols, F]``; the ``[rows, F]`` result goes into ``out`
 given, added to it with ``accumulate``; rows without an entry get 0):
 
 ==================  ===========================================================================
-``native``          the C++ kernels of :mod:`wiring.native` (CPU, float32/float64; built with g++)
+``native``          the C++ kernels of :mod:`wiring.backends.kernels` (CPU, float32/float64; built with g++)
 ``torch``           ``torch.sparse`` CSR times dense: needs nothing beyond PyTorch, any device
 ``torch_sparse``    ``torch_sparse.matmul`` of a ``SparseTensor`` (PyG's kernels; CPU and CUDA)
 ``torch_scatter``   ``torch_scatter.segment_csr`` over the target-sorted messages, built in

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.tiny import TinyClassifier
-from wiring import backends, native
+from wiring import backends
+from wiring.backends import kernels
 from wiring.bench.reference import DenseReference
 
 PAPER_NODES = 900          # the tiny classifier of DNW Table 1: levels 32 + 4 x 192, 100 outputs
@@ -106,7 +107,7 @@ def batch(args: argparse.Namespace, device: torch.device) -> tuple[Tensor, Tenso
 
 def without_native(step):
     def run_step() -> float:
-        with native.disabled(), backends.using("torch"):
+        with kernels.disabled(), backends.using("torch"):
             return step()
     return run_step
 

@@ -6,9 +6,9 @@ run alternately in one process:
 * **engine**: :class:`models.tiny.TinyClassifier` as trained by ``wiring.train``
   (node-major features, top-k over the admissible candidates, real edges as a CSR
   product, hallucinated-edge gradients as one GEMM per target level), on the native
-  CPU kernels of :mod:`wiring.native` where they load;
+  CPU kernels of :mod:`wiring.backends.kernels` where they load;
 * **engine on PyTorch ops** (``pytorch`` in ``--json``): the same engine with the native
-  kernels off (:func:`wiring.native.disabled`), run only when they are on;
+  kernels off (:func:`wiring.backends.kernels.disabled`), run only when they are on;
 * **reference**: the same network computed as the authors did: ``[B, C, H, W]``
   feature maps, a dense weight matrix over all node pairs, masked by a straight-through
   top-k of a *full sort* of its entries (non-admissible pairs pushed to the end), and
@@ -47,7 +47,8 @@ from typing import Sequence
 import torch
 
 from models.tiny import TinyClassifier
-from wiring import backends, native
+from wiring import backends
+from wiring.backends import kernels
 from wiring.bench import inference as bench_inference
 from wiring.bench.backends import (
     BACKEND_DENSITIES,
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace, peaks_of: Sequence[str] | None = None) -> dict
         agree = torch.allclose(engine(x), reference(x), atol=1e-3, rtol=1e-3)
         engine.train(), reference.train()
     steps = {"engine": step_fn(engine, x, y), "reference": step_fn(reference, x, y)}
-    if native.library() is not None and device.type == "cpu":     # the engine on PyTorch ops alone, for comparison
+    if kernels.library() is not None and device.type == "cpu":     # the engine on PyTorch ops alone, for comparison
         torch_engine = copy.deepcopy(engine)
         steps["pytorch"] = without_native(step_fn(torch_engine, x, y))
     for _ in range(args.warmup):
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace, peaks_of: Sequence[str] | None = None) -> dict
         "nodes": args.nodes, "edges": args.edges, "candidates": engine.graph.num_candidates,
         "density": round(args.edges / engine.graph.num_candidates, 5),
         "batch_size": args.batch_size, "image_size": args.image_size, "threads": args.threads,
-        "repeats": args.repeats, "outputs_agree": bool(agree), "native": native.library() is not None,
+        "repeats": args.repeats, "outputs_agree": bool(agree), "native": kernels.library() is not None,
         "device": str(device), "backend": backends.resolved(device.type),
     }
     if args.memory:
@@ -317,7 +318,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     print(f"  ratio (engine speed-up): {r['ratio']:.2f}x"
           + (f"   (PyTorch ops only: {r['pytorch_ratio']:.2f}x)" if "pytorch_ratio" in r else "")
           + f"   outputs agree: {r['outputs_agree']}")
-    print(f"  engine: {native.status()}, {backends.status(args.device)}")
+    print(f"  engine: {kernels.status()}, {backends.status(args.device)}")
     return 0
 
 

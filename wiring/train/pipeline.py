@@ -29,7 +29,8 @@ import torch
 
 from models import build_model
 from models.dynamic import FIXED_STEP_SOLVERS
-from wiring import __version__, backends, native
+from wiring import __version__, backends
+from wiring.backends import kernels
 from wiring.cli import run_cli
 from wiring.errors import UserError
 from wiring.io import (
@@ -275,7 +276,7 @@ def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Pat
         f"  training    {cfg.epochs} epochs, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum} "
         f"weight decay {cfg.weight_decay}, {cfg.schedule} schedule, seed {cfg.seed}",
         f"  device      {device} ({torch.get_num_threads()} threads)"
-        + (f", {native.status()}" if device.type == "cpu" else "") + f", {backends.status(device)}",
+        + (f", {kernels.status()}" if device.type == "cpu" else "") + f", {backends.status(device)}",
         f"  run dir     {run_dir}",
     ]
     return "\n".join(lines)

@@ -1,6 +1,6 @@
-// Native CPU kernels of the wiring engine (optional; see wiring/native.py).
+// Native CPU kernels of the wiring engine (optional; see wiring/backends/kernels.py).
 //
-// Plain C++ with a C ABI and OpenMP, no PyTorch headers: wiring.native compiles this
+// Plain C++ with a C ABI and OpenMP, no PyTorch headers: wiring.backends.kernels compiles this
 // file once per machine with the system's C++ compiler and calls it through ctypes on
 // contiguous CPU tensors. Every function exists for float (suffix _f32) and double (_f64).
 //

@@ -1,7 +1,7 @@
 """Optional native CPU kernels: built once per machine, used when they load.
 
 The engine's two hottest CPU paths have a fused C++ implementation in
-``wiring/kernels.cpp`` (plain C ABI, OpenMP, no PyTorch headers):
+``wiring/backends/kernels.cpp`` (plain C ABI, OpenMP, no PyTorch headers):
 
 * :func:`spmm`: ``out = A x`` for a CSR matrix ``A`` (the real edges) and node-major
   ``x``, in feature chunks that stay in cache; no per-edge messages, no zero-fill and
