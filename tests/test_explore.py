@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from viz import explore
+from viz.explore import payload
 from viz.explore import build_payload, decode_frames, explorer_html, load_frames, read_payload
 from viz.layout import node_positions
 from wiring.graph import Wiring, dynamic_graph, static_graph
@@ -93,8 +94,8 @@ def test_doctests_and_varints():
     import doctest
     assert doctest.testmod(explore).failed == 0
     values = np.array([0, 1, 127, 128, 300, 16383, 16384, 2**31 - 1, 2**35 + 5], dtype=np.int64)
-    got, end = explore._read_varints(np.frombuffer(explore._varints(values), np.uint8), 0, values.size)
-    assert np.array_equal(got, values) and end == len(explore._varints(values))
+    got, end = payload._read_varints(np.frombuffer(payload._varints(values), np.uint8), 0, values.size)
+    assert np.array_equal(got, values) and end == len(payload._varints(values))
 
 
 def test_diff_encoding_reproduces_every_frame(run_dir):
