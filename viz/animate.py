@@ -46,33 +46,31 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from viz.layout import columns
-from viz.render import (
-    STRONG_EDGES,
-    STYLES,
-    ArgumentParser,
+from viz.cli import (
     UsageError,
-    WiringDrawing,
-    _edge_params,
     add_figure_options,
     add_wiring_option,
-    atomic_path,
     check_pixels,
-    column_names,
-    dead_of,
-    die,
-    load_run_dir,
-    new_figure,
     output_path,
-    plain,
     positive_float,
     positive_int,
+)
+from viz.layout import columns
+from viz.render import (
+    WiringDrawing,
+    _edge_params,
+    column_names,
+    dead_of,
+    new_figure,
     resolve_style,
     weight_range,
-    wiring_info,
 )
-from wiring.cli import run_cli
+from viz.sources import load_run_dir, wiring_info
+from viz.style import STYLES, plain
+from wiring.cli import ArgumentParser, die, run_cli
+from wiring.files import atomic_path
 from wiring.io import RunData, WiringHistory
+from wiring.picture import STRONG_EDGES
 
 __all__ = ["ANIMATION_FORMATS", "ADDED", "REMOVED", "select_frames", "EvolutionFigure", "ffmpeg_binary",
            "animate_run", "main"]

@@ -34,26 +34,12 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from viz.cli import UsageError, add_figure_options, add_wiring_option, check_pixels, output_path, write_figure
 from viz.layout import columns
-from viz.render import (
-    FORMATS,
-    ArgumentParser,
-    UsageError,
-    add_figure_options,
-    add_wiring_option,
-    check_pixels,
-    column_names,
-    dead_of,
-    die,
-    final_wiring,
-    load_run_dir,
-    new_figure,
-    output_path,
-    save_figure,
-    wiring_info,
-    write_figure,
-)
-from wiring.cli import run_cli
+from viz.render import column_names, dead_of, new_figure, save_figure
+from viz.sources import final_wiring, load_run_dir, wiring_info
+from viz.style import FORMATS
+from wiring.cli import ArgumentParser, die, run_cli
 from wiring.graph import Wiring
 from wiring.io import RunData
 

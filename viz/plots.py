@@ -36,25 +36,11 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from viz.render import (
-    FORMATS,
-    ArgumentParser,
-    UsageError,
-    add_figure_options,
-    add_wiring_option,
-    check_pixels,
-    die,
-    final_wiring,
-    initial_wiring,
-    load_run_dir,
-    new_figure,
-    output_path,
-    plain,
-    save_figure,
-    wiring_info,
-    write_figure,
-)
-from wiring.cli import run_cli
+from viz.cli import UsageError, add_figure_options, add_wiring_option, check_pixels, output_path, write_figure
+from viz.render import new_figure, save_figure
+from viz.sources import final_wiring, initial_wiring, load_run_dir, wiring_info
+from viz.style import FORMATS, plain
+from wiring.cli import ArgumentParser, die, run_cli
 from wiring.graph import GraphError, Wiring
 from wiring.io import RunData, WiringFileError, read_wiring_file, to_networkx, unchosen_wiring
 from wiring.topology import level_edges

@@ -49,14 +49,10 @@ Shared by the viz CLIs (``viz.animate`` and ``viz.plots`` import them from here)
 """
 from __future__ import annotations
 
-import argparse
 import io
-import math
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -67,324 +63,61 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
+from viz.cli import (
+    UsageError,
+    add_figure_options,
+    add_wiring_option,
+    check_pixels,
+    output_path,
+    positive_int,
+    write_figure,
+)
 from viz.layout import columns, is_dynamic, node_positions
+from viz.sources import load_source, stats_line, wiring_info
+from viz.style import (
+    ARC_HEIGHT,
+    ARC_POINTS,
+    ARROW_AT,
+    ARROW_MAX_EDGES,
+    ARROW_SIZE,
+    BANDS,
+    CHORD_BEND,
+    DEAD_EDGE,
+    DEAD_FACE,
+    DEAD_MARK,
+    FLOW_NEEDS_LEVELS,
+    FORMATS,
+    LABEL_MAX_NODES,
+    LOOP_RADIUS,
+    NEGATIVE,
+    POSITIVE,
+    RANKED_FROM,
+    REF_PIXELS,
+    ROLE_STYLE,
+    STYLES,
+    VIEWS,
+    plain,
+)
 from wiring.cli import ArgumentParser, die, run_cli
-from wiring.errors import UserError
-from wiring.graph import GraphError, Wiring
+from wiring.graph import Wiring
 from wiring.io import (
-    WIRING_OPTION_HELP,
-    RunData,
-    WiringFileError,
     atomic_path,
-    load_run,
-    read_wiring_file,
     to_networkx,
-    unchosen_wiring,
 )
 from wiring.picture import STRONG_EDGES, ranked_style
 from wiring.topology import dead_nodes
 
 __all__ = [
-    # drawing
-    "FORMATS", "POSITIVE", "NEGATIVE", "ROLE_STYLE", "STYLES", "VIEWS", "RANKED_FROM", "STRONG_EDGES", "weight_range",
-    "edge_style", "resolve_style", "strongest", "dead_of", "WiringDrawing", "column_names", "draw_flow",
-    "draw_adjacency", "new_figure", "save_figure", "render_wiring", "main",
-    # sources
-    "Source", "load_source", "plain", "load_run_dir", "add_wiring_option", "final_wiring", "initial_wiring", "metrics_at",
-    "epoch_of", "wiring_info",
-    "stats_line",
-    # command line
-    "UsageError", "ArgumentParser", "die", "output_path", "add_figure_options", "check_pixels", "write_figure", "atomic_path", "positive_int", "positive_float",
+    "STRONG_EDGES", "weight_range", "edge_style", "resolve_style", "strongest", "dead_of", "WiringDrawing",
+    "column_names", "draw_flow", "draw_adjacency", "new_figure", "save_figure", "render_wiring", "main",
 ]
 
-
-# ----------------------------------------------------------------------------- command line
-
-class UsageError(UserError):
-    """A user mistake; the CLI prints the message on one line and exits 2."""
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def output_path(path: str | os.PathLike, allowed: Sequence[str]) -> tuple[Path, str]:
-    """``(path, format)`` for an output file whose extension is one of
-    ``allowed`` (without dots, lower case); else :class:`UsageError`. The
-    folder must exist."""
-    path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in allowed:
-        exts = ", ".join(f".{e}" for e in allowed)
-        shown = f"'.{fmt}'" if fmt else "no extension"
-        raise UsageError(f"output {path} has {shown}; use one of {exts}")
-    folder = path.parent
-    if not folder.is_dir():
-        raise UsageError(f"output folder {folder} does not exist")
-    if path.is_dir():
-        raise UsageError(f"output {path} is a directory")
-    return path, fmt
-
-
-def add_figure_options(parser: argparse.ArgumentParser, size: tuple[float, float], dpi: int) -> None:
-    """``--size W H`` (inches) and ``--dpi N`` with the given defaults."""
-    parser.add_argument("--size", nargs=2, type=positive_float, metavar=("W", "H"), default=size,
-                        help=f"figure size in inches (default {size[0]:g} {size[1]:g})")
-    parser.add_argument("--dpi", type=positive_int, default=dpi, help=f"dots per inch (default {dpi})")
-
-
-def check_pixels(size: Sequence[float], dpi: int, limit: int) -> None:
-    """A :class:`UsageError` when ``size`` at ``dpi`` is over ``limit`` pixels a side."""
-    if size[0] * dpi > limit or size[1] * dpi > limit:
-        raise UsageError(f"--size {size[0]:g} {size[1]:g} at --dpi {dpi} is over {limit} pixels a side")
-
-
-def write_figure(prog: str, out: Path, write) -> int:
-    """Call ``write()`` with matplotlib's Agg backend; an OS error exits 2 naming ``out``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    try:
-        write()
-    except OSError as err:
-        die(prog, f"cannot write {out}: {err.strerror or err}")
-    print(f"wrote {out}", file=sys.stderr)
-    return 0
 
 
 # ----------------------------------------------------------------------------- sources
 
-@dataclass
-class Source:
-    """A wiring to draw, and the run it comes from (None for a GraphML file)."""
-
-    path: Path
-    wiring: Wiring
-    run: RunData | None = None
-
-    @property
-    def metrics(self) -> list[dict]:
-        return self.run.metrics if self.run is not None else []
-
-
-def add_wiring_option(parser) -> None:
-    """``--wiring NAME``: which wiring of a run with several to read."""
-    parser.add_argument("--wiring", metavar="NAME", default=None, help=WIRING_OPTION_HELP)
-
-
-def load_run_dir(path: str | os.PathLike, wiring: str | None = None, need_wiring: bool = True) -> RunData:
-    """:func:`wiring.io.load_run`, its errors turned into :class:`UsageError`; with
-    ``need_wiring``, a run of several wirings and no ``wiring`` chosen is one too."""
-    try:
-        run = load_run(path, wiring)
-    except (WiringFileError, GraphError, OSError) as err:
-        raise UsageError(_message(err)) from None
-    message = unchosen_wiring(run) if need_wiring else None
-    if message:
-        raise UsageError(message)
-    return run
-
-
-def load_source(path: str | os.PathLike, wiring: str | None = None) -> Source:
-    """A run directory's final wiring (``wiring`` names one of several), or the wiring of
-    a GraphML file."""
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"{path} does not exist (expected a run directory or a .graphml file)")
-    if wiring is not None and not path.is_dir():
-        raise UsageError(f"--wiring applies to run directories, not to the file {path}")
-    if path.is_dir():
-        run = load_run_dir(path, wiring)
-        wiring = final_wiring(run)
-        if wiring is None:
-            raise UsageError(f"run directory {path} has neither wiring.graphml nor a history.pt "
-                             f"with snapshots")
-        return Source(path, wiring, run)
-    try:
-        return Source(path, read_wiring_file(path))      # a cyclic file without levels: a dynamic wiring
-    except (WiringFileError, GraphError, OSError) as err:
-        raise UsageError(_message(err)) from None
-
-
-def plain(text: object) -> str:
-    """``text`` for a matplotlib text artist, drawn as it is: every ``$`` escaped, so a
-    run or file name, or a GraphML attribute, never starts mathtext (``$x^2$`` stays
-    ``$x^2$``; an unbalanced ``$\\frac{`` is no parse error).
-
-    >>> print(plain("run $x^2$ (lr 0.1)"))
-    run \\$x^2\\$ (lr 0.1)
-    """
-    return str(text).replace("$", r"\$")
-
-
-def _message(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.strerror:
-        return f"{err.filename or ''}: {err.strerror}".lstrip(": ")
-    return str(err)
-
-
-def final_wiring(run: RunData) -> Wiring | None:
-    """``wiring.graphml``, else the last history snapshot, else None."""
-    if run.final is not None:
-        return run.final
-    if run.history is not None and len(run.history):
-        return run.history.frame(-1)
-    return None
-
-
-def initial_wiring(run: RunData) -> Wiring | None:
-    """``initial.graphml``, else the first history snapshot, else None."""
-    if run.initial is not None:
-        return run.initial
-    if run.history is not None and len(run.history):
-        return run.history.frame(0)
-    return None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def metrics_at(metrics: Sequence[Mapping], step: int | None) -> Mapping | None:
-    """The last epoch record whose ``step`` is <= ``step`` (None if there is none
-    or ``step`` is unknown)."""
-    if step is None:
-        return None
-    best = None
-    for record in metrics:
-        s = _number(record.get("step"))
-        if s is not None and s <= step:
-            best = record
-    return best
-
-
-def epoch_of(metrics: Sequence[Mapping], step: int | None) -> int | None:
-    """The epoch that training step ``step`` belongs to: each ``metrics.jsonl``
-    record gives the ``step`` count at the END of its ``epoch``, so step ``s`` lies in
-    the first epoch whose record has ``step >= s`` (step 50 of a run of 12 steps per
-    epoch is in epoch 5, which ends at step 60). 0 for step 0 (before training);
-    past the last record, counted on at that record's steps per epoch; None when
-    unknown.
-
-    >>> records = [{"epoch": e, "step": 12 * e} for e in (1, 2, 3, 4)]
-    >>> [epoch_of(records, s) for s in (0, 1, 12, 13, 48, 50, 60)]
-    [0, 1, 1, 2, 4, 5, 5]
-    """
-    if step is None:
-        return None
-    if step <= 0:
-        return 0
-    known = []
-    for record in metrics:
-        s, e = _number(record.get("step")), record.get("epoch")
-        if s is not None and isinstance(e, int) and not isinstance(e, bool) and e > 0:
-            known.append((s, e))
-    if not known:
-        return None
-    known.sort()
-    for s, e in known:
-        if s >= step:
-            return e
-    last_step, last_epoch = known[-1]
-    per_epoch = last_step / last_epoch
-    if per_epoch <= 0:
-        return None
-    return last_epoch + int(math.ceil((step - last_step) / per_epoch - 1e-9))
-
-
-def wiring_info(wiring: Wiring, metrics: Sequence[Mapping] = ()) -> dict:
-    """``k`` (real edges), ``candidates`` and ``density`` (None when unknown),
-    ``step``, ``test_acc`` (from the attributes, else from the last metrics
-    record at or before that step), ``acc_epoch`` (the epoch that accuracy was
-    measured after) and ``epoch`` (the epoch the step belongs to,
-    :func:`epoch_of`)."""
-    attrs = wiring.attrs or {}
-    if wiring.real is not None:
-        k = int(wiring.real.sum())
-        candidates: Any = wiring.num_edges
-    else:
-        k = wiring.num_edges
-        candidates = attrs.get("candidates")
-    candidates = int(candidates) if _number(candidates) and candidates > 0 else None
-    density = k / candidates if candidates else _number(attrs.get("density"))
-    step = attrs.get("step")
-    step = int(step) if _number(step) is not None else None
-    record = metrics_at(metrics, step)
-    acc = _number(attrs.get("test_acc"))
-    if acc is None and record is not None:
-        acc = _number(record.get("test_acc"))
-    acc_epoch = record.get("epoch") if record is not None else None
-    epoch = epoch_of(metrics, step)
-    if epoch is None and isinstance(attrs.get("epoch"), int):
-        epoch = attrs["epoch"]
-    return {"k": k, "candidates": candidates, "density": density, "step": step,
-            "test_acc": acc, "epoch": epoch, "acc_epoch": acc_epoch}
-
-
-def stats_line(info: Mapping, *, churn: Mapping | None = None) -> str:
-    """One line: ``k = 12,000 edges · density 3.68% of 325,760 candidates ·
-    step 36 · test acc 82.5%`` (unknown values shown as n/a; step and accuracy
-    left out when the wiring has no step)."""
-    parts = [f"k = {info['k']:,} edges"]
-    if info.get("density") is not None:
-        density = f"density {100 * info['density']:.3g}%"
-        if info.get("candidates"):
-            density += f" of {info['candidates']:,} candidates"
-        parts.append(density)
-    else:
-        parts.append("density n/a")
-    if info.get("step") is not None:
-        parts.append(f"step {info['step']:,}")
-        acc = info.get("test_acc")
-        parts.append("test acc n/a" if acc is None else f"test acc {100 * acc:.1f}%")
-    elif info.get("test_acc") is not None:
-        parts.append(f"test acc {100 * info['test_acc']:.1f}%")
-    if churn is not None:
-        parts.append(f"churn +{churn['added']:,} / −{churn['removed']:,}")
-    return "  ·  ".join(parts)
-
 
 # ----------------------------------------------------------------------------- drawing
-
-FORMATS = ("png", "svg", "pdf")
-POSITIVE = "#1f5fbf"   # blue: positive weight
-NEGATIVE = "#d62728"   # red: negative weight
-DEAD_FACE = "#ffffff"
-DEAD_EDGE = "#9a9a9a"
-DEAD_MARK = "#111111"  # large wirings: a dash across the column at each dead node
-BANDS = ("#e9edf3", "#dde3ec")  # the column bands behind the nodes of each level, alternating
-STYLES = ("auto", "ranked", "weight")
-VIEWS = ("graph", "flow", "adjacency")
-RANKED_FROM = 2000   # style "auto": ranked from this many real edges, by weight below
-FLOW_NEEDS_LEVELS = "--view flow draws the edges between levels: a dynamic wiring has one level (use --view adjacency)"
-#: role code -> (name, marker, colour)
-ROLE_STYLE = {0: ("input", "s", "#2ca02c"), 1: ("hidden", "o", "#4d4d4d"), 2: ("output", "D", "#8e44ad")}
-LABEL_MAX_NODES = 40
-REF_PIXELS = 1176 * 560  # the axes of a default 12 x 7 inch, 100 dpi picture
-ARC_POINTS = 9       # points per drawn edge (arcs for skip connections)
-ARC_HEIGHT = 0.05    # arc bulge per skipped column, in units of the column height
-CHORD_BEND = 0.12    # circular layout: chord bend, as a fraction of its length
-LOOP_RADIUS = 0.035  # circular layout: self-loop radius
-ARROW_MAX_EDGES = 400  # circular layout: arrowheads up to this many edges
-ARROW_AT = 0.9       # arrowhead tip position along the edge (0 source, 1 target)
-ARROW_SIZE = 0.035   # arrowhead length, in units of the circle diameter
 
 
 def _edge_params(n_edges: float) -> tuple[float, float, float, float]:

@@ -47,7 +47,7 @@ from viz.explore.command import PROG, main
 from viz.explore.frames import Frames, frames_of_run, frames_of_wiring, load_frames
 from viz.explore.page import HTML_FORMATS, explorer_html, read_payload, write_explorer
 from viz.explore.payload import FORMAT_VERSION, build_payload, decode_frames, quantise
-from viz.render import UsageError
+from viz.cli import UsageError
 
 __all__ = [
     "HTML_FORMATS",

@@ -8,15 +8,9 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
+from viz.cli import UsageError, add_wiring_option, output_path
 from viz.explore.page import HTML_FORMATS, write_explorer
-from viz.render import (
-    ArgumentParser,
-    UsageError,
-    add_wiring_option,
-    die,
-    output_path,
-)
-from wiring.cli import run_cli
+from wiring.cli import ArgumentParser, die, run_cli
 
 PROG = "python -m viz.explore"
 

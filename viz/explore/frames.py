@@ -15,10 +15,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from viz.render import (
-    UsageError,
-    load_run_dir,
-)
+from viz.cli import UsageError
+from viz.sources import load_run_dir
 from wiring.graph import GraphError, Wiring
 from wiring.io import RunData, WiringFileError, read_graphml
 

@@ -18,9 +18,7 @@ from typing import Any
 
 from viz.explore.frames import Frames, load_frames
 from viz.explore.payload import build_payload
-from viz.render import (
-    atomic_path,
-)
+from wiring.files import atomic_path
 
 HTML_FORMATS = ("html", "htm")
 

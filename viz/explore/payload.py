@@ -22,7 +22,8 @@ import torch
 
 from viz.explore.frames import ADDED, REMOVED, Frames
 from viz.layout import columns, is_dynamic, node_positions
-from viz.render import (
+from viz.render import weight_range
+from viz.style import (
     ARC_HEIGHT,
     ARROW_AT,
     ARROW_MAX_EDGES,
@@ -37,9 +38,8 @@ from viz.render import (
     RANKED_FROM,
     REF_PIXELS,
     ROLE_STYLE,
-    STRONG_EDGES,
-    weight_range,
 )
+from wiring.picture import STRONG_EDGES
 
 FORMAT_VERSION = 1
 
