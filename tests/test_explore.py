@@ -25,8 +25,7 @@ import pytest
 import torch
 
 from viz import explore
-from viz.explore import payload
-from viz.explore import build_payload, decode_frames, explorer_html, load_frames, read_payload
+from viz.explore import build_payload, decode_frames, explorer_html, load_frames, payload, read_payload
 from viz.layout import node_positions
 from wiring.graph import Wiring, dynamic_graph, static_graph
 from wiring.io import WiringHistory, write_graphml

@@ -18,7 +18,7 @@ from models.mobilenet import (
 )
 from wiring.graph import GraphError
 from wiring.io import to_networkx
-from wiring.train.trainer import find_wirings
+from wiring.train.monitor import find_wirings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -26,9 +26,9 @@ from wiring.compact.command import main as compact_main
 from wiring.graph import Wiring
 from wiring.io import BEST_FILE, CHECKPOINT_FILE, write_edgelist, write_graphml
 from wiring.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from wiring.train.monitor import find_wirings
 from wiring.train.pipeline import model_from_checkpoint
 from wiring.train.recorder import wiring_file_stem
-from wiring.train.trainer import find_wirings
 
 FORMATS = {"graphml": ".graphml", "pyg": ".pt", "edgelist": ".txt"}
 

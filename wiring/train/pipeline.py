@@ -50,6 +50,7 @@ from wiring.train.allocator import tune_malloc
 from wiring.train.checkpoint import CheckpointError, load_checkpoint
 from wiring.train.config import WIDTH_BUDGET_MODELS, Config, config_from_saved, parse_config, saved_values
 from wiring.train.data import check_dataset, load_dataset, subset
+from wiring.train.monitor import edge_budget, find_wirings
 from wiring.train.recorder import RunRecorder
 from wiring.train.schedule import align_lr, make_scheduler
 from wiring.train.trainer import (
@@ -58,8 +59,6 @@ from wiring.train.trainer import (
     StopRequest,
     Trainer,
     TrainingStopped,
-    edge_budget,
-    find_wirings,
     signal_name,
 )
 

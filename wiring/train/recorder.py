@@ -58,7 +58,7 @@ from wiring.layer import WiredGraph
 from wiring.sparsify import export_sparse, sparse_layers
 from wiring.topology import summary
 from wiring.train.checkpoint import CheckpointError, save_checkpoint
-from wiring.train.trainer import edge_budget
+from wiring.train.monitor import edge_budget
 
 
 def wiring_file_stem(name: str, stem: str, count: int) -> str:

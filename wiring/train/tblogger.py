@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from wiring.picture import wiring_picture
+from wiring.train.monitor import edge_budget
 from wiring.train.recorder import wiring_stats
-from wiring.train.trainer import edge_budget
 
 __all__ = ["INSTALL", "available", "TensorBoardLogger"]
 

@@ -2,8 +2,9 @@
 
 :class:`Trainer` runs epochs of SGD-style training and evaluation on any
 ``nn.Module`` classifier (inputs ``[B, C, H, W]``, logits ``[B, classes]``). It
-knows nothing of a particular model: the learned wirings it reports on are the
-:class:`~wiring.layer.WiredGraph` submodules it finds (:func:`find_wirings`).
+knows nothing of a particular model: the wiring bookkeeping (the learned real sets, the
+edges swapped, the invariants, the same wiring on every rank) is its
+:class:`~wiring.train.monitor.WiringMonitor`.
 
 Per epoch it records loss, train / test accuracy, learning rate, seconds,
 images/s, for the wirings the edges swapped in since the previous epoch
@@ -46,10 +47,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from wiring.graph import GraphError
-from wiring.layer import WiredGraph
-from wiring.sparsify import budget_of, check_sparse, real_masks
-from wiring.train.distributed import DistInfo, all_reduce_sum, current, same_on_all_ranks, shard, wiring_hash
+from wiring.train.distributed import DistInfo, all_reduce_sum, current, shard
+from wiring.train.monitor import WiringMonitor, WiringProblem
 
 
 class TrainingStopped(RuntimeError):
@@ -117,30 +116,6 @@ class StopRequest:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-
-
-def find_wirings(model: nn.Module) -> dict[str, WiredGraph]:
-    """The learned wirings of ``model`` by module name (``""`` if it is one)."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, WiredGraph)}
-
-
-def real_sets(model: nn.Module) -> dict[str, Tensor]:
-    """Every learned real set of ``model``: its wirings' real edges and, for models made
-    sparse with :func:`wiring.sparsify.sparsify`, each layer's real weights."""
-    out = {name: w.real_mask() for name, w in find_wirings(model).items()}
-    out.update({f"sparse:{name}": mask for name, mask in real_masks(model).items()})
-    return out
-
-
-def edge_budget(model: nn.Module) -> tuple[int, int]:
-    """``(k, candidates)`` over the model's wirings and sparsified layers."""
-    wirings = find_wirings(model).values()
-    k = sum(w.k for w in wirings)
-    candidates = sum(w.num_candidates for w in wirings)
-    budget = budget_of(model)
-    if budget is not None:
-        k, candidates = k + budget.k, candidates + budget.total
-    return k, candidates
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -237,12 +212,12 @@ class Trainer:
             self.net = DistributedDataParallel(model, device_ids=ids)
         self.hooks = list(hooks)
         self.progress = progress or Progress("none")
-        self.wirings = find_wirings(model)
+        self.monitor = WiringMonitor(model, self.device)     # the wiring bookkeeping
+        self.wirings = self.monitor.wirings
         self.epoch = 0          # epochs completed
         self.step = 0           # optimizer steps taken
         self.best_acc = -1.0
         self.history: list[dict] = []
-        self._last_masks = self.real_masks()
         self.stop = stop
         #: where in an epoch training stopped (saved by state_dict; None at an epoch's end)
         self.position: dict[str, Any] | None = None
@@ -250,26 +225,19 @@ class Trainer:
         self._epoch_sums: tuple[float, int, int] = (0.0, 0, 0)
 
     # ------------------------------------------------------------------ wiring
-    def real_masks(self) -> dict[str, Tensor]:
-        return real_sets(self.model)
-
-    @staticmethod
-    def swapped(previous: dict[str, Tensor], now: dict[str, Tensor]) -> int:
-        """Edges real in ``now`` that were not in ``previous``."""
-        return sum(int((now[n] & ~previous[n]).sum()) for n in now)
-
     def check_invariants(self) -> None:
-        """Every wiring's invariants (see :meth:`WiredGraph.check_invariants`) and, for
-        sparsified layers, :func:`wiring.sparsify.check_sparse`."""
-        for name, layer in self.wirings.items():
-            try:
-                layer.check_invariants()
-            except GraphError as err:
-                raise TrainingStopped(f"wiring {name or 'graph'} at step {self.step}: {err}") from None
+        """The wirings' invariants (:meth:`WiringMonitor.check_invariants`): a broken one stops training."""
         try:
-            check_sparse(self.model)
-        except ValueError as err:
-            raise TrainingStopped(f"sparse layers at step {self.step}: {err}") from None
+            self.monitor.check_invariants(self.step)
+        except WiringProblem as err:
+            raise TrainingStopped(str(err)) from None
+
+    def check_same_wiring(self) -> None:
+        """Stop unless every rank holds the same real edges (a hash all-gathered)."""
+        try:
+            self.monitor.check_same_wiring(self.step)
+        except WiringProblem as err:
+            raise TrainingStopped(str(err)) from None
 
     # ------------------------------------------------------------------ loops
     def _call(self, event: str, *args) -> list:
@@ -340,13 +308,6 @@ class Trainer:
         self._epoch_sums = (loss_sum, correct, seen)
         return {"loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)}
 
-    def check_same_wiring(self) -> None:
-        """Stop unless every rank holds the same real edges (a hash all-gathered)."""
-        for name, mask in self.real_masks().items():
-            if not same_on_all_ranks(wiring_hash(mask.flatten()), self.device):
-                raise TrainingStopped(f"the ranks hold different real edges of wiring {name or 'graph'} "
-                                      f"at step {self.step}")
-
     @torch.no_grad()
     def evaluate(self, dataset: Dataset | None = None, *, stoppable: bool = False) -> dict[str, float]:
         """Loss and accuracy on ``dataset`` (default the test set). ``stoppable``: a pending
@@ -398,11 +359,9 @@ class Trainer:
                 metrics.update(self.evaluate(stoppable=True))
             except _EvaluationAbandoned as stop:       # resumed, the epoch starts again at its evaluation
                 self._stop_at(stop.signum, batches, batches, self._epoch_sums)
-            masks = self.real_masks()
-            metrics.update(step=self.step, lr=lr, swapped=self.swapped(self._last_masks, masks),
+            metrics.update(step=self.step, lr=lr, swapped=self.monitor.epoch_swapped(),
                            seconds=round(time.perf_counter() - start, 3),
                            img_s=round(len(self.train_set) / max(train_seconds, 1e-9), 1))
-            self._last_masks = masks
             if self.scheduler is not None:
                 with warnings.catch_warnings():    # a run resumed at its evaluation steps no optimizer first
                     warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
@@ -430,11 +389,9 @@ class Trainer:
                  "epoch": self.epoch, "step": self.step, "best_acc": self.best_acc,
                  "rng": {"torch": torch.get_rng_state(),
                          "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-                 # --candidate-grad-every counts training forwards
-                 "training_forwards": {name: int(w._training_forwards) for name, w in self.wirings.items()}}
+                 **self.monitor.state_dict(inside_epoch=self.position is not None)}
         if self.position is not None:
             state["position"] = dict(self.position)
-            state["last_masks"] = {name: mask.cpu() for name, mask in self._last_masks.items()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -448,17 +405,9 @@ class Trainer:
             torch.set_rng_state(rng["torch"].cpu())
         if rng.get("cuda") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-        forwards = state.get("training_forwards") or {}
-        for name, layer in self.wirings.items():
-            if name in forwards:
-                layer._training_forwards = int(forwards[name])
-        self._last_masks = self.real_masks()
         position = state.get("position")
         self._resume = dict(position) if isinstance(position, dict) else None
-        saved_masks = state.get("last_masks")
-        if self._resume is not None and isinstance(saved_masks, dict) and saved_masks.keys() == self._last_masks.keys():
-            self._last_masks = {name: saved_masks[name].to(mask.device).bool()
-                                for name, mask in self._last_masks.items()}
+        self.monitor.load_state_dict(state, inside_epoch=self._resume is not None)
 
 
 class _EvaluationAbandoned(Exception):
