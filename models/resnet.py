@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from wiring.graph import GraphError
-from wiring.modes import every_candidate_real
-from wiring.sparsify import SCOPES, SPARSE_MODES, sparsify
+from wiring.modes import SPARSE_MODES, every_candidate_real
+from wiring.sparsify import SCOPES, sparsify
 
 __all__ = ["Bottleneck", "ResNet", "resnet50_dense", "resnet_tiny", "resnet50", "resnet50_first_dense",
            "RESNET50_PARAMETERS", "sparse_budget"]

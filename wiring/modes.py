@@ -68,6 +68,10 @@ class Mode:
     rewinds = False
     #: whether the training-time selection is random
     stochastic = False
+    #: whether DNW-for-any-model layers (:mod:`wiring.sparsify`) take the mode, per weight entry
+    per_weight = False
+    #: whether every candidate receives a weight gradient (the straight-through estimator)
+    grad_all = False
 
     def __init__(self, k: int) -> None:
         self.k = k
@@ -90,6 +94,7 @@ class DNW(Mode):
     """Top-k real edges every step; the gradient reaches every candidate."""
     name = "dnw"
     label = phrase = "DNW"
+    per_weight = grad_all = True
 
     def select(self, weight, frozen, training):
         return Selection(topk_mask(weight, self.k, self.topk_hint), True)
@@ -99,6 +104,7 @@ class DNWNoUpdate(Mode):
     """Top-k real edges every step, but only real edges get gradients (ablation)."""
     name = "dnw_no_update"
     label, phrase = "DNW, no update rule", "no update rule"
+    per_weight = True
 
     def select(self, weight, frozen, training):
         return Selection(topk_mask(weight, self.k, self.topk_hint), False)
@@ -109,6 +115,7 @@ class Fixed(Mode):
     name = "fixed"
     label, phrase = "random graph (fixed)", "random graph"
     uses_frozen = True
+    per_weight = True
 
     def select(self, weight, frozen, training):
         return Selection(frozen, False)
@@ -167,6 +174,9 @@ class TargetedDropout(Mode):
 MODES: dict[str, type[Mode]] = {cls.name: cls for cls in
                                 (DNW, Fixed, DNWNoUpdate, Complete, FineTune, Lottery, TargetedDropout)}
 
+
+#: the modes of :func:`wiring.sparsify.sparsify`'s layers (per weight entry)
+SPARSE_MODES: tuple[str, ...] = tuple(name for name, cls in MODES.items() if cls.per_weight)
 
 #: the modes a bare function can apply (:func:`wiring.ops.dnw_propagate`): no source run, no chance
 STATELESS: tuple[str, ...] = tuple(name for name, cls in MODES.items() if not (cls.needs_source or cls.stochastic))

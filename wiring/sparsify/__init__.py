@@ -75,11 +75,11 @@ Example::
 """
 from __future__ import annotations
 
+from wiring.modes import SPARSE_MODES
 from wiring.sparsify.channels import channel_graph, dead_channels, layer_density
 from wiring.sparsify.export import densify, export_sparse, load_sparse
 from wiring.sparsify.layers import (
     SCOPES,
-    SPARSE_MODES,
     DNWConv2d,
     DNWLinear,
     SparseBudget,

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wiring.graph import apportion
+from wiring.modes import SPARSE_MODES, mode_class
 from wiring.ops import topk_mask
 
-SPARSE_MODES = ("dnw", "dnw_no_update", "fixed")
 SCOPES = ("global", "layer")
 
 Skip = str | Callable[[str, nn.Module], bool]
@@ -86,7 +86,7 @@ class SparseBudget:
 
     def masks(self) -> list[Tensor]:
         """Every layer's real mask (bool, the weight's shape), in layer order."""
-        if self.mode == "fixed":
+        if mode_class(self.mode).uses_frozen:
             return [m.frozen_mask for m in self.layers]
         key = self._version_key()
         if key is not None and key == self._key and self._masks is not None:
@@ -140,7 +140,7 @@ class DNWMixin:
     def masked_weight(self) -> Tensor:
         """The weight the forward uses: real entries as they are, the others 0."""
         mask = self.real_mask()
-        if self.budget.mode == "dnw":
+        if mode_class(self.budget.mode).grad_all:
             return _StraightThrough.apply(self.weight, mask)
         return torch.where(mask, self.weight, 0.0)
 
@@ -252,7 +252,7 @@ def sparsify(model: nn.Module, *, density: float | None = None, edges: int | Non
     total = sum(m.weight.numel() for m in chosen.values())
     k = _check_budget(total, density, edges)
     budget = SparseBudget(chosen, k, scope, mode)
-    initial = budget.compute() if mode == "fixed" else None
+    initial = budget.compute() if mode_class(mode).uses_frozen else None
     for i, m in enumerate(chosen.values()):
         m.__class__ = SPARSE_OF[type(m)]
         m.__dict__["_dnw_budget"] = budget
