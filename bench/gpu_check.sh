@@ -103,7 +103,7 @@ if [ "$DRY" = 1 ]; then
   part train 300 "$PY" -m wiring.train --device cpu --data digits --epochs 1 --train-subset 256 --test-subset 128 \
     --progress lines --out "$OUT/train" --overwrite
   part cuda-tests 300 "$PY" -m pytest -q -rs -p no:cacheprovider -k cuda --junitxml="$OUT/tests-cuda.xml" tests
-  part tests 300 "$PY" -m pytest -q -rs -p no:cacheprovider --junitxml="$OUT/tests.xml" tests/test_backends.py
+  part tests 300 "$PY" -m pytest -q -rs -p no:cacheprovider --junitxml="$OUT/tests.xml" tests/backends/test_backends.py
 else
   part measure 240 "$PY" bench/gpu_check.py --device cuda --out "$OUT"
   part backends 150 "$PY" -m wiring.bench --device cuda --backend all --table "$OUT/backends.md"

@@ -22,7 +22,7 @@ from backend_params import skip_unless_on
 from wiring import backends
 from wiring.backends import BackendError, kernels
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DT = torch.float64
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]

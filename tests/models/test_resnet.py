@@ -13,7 +13,7 @@ from wiring.graph import GraphError
 from wiring.sparsify import budget_of, check_sparse, num_real, sparse_layers
 from wiring.train.config import parse_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OPTIONS = dict(in_channels=3, num_classes=10, image_size=32, mode="dnw", preset="random_k", seed=0,
                preset_options={}, mode_options={})
 CONV_WEIGHTS = 23_454_912          # the 53 convolutions of ResNet-50

@@ -18,7 +18,7 @@ from wiring.graph import Wiring, static_graph
 from wiring.io import WiringHistory, read_graphml, to_networkx
 from wiring.topology import dead_nodes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_run(path: Path, *, steps=(0, 5, 10, 15), k=12, final=True, initial=True, metrics=True) -> WiringHistory:

@@ -17,7 +17,7 @@ from wiring.study.spec import load_study
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = {
     "name": "tiny",
     "base": {"data": "digits", "model": "micro", "epochs": 1, "batch-size": 512},

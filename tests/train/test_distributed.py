@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 from wiring.train.distributed import DistInfo, GlobalBatchNorm, same_on_all_ranks, shard, wiring_hash
 from wiring.train.pipeline import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["--model", "micro", "--edges", "100", "--epochs", "2", "--batch-size", "256", "--seed", "3",
         "--progress", "none"]
 

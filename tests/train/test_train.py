@@ -16,7 +16,7 @@ from wiring.io import WiringHistory, read_graphml
 from wiring.train.pipeline import main
 from wiring.train.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--model", "micro", "--data", "digits", "--batch-size", "256", "--progress", "none"]
 
 

@@ -29,7 +29,7 @@ from wiring.train.pipeline import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["--model", "micro", "--edges", "100", "--batch-size", "512", "--progress", "none"]
 STEPS_PER_EPOCH = -(-1437 // 512)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
