@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 
 from models.tiny import TinyClassifier
+from wiring import ops
 from wiring.bench.contest import PAPER_NODES, batch, candidates_for, make_engine, on_backend, race, step_fn
 
 BACKEND_NODES = (PAPER_NODES, 4000)
@@ -34,7 +35,6 @@ BACKENDS_END = "<!-- end of backend table -->"
 def dense_levels(engine: TinyClassifier) -> int:
     """How many target levels' real edges fill enough of their rectangle for the dense product
     (there every backend hands over to one GEMM), at the engine's current selection."""
-    from wiring import ops
     layer, mask = engine.graph, engine.graph.select().mask
     count = 0
     for level in range(1, len(layer.graph.level_sizes)):
@@ -118,5 +118,4 @@ def backend_markdown(rows: list[dict], names: Sequence[str], args: argparse.Name
 
 
 def _dense_fill() -> float:
-    from wiring import ops
     return ops.DENSE_FORWARD_FILL
