@@ -57,13 +57,13 @@ _MODULES = {"native": "native", "torch": "torch_ops", "torch_sparse": "torch_spa
 
 # The order auto tries per device type, fastest first, from `python -m wiring.bench --backend all`
 # (full training steps of the tiny classifier, 900 and 4,000 nodes at 1/5/20% density; the table
-# is in docs/performance.md). CPU: torch.sparse's CSR product (MKL) 1.06-1.20x the native kernel
-# wherever the product stays sparse, torch_scatter 0.49-0.79x; at 20% every backend hands the
-# product to the same dense GEMM (0.94-1.03x: noise). torch_sparse is placed by expectation only:
-# its build had not finished when the table was measured. CUDA: nothing measured yet.
+# is in docs/performance.md). CPU: torch.sparse's CSR product (MKL) 1.01-1.20x the native kernel
+# wherever the product stays sparse, torch_scatter 0.34-0.75x; torch_sparse 0.97x at the paper's
+# 900 nodes but 1.4-1.6x at 4,000 nodes and 5% (third here: the paper's network is the small one);
+# at 20% every backend hands the product to the same dense GEMM (noise). CUDA: nothing measured yet.
 MEASURED = {
-    "cpu": "2026-12-01, 2-core AMD EPYC VM (AVX2; shared, load ~11), torch 2.13.0+cpu with MKL; "
-           "torch_sparse not measured",
+    "cpu": "2026-12-01 and 2026-12-02, 2-core AMD EPYC VM (AVX2; shared), torch 2.13.0+cpu with MKL, "
+           "torch-sparse 0.6.18, torch-scatter 2.1.2",
     "cuda": "not measured yet (no GPU here): today's torch.sparse CSR path until bench/gpu_check.sh has run",
 }
 AUTO = {
