@@ -40,7 +40,7 @@ from viz.render import column_names, dead_of, new_figure, save_figure
 from viz.sources import final_wiring, load_run_dir, wiring_info
 from viz.style import FORMATS
 from wiring.cli import ArgumentParser, die, run_cli
-from wiring.graph import Wiring
+from wiring.graph import OUTPUT, Wiring
 from wiring.io import RunData
 
 __all__ = ["PANELS", "pair_counts", "pair_difference", "column_in_degree", "compare_runs", "main"]
@@ -170,7 +170,7 @@ def _outputs(ax, a: Wiring, b: Wiring) -> None:
     for w in (a, b):
         real = w.real_edges()
         deg = torch.bincount(real.edge_index[1].long(), minlength=real.num_nodes)
-        degrees.append(deg[real.role == 2].numpy())
+        degrees.append(deg[real.role == OUTPUT].numpy())
     if not degrees[0].size:
         ax.text(0.5, 0.5, "no output nodes", ha="center", va="center", transform=ax.transAxes, color="#777777")
         return
