@@ -22,8 +22,6 @@ FORMAT = "wiring-compact-mobilenetv1"
 VERSION = 1
 
 
-# ----------------------------------------------------------------------------- standalone part (torch only)
-
 class CompactMobileNet(nn.Module):
     """Inference-only MobileNetV1-DNW: live nodes, sparse real edges, folded BatchNorm.
 

@@ -25,23 +25,9 @@ from wiring.io.convert import PathLike, WiringFileError, existing_file, natural_
 from wiring.io.graphml import read_graphml
 from wiring.io.history import WiringHistory
 
-# ----------------------------------------------------------------------------- helpers
-
 
 # the name atomic_path gives its temporary file: .<stem>.<pid>.<8 hex>.tmp<suffix>
 _TEMP_NAME = re.compile(r"\.(?P<stem>.+)\.(?P<pid>[0-9]+)\.(?P<hex>[0-9a-f]{8})\.tmp(?P<suffix>.*)")
-
-
-# ----------------------------------------------------------------------------- NetworkX
-
-
-# ----------------------------------------------------------------------------- PyG
-
-
-# ----------------------------------------------------------------------------- GraphML
-
-
-# ----------------------------------------------------------------------------- history
 
 
 # ----------------------------------------------------------------------------- metrics and runs

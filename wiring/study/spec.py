@@ -40,8 +40,6 @@ class StudyError(UserError, ValueError):
     """The study config is invalid; the message names the file and the key."""
 
 
-# ----------------------------------------------------------------------------- the study
-
 @dataclass(frozen=True)
 class Cell:
     """One training run of the grid. ``edges`` is None for ``complete`` (all candidates);
@@ -305,12 +303,6 @@ def load_study(path: str | os.PathLike) -> Study:
     except yaml.YAMLError as err:
         raise _fail(path, f"not valid YAML ({str(err).splitlines()[0]})") from None
     return study_from_dict(data, path)
-
-
-# ----------------------------------------------------------------------------- running
-
-
-# ----------------------------------------------------------------------------- results
 
 
 def cell_config(study: Study, cell: Cell, out: Path, state: str = "new") -> Config:
