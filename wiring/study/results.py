@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from wiring.errors import UserError
-from wiring.io import CHECKPOINT_FILE, LOCK_FILE, METRICS_FILE, WiringFileError, load_metrics
+from wiring.io import CHECKPOINT_FILE, LOCK_FILE, METRICS_FILE, WiringFileError, load_metrics, read_graphml
 from wiring.study.spec import Cell, Study, StudyError, cell_config
 from wiring.train.config import Config, saved_values
 
@@ -103,8 +103,6 @@ def recorded(study: Study, cell: Cell, records: dict[str, dict[str, Any]]) -> di
 def _wiring_stats(run_dir: Path) -> dict[str, Any]:
     """The final wiring against the initial one: real edges, how many of the initial real
     edges are still real, the nodes that send and receive real edges."""
-    from wiring.io import read_graphml
-
     finals = sorted(run_dir.glob("wiring*.graphml"))
     out: dict[str, Any] = {}
     for final in finals:

@@ -288,9 +288,8 @@ def _hooks(cfg: Config, recorder: RunRecorder, run_dir: Path, main_rank: bool) -
         return []
     if not cfg.tensorboard:
         return [recorder]
-    from wiring.train.tblogger import (
-        TensorBoardLogger,  # the optional tensorboard package loads only when asked for
-    )
+    # the optional tensorboard package loads only when asked for
+    from wiring.train.tblogger import TensorBoardLogger
     return [recorder, TensorBoardLogger(run_dir / "tb", title=run_dir.name)]
 
 
