@@ -12,6 +12,13 @@ Contract:
   strongest lie on top). The context opacity falls with the number of edges.
   :mod:`viz.render` draws large wirings with it; the tensorboard hook of
   :mod:`wiring.train` draws with :func:`wiring_picture`.
+* :func:`node_positions`: fixed node positions, a pure function of ``level`` and
+  ``role`` (never of edges, so every snapshot of a run gets the same frame): for a
+  static wiring one column per level (:func:`columns`; output nodes in the last
+  column whatever their level), nodes spread evenly over ``y`` in ``[0, 1]`` by id,
+  the smallest on top; for a dynamic wiring (:func:`is_dynamic`) a circle of radius
+  0.5 around ``(0.5, 0.5)``, node 0 on top, ids clockwise. :mod:`viz.layout` and
+  :func:`wiring_picture` both use them.
 * :func:`wiring_picture` draws a wiring given as ``level``, ``role``,
   ``edge_index`` and ``weight`` tensors in the ranked style (levels as columns,
   outputs in the last column; a circle when every node shares one level) and
@@ -22,7 +29,8 @@ This module imports nothing from the trainer or from :mod:`viz` (both use it).
 """
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,7 +39,7 @@ from torch import Tensor
 from wiring.graph import OUTPUT
 
 __all__ = ["POSITIVE", "NEGATIVE", "STRONG_EDGES", "edge_ranks", "rank_emphasis", "ranked_params", "ranked_style",
-           "layered_positions", "wiring_picture"]
+           "is_dynamic", "columns", "node_positions", "wiring_picture"]
 
 POSITIVE = "#1f5fbf"   # blue: positive weight
 NEGATIVE = "#d62728"   # red: negative weight
@@ -94,26 +102,56 @@ def ranked_style(weight, *, strong: int = STRONG_EDGES, n_edges: float | None = 
     return order, rgba, widths
 
 
-def layered_positions(level: Tensor, role: Tensor) -> np.ndarray:
-    """Positions ``[N, 2]``: ``x`` = level (outputs in one column after the last
-    level), nodes of a column spread over ``y`` in ``[0, 1]`` by id, the smallest on
-    top; a circle when all nodes share one level (a dynamic wiring)."""
-    level = torch.as_tensor(level).long().cpu().numpy()
+def is_dynamic(level: Tensor, attrs: Mapping | None = None) -> bool:
+    """True for a dynamic wiring: ``attrs["static"]`` is False, or (when the
+    attribute says nothing) all nodes share one level."""
+    static = (attrs or {}).get("static")
+    if static is not None:
+        return not bool(static)
+    level = torch.as_tensor(level)
+    return level.numel() == 0 or bool((level == level.flatten()[0]).all())
+
+
+def columns(level: Tensor, role: Tensor) -> np.ndarray:
+    """The column of each node in the layered layout: its level, except that
+    output nodes all sit in the last column (one past the highest non-output
+    level when an output shares a column with other nodes of a lower level)."""
+    level = torch.as_tensor(level).long().cpu().numpy().astype(np.int64)
     role = torch.as_tensor(role).long().cpu().numpy()
-    n = level.size
-    pos = np.zeros((n, 2))
+    if level.size == 0:
+        return level
+    out = role == OUTPUT
+    col = level.copy()
+    if out.any():
+        top = int(level.max())
+        if (~out).any() and int(level[~out].max()) >= top:
+            top = int(level[~out].max()) + 1
+        col[out] = top
+    return col
+
+
+def node_positions(level: Tensor, role: Tensor, *, dynamic: bool = False) -> np.ndarray:
+    """Positions ``[N, 2]`` of the nodes (see the module docstring).
+
+    >>> node_positions(torch.tensor([0, 0, 1]), torch.tensor([0, 0, 2])).tolist()
+    [[0.0, 0.75], [0.0, 0.25], [1.0, 0.5]]
+    >>> node_positions(torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long),
+    ...                dynamic=True).round(3).tolist()
+    [[0.5, 1.0], [1.0, 0.5], [0.5, 0.0], [0.0, 0.5]]
+    """
+    n = int(torch.as_tensor(level).numel())
+    pos = np.zeros((n, 2), dtype=np.float64)
     if n == 0:
         return pos
-    if (level == level[0]).all():
-        angle = np.pi / 2 - 2 * np.pi * np.arange(n) / n
-        return np.stack([0.5 + 0.5 * np.cos(angle), 0.5 + 0.5 * np.sin(angle)], axis=1)
-    col = level.copy()
-    out = role == OUTPUT
-    if out.any():
-        col[out] = int(level[~out].max()) + 1 if (~out).any() else 0
+    if dynamic:
+        angle = math.pi / 2 - 2 * math.pi * np.arange(n) / n
+        pos[:, 0] = 0.5 + 0.5 * np.cos(angle)
+        pos[:, 1] = 0.5 + 0.5 * np.sin(angle)
+        return pos + 0.0  # turn -0.0 into 0.0
+    col = columns(level, role)
     pos[:, 0] = col
     for c in np.unique(col):
-        ids = np.flatnonzero(col == c)
+        ids = np.flatnonzero(col == c)  # ascending node ids
         pos[ids, 1] = 1.0 - (np.arange(ids.size) + 0.5) / ids.size
     return pos
 
@@ -126,7 +164,7 @@ def wiring_picture(level: Tensor, role: Tensor, edge_index: Tensor, weight: Tens
     from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
 
-    pos = layered_positions(level, role)
+    pos = node_positions(level, role, dynamic=is_dynamic(level))
     ei = torch.as_tensor(edge_index).long().cpu().numpy().reshape(2, -1)
     w = torch.as_tensor(weight).detach().double().cpu().numpy().reshape(-1)
     fig = Figure(figsize=tuple(size), dpi=dpi)
