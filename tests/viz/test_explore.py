@@ -465,3 +465,12 @@ def test_runs_with_several_wirings_explore_the_one_named(tmp_path):
     assert all(len(real) == 9 for real in frames.real)
     out, _, count = explore.write_explorer(run, tmp_path / "w.html", wiring="stages-1-graph")
     assert count == 3 and "run · stages-1-graph" in out.read_text()
+
+
+def test_the_payload_names_the_epoch_each_frame_lies_in(tmp_path):
+    """Frames at steps 0, 10, 20, 30 of a run whose epochs end at steps 10, 20, 30: epoch 0
+    (before training), then 1, 2, 3, as viz.sources.epoch_of says (the page shows these)."""
+    make_run(tmp_path / "run", frames=4)
+    payload = build_payload(load_frames(tmp_path / "run"))
+    assert payload["frames"]["steps"] == [0, 10, 20, 30]
+    assert payload["frames"]["epochs"] == [0, 1, 2, 3]

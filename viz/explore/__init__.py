@@ -43,11 +43,11 @@ status 2 and one line on stderr; the output appears only once complete.
 """
 from __future__ import annotations
 
+from viz.cli import UsageError
 from viz.explore.command import PROG, main
 from viz.explore.frames import Frames, frames_of_run, frames_of_wiring, load_frames
 from viz.explore.page import HTML_FORMATS, explorer_html, read_payload, write_explorer
 from viz.explore.payload import FORMAT_VERSION, build_payload, decode_frames, quantise
-from viz.cli import UsageError
 
 __all__ = [
     "HTML_FORMATS",

@@ -40,7 +40,7 @@
   const level = Int32Array.from(D.nodes.level), role = Int32Array.from(D.nodes.role);
   const SRC = nodeArray(D.edges.src, D.edges.width), DST = nodeArray(D.edges.dst, D.edges.width);
   const CAND = new Reader(bytes(D.edges.cand)).ids(U);
-  const steps = D.frames.steps;
+  const steps = D.frames.steps, epochs = D.frames.epochs;  // epochs: the epoch each frame's step lies in
   const QS = D.weights.scale / D.weights.levels;
 
   const blob = bytes(D.frames.blob), offsets = D.frames.offsets;
@@ -107,15 +107,6 @@
     return { dead, count, indeg, outdeg };
   }
   let frameInfo = null;
-  function epochOf(step) {  // viz.render.epoch_of: records give each epoch's last step
-    if (step === null || step === undefined) return null;
-    if (step <= 0) return 0;
-    const known = D.metrics.filter((m) => m.epoch !== null && m.epoch > 0).sort((a, b) => a.step - b.step);
-    if (!known.length) return null;
-    for (const m of known) if (m.step >= step) return m.epoch;
-    const last = known[known.length - 1], per = last.step / last.epoch;
-    return per > 0 ? last.epoch + Math.ceil((step - last.step) / per - 1e-9) : null;
-  }
   function metricsAt(step) {
     if (step === null || step === undefined) return null;
     let best = null;
@@ -494,7 +485,7 @@
     const rows = [
       ["frame", S > 1 ? `${cur + 1} / ${S}` : "1 / 1 (single frame)"],
       ["step", fmtStep(step)],
-      ["epoch", epochOf(step) === null ? "n/a" : epochOf(step) === 0 ? "0 (before training)" : String(epochOf(step))],
+      ["epoch", epochs[cur] === null ? "n/a" : epochs[cur] === 0 ? "0 (before training)" : String(epochs[cur])],
       ["test acc", m && m.test_acc !== null ? (100 * m.test_acc).toFixed(1) + "%" + (m.epoch !== null ? ` (after epoch ${m.epoch})` : "") : (step === null ? "n/a" : "n/a (no epoch yet)")],
       ["edges (k)", `${nf(k)} · density ` + (D.edges.candidates > 0 ? `${(100 * k / D.edges.candidates).toPrecision(3)}%` : "n/a")],
       ["churn", cur === 0 ? "first frame" : `<span class="add">+${nf(d.A.length)} added</span> / <span class="rem">−${nf(d.R.length)} removed</span>`],

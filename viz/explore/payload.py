@@ -23,6 +23,7 @@ import torch
 from viz.explore.frames import ADDED, REMOVED, Frames
 from viz.layout import columns, is_dynamic, node_positions
 from viz.render import weight_range
+from viz.sources import epoch_of
 from viz.style import (
     ARC_HEIGHT,
     ARROW_AT,
@@ -184,6 +185,8 @@ def build_payload(frames: Frames) -> dict:
         "edges": {"count": int(frames.src.size), "width": width, "src": src, "dst": dst,
                   "cand": _b64(_gaps(frames.cand)), "candidates": int(frames.num_candidates)},
         "frames": {"count": len(frames), "steps": list(frames.steps), "k": counts,
+                   # the epoch each frame's step lies in (viz.sources.epoch_of: the page does not reimplement it)
+                   "epochs": [epoch_of(frames.metrics, step) for step in frames.steps],
                    "offsets": offsets, "blob": _b64(bytes(blob))},
         "weights": {"scale": scale, "levels": Q_LEVELS, "lo": lo, "hi": hi},
         "metrics": frames.metrics,
