@@ -76,12 +76,18 @@ def pair_difference(a: Wiring, b: Wiring) -> np.ndarray:
     return pair_counts(a) - pair_counts(b)
 
 
+def in_degree(wiring: Wiring) -> np.ndarray:
+    """Real in-edges per node ``[N]``."""
+    real = wiring.real_edges()
+    return torch.bincount(real.edge_index[1].long(), minlength=real.num_nodes).numpy()
+
+
 def column_in_degree(wiring: Wiring) -> tuple[np.ndarray, np.ndarray]:
     """``(mean in-degree [C], dead nodes [C])`` per layout column (inputs: 0)."""
     real = wiring.real_edges()
     col = _column_index(real)
     c = int(col.max()) + 1 if col.size else 1
-    deg = torch.bincount(real.edge_index[1].long(), minlength=real.num_nodes).numpy().astype(np.float64)
+    deg = in_degree(wiring).astype(np.float64)
     sizes = np.bincount(col, minlength=c)
     mean = np.bincount(col, weights=deg, minlength=c) / np.maximum(sizes, 1)
     dead = np.array(sorted(dead_of(real)), dtype=np.int64)
@@ -168,9 +174,7 @@ def _columns(ax, a: Wiring, b: Wiring, names: Sequence[str]) -> None:
 def _outputs(ax, a: Wiring, b: Wiring) -> None:
     degrees = []
     for w in (a, b):
-        real = w.real_edges()
-        deg = torch.bincount(real.edge_index[1].long(), minlength=real.num_nodes)
-        degrees.append(deg[real.role == OUTPUT].numpy())
+        degrees.append(in_degree(w)[w.role.numpy() == OUTPUT])
     if not degrees[0].size:
         ax.text(0.5, 0.5, "no output nodes", ha="center", va="center", transform=ax.transAxes, color="#777777")
         return
