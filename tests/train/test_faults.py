@@ -324,16 +324,18 @@ def test_overwrite_removes_exactly_the_files_the_run_writes(tmp_path):
     out = tmp_path / "run"
     args = [*MICRO, "--batch-size", "512", "--epochs", 1, "--out", out]
     assert run_main(args) == 0
-    assert {p.name for p in out.iterdir()} == set(run_files()) - {"sparse.pt"}, "every file is named in run_files"
+    assert {p.name for p in out.iterdir()} == set(run_files()) - {"sparse.pt", "tb"}, "every file is named in run_files"
     (out / "history-mine.pt").write_bytes(b"mine")
     (out / "notes.txt").write_text("keep me")
     (out / "sparse.pt").write_bytes(b"stale: this run writes none")
     (out / ".checkpoint.4242.deadbeef.tmp.pt").write_bytes(b"a write a kill cut short")
     (out / ".my.tmp.notes").write_text("a user's hidden file")
+    (out / "tb").mkdir()
+    (out / "tb" / "events.out.tfevents.1.old").write_bytes(b"a previous --tensorboard run's curves")
     old_run = torch.load(out / "checkpoint.pt", weights_only=True)["run_id"]
     assert run_main([*args, "--overwrite"]) == 0
     names = {p.name for p in out.iterdir()}
-    assert names == set(run_files()) - {"sparse.pt"} | {"history-mine.pt", "notes.txt", ".my.tmp.notes"}
+    assert names == set(run_files()) - {"sparse.pt", "tb"} | {"history-mine.pt", "notes.txt", ".my.tmp.notes"}
     assert (out / "history-mine.pt").read_bytes() == b"mine" and (out / "notes.txt").read_text() == "keep me"
     assert torch.load(out / "checkpoint.pt", weights_only=True)["run_id"] != old_run
     assert len(load_metrics(out / "metrics.jsonl")) == 1

@@ -9,7 +9,7 @@ process dies); :func:`load_metrics` and :func:`load_run` read a run folder back
 (:class:`RunData`) for the commands and the viz, never the trainer's objects.
 
 >>> run_files()
-['config.yaml', 'metrics.jsonl', 'checkpoint.pt', 'best.pt', 'sparse.pt', 'wiring.graphml', 'history.pt', 'initial.graphml']
+['config.yaml', 'metrics.jsonl', 'checkpoint.pt', 'best.pt', 'sparse.pt', 'wiring.graphml', 'history.pt', 'initial.graphml', 'tb']
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from wiring.graph import Wiring
 from wiring.io.convert import PathLike, WiringFileError, existing_file, natural_key
 from wiring.io.graphml import read_graphml
 from wiring.io.history import WiringHistory
-
 
 # the name atomic_path gives its temporary file: .<stem>.<pid>.<8 hex>.tmp<suffix>
 _TEMP_NAME = re.compile(r"\.(?P<stem>.+)\.(?P<pid>[0-9]+)\.(?P<hex>[0-9a-f]{8})\.tmp(?P<suffix>.*)")
@@ -66,6 +65,7 @@ METRICS_FILE = "metrics.jsonl"       # one JSON object per epoch
 CHECKPOINT_FILE = "checkpoint.pt"    # the latest state (every epoch, and where a run was stopped)
 BEST_FILE = "best.pt"                # the state of the best test accuracy
 SPARSE_FILE = "sparse.pt"            # real weights of models made sparse (wiring.sparsify)
+TB_DIR = "tb"                        # TensorBoard event files (wiring.train --tensorboard)
 LOCK_FILE = ".lock"                  # held (fcntl.flock) by the process training in the folder
 # a model's only wiring writes wiring.graphml, history.pt and initial.graphml; a model with
 # several (MobileNetV1-DNW: one per stage) writes wiring-NAME.graphml, history-NAME.pt and
@@ -92,11 +92,11 @@ def run_files(wiring_keys=("",)) -> list[str]:
     ``()`` a model without one): what ``--overwrite`` removes, and nothing else.
 
     >>> run_files()
-    ['config.yaml', 'metrics.jsonl', 'checkpoint.pt', 'best.pt', 'sparse.pt', 'wiring.graphml', 'history.pt', 'initial.graphml']
+    ['config.yaml', 'metrics.jsonl', 'checkpoint.pt', 'best.pt', 'sparse.pt', 'wiring.graphml', 'history.pt', 'initial.graphml', 'tb']
     """
     names = [CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, BEST_FILE, SPARSE_FILE]
     names += [wiring_file(stem, ext, key) for key in wiring_keys for stem, ext in WIRING_FILES]
-    return names
+    return names + [TB_DIR]
 
 
 def temp_files(folder: PathLike, names) -> list[Path]:

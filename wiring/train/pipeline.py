@@ -37,6 +37,7 @@ from wiring.io import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     LOCK_FILE,
+    TB_DIR,
     RunFolderBusy,
     RunLock,
     read_graphml,
@@ -290,7 +291,7 @@ def _hooks(cfg: Config, recorder: RunRecorder, run_dir: Path, main_rank: bool) -
         return [recorder]
     # the optional tensorboard package loads only when asked for
     from wiring.train.tblogger import TensorBoardLogger
-    return [recorder, TensorBoardLogger(run_dir / "tb", title=run_dir.name)]
+    return [recorder, TensorBoardLogger(run_dir / TB_DIR, title=run_dir.name)]
 
 
 def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None, *, lock: RunLock | None = None,
