@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from backend_params import PARAMS
 
+from backend_params import PARAMS
 from wiring import backends, ops
 
 

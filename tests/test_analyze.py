@@ -8,8 +8,8 @@ from pathlib import Path
 import networkx as nx
 import pytest
 import torch
-from run_dirs import make_run as build_run
 
+from run_dirs import make_run as build_run
 from wiring import analyze
 from wiring.graph import Wiring, dynamic_graph
 from wiring.io import WiringHistory, load_run, to_networkx, write_graphml

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from processes import process_env
 from wiring import cli, files
 from wiring.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1",
-       "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+ENV = process_env()
 
 #: every command the README shows, as ``python -m MODULE``
 COMMANDS = ("wiring.train", "wiring.study", "wiring.export", "wiring.analyze", "wiring.profile", "wiring.compact",

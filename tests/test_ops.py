@@ -10,10 +10,10 @@ import doctest
 
 import pytest
 import torch
-from backend_params import skip_unless_on
 
 import wiring.graph
 import wiring.ops
+from backend_params import skip_unless_on
 from wiring import ops
 from wiring.graph import GraphError, dynamic_graph, from_edge_index, static_graph
 from wiring.ops import (

@@ -33,6 +33,7 @@ import pytest
 import torch
 import yaml
 
+from processes import process_env, run_main
 from viz import animate, explore, plots, render
 from wiring import analyze, export
 from wiring.compact import command as compact
@@ -44,17 +45,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--model", "micro", "--edges", "100", "--batch-size", "512", "--progress", "none"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WIRING_NATIVE": "0",
-       "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+ENV = process_env(WIRING_NATIVE="0")
 TIMEOUT = 180
-
-
-def run_main(entry, argv) -> int:
-    """``entry(argv)`` as a process would end: a SystemExit becomes its code."""
-    try:
-        return entry([str(a) for a in argv])
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
 
 
 def one_line(err: str, prog: str, *words: str) -> str:

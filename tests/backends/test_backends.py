@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from backend_params import skip_unless_on
 
+from backend_params import skip_unless_on
 from wiring import backends
 from wiring.backends import BackendError, kernels
 

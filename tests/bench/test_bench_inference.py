@@ -5,8 +5,8 @@ import json
 
 import pytest
 import torch
-from run_dirs import checkpoint_run
 
+from run_dirs import checkpoint_run
 from wiring.bench.inference import NAMES, format_table, inference_table, main, time_alternating
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from run_dirs import checkpoint_run
 
 import models
 from models import build_model
+from run_dirs import checkpoint_run
 from wiring.compact import load_compact
 from wiring.compact.command import main
 from wiring.compact.extract import compact_model, save_compact

@@ -36,6 +36,8 @@ import torch
 import yaml
 
 from models import build_model
+from processes import process_env
+from processes import run_main as run_command
 from wiring.graph import Wiring, static_graph
 from wiring.io import WiringHistory, load_metrics, read_graphml, run_files, write_graphml
 from wiring.train.data import DataError, load_dataset
@@ -45,8 +47,7 @@ from wiring.train.trainer import Interrupted, StopRequest, Trainer
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-       "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+ENV = process_env()
 TIMEOUT = 240.0
 MICRO = ["--model", "micro", "--edges", "100", "--progress", "none"]
 NOT_COMPARED = {"seconds", "img_s", "run_id"}      # wall-clock time, and each run's identity
@@ -55,10 +56,7 @@ NOT_COMPARED = {"seconds", "img_s", "run_id"}      # wall-clock time, and each r
 # ----------------------------------------------------------------------------- helpers
 
 def run_main(argv) -> int:
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
+    return run_command(main, argv)
 
 
 def assert_one_clean_line(err: str, *words: str) -> str:
@@ -317,6 +315,19 @@ def test_resume_refuses_a_history_or_metrics_that_are_not_its_runs(tmp_path, cap
     assert_one_clean_line(capsys.readouterr().err, "history.pt" if "history" in kind else "metrics.jsonl",
                           "--overwrite")
     assert files_of(run) == before, "a refused resume writes nothing"
+
+
+def test_a_folder_holding_only_what_a_kill_at_startup_left_is_no_run(tmp_path, capsys):
+    """Was: a kill inside the first atomic write of config.yaml left its temporary file, and then
+    --resume said "holds no run to continue" while a plain rerun said "already exists"."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("")
+    (out / ".config.4242.deadbeef.tmp.yaml").write_text("model: mic")
+    assert run_main([*MICRO, "--batch-size", "512", "--epochs", 1, "--out", out, "--resume"]) == 2
+    assert_one_clean_line(capsys.readouterr().err, "holds no run to continue")
+    assert run_main([*MICRO, "--batch-size", "512", "--epochs", 1, "--out", out]) == 0
+    assert not (out / ".config.4242.deadbeef.tmp.yaml").exists() and (out / "config.yaml").is_file()
 
 
 def test_overwrite_removes_exactly_the_files_the_run_writes(tmp_path):

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from processes import process_env, run_main
 from wiring import export
 from wiring.io import WiringHistory, load_metrics, read_graphml
 from wiring.train.pipeline import main
@@ -32,20 +33,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["--model", "micro", "--edges", "100", "--batch-size", "512", "--progress", "none"]
 STEPS_PER_EPOCH = -(-1437 // 512)
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-       "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+ENV = process_env()
 TIMEOUT = 120.0
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def run_main(entry, argv) -> int:
-    """``entry(argv)`` as a process would end: argparse's SystemExit becomes its code."""
-    try:
-        return entry([str(a) for a in argv])
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
-
 
 def spawn(out: Path, epochs: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "wiring.train", *ARGS, "--epochs", str(epochs), "--out", str(out)],

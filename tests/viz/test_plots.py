@@ -4,9 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from run_dirs import make_run as build_run
 
 import viz.plots as plots
+from run_dirs import make_run as build_run
 from viz.plots import PANELS, level_matrix, plot_run
 from wiring.io import WiringHistory, load_run, to_networkx
 from wiring.topology import level_edges

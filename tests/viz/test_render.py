@@ -10,8 +10,8 @@ import pytest
 import torch
 from matplotlib.collections import LineCollection
 from PIL import Image
-from run_dirs import make_run as build_run
 
+from run_dirs import make_run as build_run
 from viz import render
 from viz.render import render_wiring
 from wiring.graph import Wiring, static_graph

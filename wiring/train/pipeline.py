@@ -115,7 +115,9 @@ def check_run_dir(cfg: Config, run_dir: Path) -> str:
     """Decide what to do with ``run_dir``: ``"resume"`` its checkpoint, ``"restart"`` (``--resume``
     of a run stopped before its first checkpoint: it starts over with its saved settings, which
     gives what an uninterrupted run gives) or ``"new"``. Writes nothing."""
-    existing = run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
+    # the lock and the temporary files of writes a kill cut short are no run
+    leftovers = {p.name for p in temp_files(run_dir, run_files())} | {LOCK_FILE} if run_dir.is_dir() else set()
+    existing = run_dir.is_dir() and any(p.name not in leftovers for p in run_dir.iterdir())
     checkpointed = (run_dir / CHECKPOINT_FILE).is_file()
     stopped_early = not checkpointed and (run_dir / CONFIG_FILE).is_file()
     if cfg.resume and checkpointed:
