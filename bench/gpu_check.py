@@ -2,7 +2,7 @@
 
 One Python process (CUDA initialised once) runs, on ``--device``:
 
-1. ``wiring.training.run`` at the paper's size (tiny classifier, 900 nodes) with 12,000 and
+1. ``wiring.bench.training.run`` at the paper's size (tiny classifier, 900 nodes) with 12,000 and
    16,288 (5%) edges at batch 128 and 512, then the scaled 4,000- and 8,000-node networks
    with 200,000 edges at batch 128 (the CPU scaling table's largest column): engine and
    dense-masked reference img/s, their ratio, and on CUDA the peak memory of one step of

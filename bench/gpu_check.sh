@@ -75,12 +75,13 @@ part() {
 
 ENV_PY=$(cat <<'PY'
 import platform, shutil, subprocess, torch
-from wiring import backends, native
+from wiring import backends
+from wiring.backends import kernels
 print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda)
 if torch.cuda.is_available():
     p = torch.cuda.get_device_properties(0)
     print("gpu", p.name, f"{p.total_memory / 2**30:.0f} GiB", "capability", f"{p.major}.{p.minor}")
-print("cpu threads", torch.get_num_threads(), "|", native.status())
+print("cpu threads", torch.get_num_threads(), "|", kernels.status())
 for name in backends.NAMES:
     print(f"backend {name}: {backends.missing(name) or 'installed'}")
 print("auto on cuda:", backends.resolved("cuda"), "| auto on cpu:", backends.resolved("cpu"))
