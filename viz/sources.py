@@ -56,14 +56,21 @@ def load_run_dir(path: str | os.PathLike, wiring: str | None = None, need_wiring
     return run
 
 
-def load_source(path: str | os.PathLike, wiring: str | None = None) -> Source:
-    """A run directory's final wiring (``wiring`` names one of several), or the wiring of
-    a GraphML file."""
+def source_path(path: str | os.PathLike, wiring: str | None = None) -> Path:
+    """``path`` as a source the viz tools read: it exists (a run directory or a GraphML file),
+    and ``--wiring`` names a wiring only of a run directory; else a :class:`UsageError`."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path} does not exist (expected a run directory or a .graphml file)")
     if wiring is not None and not path.is_dir():
         raise UsageError(f"--wiring applies to run directories, not to the file {path}")
+    return path
+
+
+def load_source(path: str | os.PathLike, wiring: str | None = None) -> Source:
+    """A run directory's final wiring (``wiring`` names one of several), or the wiring of
+    a GraphML file."""
+    path = source_path(path, wiring)
     if path.is_dir():
         run = load_run_dir(path, wiring)
         wiring = final_wiring(run)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from viz.cli import UsageError
-from viz.sources import load_run_dir
+from viz.sources import load_run_dir, source_path
 from wiring.graph import GraphError, Wiring
 from wiring.io import RunData, WiringFileError, read_graphml
 
@@ -148,11 +148,7 @@ def load_frames(path: str | Path, wiring: str | None = None) -> "Frames":
     """Frames of a run directory or a GraphML file; :class:`UsageError` for a
     missing or malformed input. A GraphML file whose cycle rules out a layered
     reading is read as a dynamic wiring."""
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"{path} does not exist (expected a run directory or a .graphml file)")
-    if wiring is not None and not path.is_dir():
-        raise UsageError(f"--wiring applies to run directories, not to the file {path}")
+    path = source_path(path, wiring)
     if path.is_dir():
         return frames_of_run(load_run_dir(path, wiring))
     try:
