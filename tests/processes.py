@@ -5,10 +5,14 @@ a command's ``main`` called the way a process would end.
 two cores shared by several test processes) and the project on ``PYTHONPATH``, plus ``extra``.
 ``run_main(entry, argv)``: ``entry(argv)`` with every argument as text; a ``SystemExit``
 (argparse's, or a command's) becomes its exit status.
+``kill9(proc)``: SIGKILL a process started with ``start_new_session=True`` and its session
+(DataLoader workers, if any), wait for it, close its stderr pipe.
 """
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,3 +29,13 @@ def run_main(entry: Callable[[list[str]], int], argv: Sequence[object]) -> int:
         return entry([str(a) for a in argv])
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
+
+
+def kill9(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+    if proc.stderr is not None:
+        proc.stderr.close()

@@ -36,7 +36,7 @@ import torch
 import yaml
 
 from models import build_model
-from processes import process_env
+from processes import kill9, process_env
 from processes import run_main as run_command
 from wiring.graph import Wiring, static_graph
 from wiring.io import WiringHistory, load_metrics, read_graphml, run_files, write_graphml
@@ -95,14 +95,6 @@ def assert_same_run(a: Path, b: Path) -> None:
 def spawn(argv, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "wiring.train", *map(str, argv)], cwd=ROOT, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, **kwargs)
-
-
-def kill9(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
 
 
 def wait_for(proc: subprocess.Popen, condition, what: str) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from processes import process_env, run_main
+from processes import kill9, process_env, run_main
 from wiring import export
 from wiring.io import WiringHistory, load_metrics, read_graphml
 from wiring.train.pipeline import main
@@ -43,16 +43,6 @@ def spawn(out: Path, epochs: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "wiring.train", *ARGS, "--epochs", str(epochs), "--out", str(out)],
                             cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-
-
-def kill9(proc: subprocess.Popen) -> None:
-    """SIGKILL the training process (and its session: DataLoader workers, if any)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
-    proc.stderr.close()
 
 
 def wait_for(proc: subprocess.Popen, condition, poll: float = 0.002) -> None:
