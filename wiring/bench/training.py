@@ -27,6 +27,9 @@ batch, alternating) at ``--backend-nodes`` x ``--densities`` (default 900 and 4,
 ``--device cuda`` runs everything on the GPU (peak memory then is
 ``torch.cuda.max_memory_allocated`` over one step, in process).
 
+``--model mobilenetv1_dnw [--width W]`` races MobileNetV1-DNW against its dense masked formulation
+instead (:mod:`wiring.bench.mobilenet`).
+
 ``--nodes N`` scales the network (:func:`levels_for`); ``--table FILE.md`` runs a grid of
 node and edge counts and writes its Markdown table into ``FILE.md`` between two marker
 comments (the rest of the file is kept). ``--inference ...`` hands over to
@@ -46,6 +49,7 @@ from typing import Sequence
 
 import torch
 
+from models.mobilenet import check_width
 from models.tiny import TinyClassifier
 from wiring import backends
 from wiring.backends import kernels
@@ -69,6 +73,7 @@ from wiring.bench.contest import (
     without_native,
 )
 from wiring.bench.memory import cuda_peak_mib, peak_memory_mib
+from wiring.bench.mobilenet import race_mobilenet
 from wiring.bench.reference import DenseReference
 from wiring.cli import ArgumentParser, run_cli
 from wiring.errors import UserError
@@ -223,7 +228,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
                             epilog="python -m wiring.bench --inference [--help]: inference of the compact "
                                    "model vs the engine and the reference (wiring.bench.inference)")
-    parser.add_argument("--model", choices=("tiny",), default="tiny", help="the network to time (tiny: the paper's static classifier)")
+    parser.add_argument("--model", choices=("tiny", "mobilenetv1_dnw"), default="tiny",
+                        help="the network to time: tiny (the paper's static classifier) or mobilenetv1_dnw "
+                             "(MobileNetV1 with learned wiring at --width, 10 classes; wiring.bench.mobilenet)")
+    parser.add_argument("--width", type=float, default=0.225,
+                        help="--model mobilenetv1_dnw: the width multiplier that sets each stage's edges (default 0.225)")
     parser.add_argument("--nodes", type=int, default=PAPER_NODES,
                         help="scale the tiny classifier to this many nodes (default 900, the paper's)")
     parser.add_argument("--edges", type=int, default=12000, help="k, the real edges (default 12000)")
@@ -259,6 +268,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {args.device}: CUDA is not available on this machine")
     device_type = torch.device(args.device).type
+    if args.model == "mobilenetv1_dnw":
+        return mobilenet_main(args)
     try:
         names = [n for n in backends.installed() if (d := backends.module(n).DEVICES) is None or device_type in d]
         if args.backend != "all":
@@ -319,6 +330,28 @@ def _main(argv: Sequence[str] | None = None) -> int:
           + (f"   (PyTorch ops only: {r['pytorch_ratio']:.2f}x)" if "pytorch_ratio" in r else "")
           + f"   outputs agree: {r['outputs_agree']}")
     print(f"  engine: {kernels.status()}, {backends.status(args.device)}")
+    return 0
+
+
+def mobilenet_main(args: argparse.Namespace) -> int:
+    """``--model mobilenetv1_dnw``: the engine's MobileNetV1-DNW against its dense masked formulation."""
+    if min(args.batch_size, args.repeats, args.threads) <= 0:
+        raise UserError("--batch-size, --repeats and --threads must be positive")
+    if check_width(args.width, what="--width") > 1:                 # a GraphError (a UserError) below 1/32
+        raise UserError(f"--width: the benchmark takes widths up to 1, got {args.width}")
+    if args.image_size < 8:
+        raise UserError(f"--image-size must be at least 8, got {args.image_size}")
+    r = race_mobilenet(args)
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    print(f"MobileNetV1-DNW x{r['width']}: k = {r['edges']:,} real edges of {r['candidates']:,} over its 5 stages "
+          f"(density {r['density']:.2%}), batch {r['batch_size']} of {r['image_size']}x{r['image_size']}, "
+          f"{r['threads']} threads, medians of {r['repeats']} alternating full training steps")
+    print(f"  {'':<22} {'images/s':>9} {'step ms':>9}")
+    for name in ("engine", "reference"):
+        print(f"  {name:<22} {r[f'{name}_img_s']:>9.1f} {r[f'{name}_step_ms']:>9.1f}")
+    print(f"  ratio (engine speed-up): {r['ratio']:.2f}x   outputs agree: {r['outputs_agree']}")
     return 0
 
 
