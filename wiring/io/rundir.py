@@ -1,7 +1,7 @@
 """A run folder's files: their names (spelled here once), the folder's lock, and reading a run back.
 
 Contract: ``CONFIG_FILE``, ``METRICS_FILE``, ``CHECKPOINT_FILE``, ``BEST_FILE``, ``SPARSE_FILE``,
-``LOCK_FILE`` and :func:`wiring_file` / :func:`run_files` are the only spellings of the files
+``LOCK_FILE``, ``TB_EVENTS`` and :func:`wiring_file` / :func:`run_files` are the only spellings of the files
 ``wiring.train`` writes into a run folder (a model with several learned graphs has one
 wiring file set per graph, :func:`wiring_key`); :class:`RunLock` is the exclusive lock
 (``flock``) the training process holds for the run's life (the kernel releases it when the
@@ -9,7 +9,7 @@ process dies); :func:`load_metrics` and :func:`load_run` read a run folder back
 (:class:`RunData`) for the commands and the viz, never the trainer's objects.
 
 >>> run_files()
-['config.yaml', 'metrics.jsonl', 'checkpoint.pt', 'best.pt', 'sparse.pt', 'wiring.graphml', 'history.pt', 'initial.graphml', 'tb']
+['config.yaml', 'metrics.jsonl', 'checkpoint.pt', 'best.pt', 'sparse.pt', 'wiring.graphml', 'history.pt', 'initial.graphml', 'tb/events.out.tfevents.*']
 """
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ CHECKPOINT_FILE = "checkpoint.pt"    # the latest state (every epoch, and where 
 BEST_FILE = "best.pt"                # the state of the best test accuracy
 SPARSE_FILE = "sparse.pt"            # real weights of models made sparse (wiring.sparsify)
 TB_DIR = "tb"                        # TensorBoard event files (wiring.train --tensorboard)
+TB_EVENTS = f"{TB_DIR}/events.out.tfevents.*"   # the files a run writes there (the folder may hold yours)
 LOCK_FILE = ".lock"                  # held (fcntl.flock) by the process training in the folder
 # a model's only wiring writes wiring.graphml, history.pt and initial.graphml; a model with
 # several (MobileNetV1-DNW: one per stage) writes wiring-NAME.graphml, history-NAME.pt and
@@ -89,14 +90,26 @@ def wiring_file(stem: str, ext: str, key: str = "") -> str:
 def run_files(wiring_keys=("",)) -> list[str]:
     """Every file ``wiring.train`` may write into a run folder for a model whose wirings
     have the NAMEs ``wiring_keys`` (:func:`wiring_key`; ``("",)`` a model's only wiring,
-    ``()`` a model without one): what ``--overwrite`` removes, and nothing else.
+    ``()`` a model without one): what ``--overwrite`` removes, and nothing else. Names are
+    relative to the folder; the last, :data:`TB_EVENTS`, is a pattern (:func:`run_paths`):
+    the TensorBoard event files inside ``tb/``, not the folder (a file of yours there stays).
 
     >>> run_files()
-    ['config.yaml', 'metrics.jsonl', 'checkpoint.pt', 'best.pt', 'sparse.pt', 'wiring.graphml', 'history.pt', 'initial.graphml', 'tb']
+    ['config.yaml', 'metrics.jsonl', 'checkpoint.pt', 'best.pt', 'sparse.pt', 'wiring.graphml', 'history.pt', 'initial.graphml', 'tb/events.out.tfevents.*']
     """
     names = [CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, BEST_FILE, SPARSE_FILE]
     names += [wiring_file(stem, ext, key) for key in wiring_keys for stem, ext in WIRING_FILES]
-    return names + [TB_DIR]
+    return names + [TB_EVENTS]
+
+
+def run_paths(folder: PathLike, wiring_keys=("",)) -> list[Path]:
+    """The files of :func:`run_files` that ``folder`` holds (the event files matched), plus the
+    temporary files of writes a kill cut short (:func:`temp_files`): what ``--overwrite``
+    removes. A directory (or a link to one) under a file's name is never among them."""
+    folder = Path(folder)
+    names = run_files(wiring_keys)
+    found = [p for name in names for p in (sorted(folder.glob(name)) if "*" in name else [folder / name])]
+    return [p for p in found + temp_files(folder, names) if p.is_symlink() or p.is_file()]
 
 
 def temp_files(folder: PathLike, names) -> list[Path]:

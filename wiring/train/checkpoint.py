@@ -6,12 +6,32 @@ or the new checkpoint, never a torn one. :func:`load_checkpoint` always uses
 ``torch.load(..., weights_only=True)``: a checkpoint holds only tensors, numbers,
 strings, lists and dicts (state dicts, the config as a dict, RNG states), never
 pickled objects of ours.
+
+What is read is checked by one set of rules, shared by every reader (``wiring.export``,
+``wiring.compact``, ``wiring.profile`` through ``model_from_checkpoint``, and
+``wiring.train --resume`` / ``--from``), each raising :class:`CheckpointError` with one line:
+
+* :func:`check_data_info`, before a model is built from a checkpoint: ``data_info``'s
+  ``channels``, ``num_classes`` and ``image_size`` are positive integers, the first two
+  sizes of the checkpoint's own tensors (every model holds its input channels in its first
+  layer and its classes in its last), ``image_size`` the run's (``--image-size``, or the data
+  set's fixed side), so a changed file cannot make a reader allocate a model of its choosing;
+* :func:`check_weights`, before the weights are loaded into a model: every tensor the model
+  holds in floating point is saved in floating point (an integer tensor would be cast
+  silently) and holds only finite values (a NaN / inf model is no trained model).
+
+>>> import torch
+>>> check_weights({"w": torch.ones(2)}, {"w": torch.zeros(2)})
+>>> check_weights({"w": torch.tensor([1.0, float("nan")])}, {"w": torch.zeros(2)})  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+wiring.train.checkpoint.CheckpointError: the checkpoint's weight 'w' holds 1 non-finite value (NaN or inf) of 2: ...
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -45,3 +65,57 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a wiring checkpoint (no model state)")
     return state
+
+
+#: the side of the images of the data sets whose side is fixed (``--image-size`` not given)
+NATIVE_SIDE = {"digits": 8, "mnist5k": 28, "cifar10": 32, "imagenet": 224}
+
+
+def check_data_info(data_info: Any, model_state: Any, config: Any = None,
+                    source: str = "the checkpoint") -> None:
+    """Refuse a ``data_info`` a model cannot be built from safely (module docstring):
+    ``channels`` / ``num_classes`` that are no size of ``model_state``'s tensors, an
+    ``image_size`` that is not the run's (``config``: the saved settings, a dict)."""
+    if not isinstance(data_info, Mapping):
+        raise CheckpointError(f"{source}'s data_info is not a mapping: was it written by wiring.train?")
+    values = {}
+    for key in ("channels", "num_classes", "image_size"):
+        value = data_info.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CheckpointError(f"{source}'s data_info.{key} is {value!r}, not a positive integer: "
+                                  f"the file was changed; use the run's own checkpoint")
+        values[key] = value
+    sizes = {int(n) for t in (model_state.values() if isinstance(model_state, Mapping) else ())
+             if isinstance(t, torch.Tensor) for n in t.shape}
+    for key in ("channels", "num_classes"):
+        if values[key] not in sizes:
+            raise CheckpointError(f"{source}'s data_info.{key} = {values[key]} is the size of none of its "
+                                  f"weights (the largest is {max(sizes, default=0)}): the file was changed; "
+                                  f"use the run's own checkpoint")
+    config = config if isinstance(config, Mapping) else {}
+    side = config.get("image_size") or NATIVE_SIDE.get(str(config.get("data")))
+    if isinstance(side, int) and values["image_size"] != side:
+        raise CheckpointError(f"{source}'s data_info.image_size = {values['image_size']}, but its run trained on "
+                              f"{side}x{side} images: the file was changed; use the run's own checkpoint")
+
+
+def check_weights(saved: Any, expected: Mapping[str, torch.Tensor], source: str = "the checkpoint") -> None:
+    """Refuse saved weights ``saved`` (a state dict) that ``load_state_dict`` would take
+    silently into a model whose state is ``expected``: an integer (or bool) tensor where
+    the model holds floating point, or any non-finite value (module docstring). Missing
+    keys and other shapes are ``load_state_dict``'s to report."""
+    if not isinstance(saved, Mapping):
+        raise CheckpointError(f"{source}'s model state is not a mapping: was it written by wiring.train?")
+    for key, want in expected.items():
+        got = saved.get(key)
+        if not isinstance(got, torch.Tensor) or not want.is_floating_point():
+            continue
+        if not got.is_floating_point():
+            raise CheckpointError(f"{source}'s weight {key!r} is {str(got.dtype).replace('torch.', '')}, not "
+                                  f"floating point like the model's {str(want.dtype).replace('torch.', '')}: "
+                                  f"wiring.train never writes that; use the run's own checkpoint")
+        bad = int((~torch.isfinite(got)).sum())
+        if bad:
+            raise CheckpointError(f"{source}'s weight {key!r} holds {bad:,} non-finite value{'s' if bad > 1 else ''} "
+                                  f"(NaN or inf) of {got.numel():,}: the run diverged before it was saved, or the "
+                                  f"file was changed; use another checkpoint")

@@ -56,8 +56,9 @@ before normalisation. ``None`` keeps the native size. ``seed`` only affects
 the sets that have no official split (digits, mnist5k).
 
 Errors: any user-facing problem (unknown name, missing folder or file,
-malformed file, missing optional package) raises :class:`DataError`, whose
-message is one line saying what is wrong and how to fix it. Missing files
+malformed file, a split of 0 images, missing optional package, an image file a
+lazy set cannot read) raises :class:`DataError`, whose message is one line saying
+what is wrong and how to fix it. Missing files
 never surface as ``FileNotFoundError``. ``check_dataset`` performs the same
 existence checks cheaply, without reading the data, so a CLI can fail early.
 
@@ -70,6 +71,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -160,6 +162,10 @@ def load_dataset(
         return _load_imagenet(data_dir, image_size or 224)
     loader = _TENSOR_LOADERS[key]
     x_tr, y_tr, x_te, y_te, num_classes, mean, std = loader(data_dir, seed)
+    for split, x in (("training", x_tr), ("test", x_te)):
+        if x.shape[0] == 0:             # well-formed files of no images: nothing to train on or to measure
+            raise DataError(f"data set {key!r}{f' in {data_dir}' if data_dir is not None else ''} holds 0 "
+                            f"{split} images: its files are well-formed but empty; use the full files")
     if image_size is not None and image_size != x_tr.shape[-1]:
         x_tr = _resize(x_tr, image_size)
         x_te = _resize(x_te, image_size)
@@ -352,13 +358,14 @@ def _read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise DataError(f"malformed idx file {path}: truncated header ({len(raw)} bytes)")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[code])
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    count = math.prod(dims)         # Python ints: a header of 2^31 x 2^31 x 2^31 does not wrap around
+    expected = header + count * dtype.itemsize
     if len(raw) != expected:
         what = "truncated" if len(raw) < expected else "has trailing bytes"
         raise DataError(
             f"malformed idx file {path}: {what} ({len(raw)} bytes, expected {expected} for shape {dims}); re-download it"
         )
-    arr = np.frombuffer(raw, dtype=dtype, count=int(np.prod(dims, dtype=np.int64)), offset=header)
+    arr = np.frombuffer(raw, dtype=dtype, count=count, offset=header)
     return np.array(arr.reshape(dims), dtype=dtype.newbyteorder("="))  # native byte order, writable copy
 
 
@@ -631,10 +638,29 @@ class ImageFolder(Dataset):
                 left, top = (nw - self.image_size) // 2, (nh - self.image_size) // 2
                 img = img.crop((left, top, left + self.image_size, top + self.image_size))
                 arr = np.asarray(img, dtype=np.uint8)
-        except OSError as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from exc
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise DataError(f"imagenet: cannot read image {path} ({_image_problem(path, exc)}): "
+                            f"remove or replace the file") from None
         x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
         return (x - self._mean) / self._std
+
+
+def _image_problem(path: str | os.PathLike[str], exc: BaseException) -> str:
+    """What is wrong with an image file PIL could not read, in a few words (not PIL's
+    message, which repeats the path)."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        if os.path.getsize(path) == 0:
+            return "an empty file, 0 bytes"
+    except OSError:
+        pass
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format PIL can identify"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = " ".join(str(exc).replace(str(path), "").split()).strip(" :'\"")
+    return text[:120] or type(exc).__name__
 
 
 def _load_imagenet(data_dir: str | os.PathLike[str] | None, image_size: int) -> tuple[Dataset, Dataset, DatasetInfo]:

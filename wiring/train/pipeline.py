@@ -13,10 +13,10 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -42,13 +42,14 @@ from wiring.io import (
     RunLock,
     read_graphml,
     run_files,
+    run_paths,
     temp_files,
     wiring_key,
 )
 from wiring.modes import every_candidate_real, mode_class
 from wiring.train import distributed
 from wiring.train.allocator import tune_malloc
-from wiring.train.checkpoint import CheckpointError, load_checkpoint
+from wiring.train.checkpoint import CheckpointError, check_data_info, check_weights, load_checkpoint
 from wiring.train.config import WIDTH_BUDGET_MODELS, Config, config_from_saved, parse_config, saved_values
 from wiring.train.data import check_dataset, load_dataset, subset
 from wiring.train.monitor import edge_budget, find_wirings
@@ -215,9 +216,11 @@ def model_from_checkpoint(checkpoint: dict[str, Any]) -> torch.nn.Module:
     """Rebuild the model a ``wiring.train`` checkpoint was saved from, with its weights."""
     if "data_info" not in checkpoint or "config" not in checkpoint:
         raise CheckpointError("the checkpoint lacks its config or data_info: was it written by wiring.train?")
+    check_data_info(checkpoint["data_info"], checkpoint.get("model"), checkpoint["config"])  # before building
     cfg = config_from_saved(checkpoint["config"])
     cfg.graph = "random_k" if cfg.graph == "graphml" else cfg.graph   # weights come from the checkpoint
     model = build(cfg, SimpleNamespace(**checkpoint["data_info"]))
+    check_weights(checkpoint["model"], model.state_dict())
     try:
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as err:
@@ -237,6 +240,7 @@ def start_from_run(cfg: Config, model: torch.nn.Module) -> str:
             raise UsageError(f"--from {source}: its checkpoint has no initial weights to rewind to")
         start = state["initial_model"]
     wirings = find_wirings(model)
+    check_weights(start, model.state_dict(), f"--from {source}: {source / CHECKPOINT_FILE}")
     try:
         model.load_state_dict(start)
     except RuntimeError as err:
@@ -365,12 +369,10 @@ def _run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None, lock: RunLo
     if not resuming and info.is_main:
         if run_dir.exists() and (cfg.overwrite or mode == "restart"):
             wirings = find_wirings(model)
-            names = run_files([wiring_key(name, len(wirings)) for name in wirings])
-            for p in [run_dir / name for name in names] + temp_files(run_dir, names):
-                if p.is_dir() and not p.is_symlink():
-                    shutil.rmtree(p)
-                elif p.exists() or p.is_symlink():
-                    p.unlink()
+            for p in run_paths(run_dir, [wiring_key(name, len(wirings)) for name in wirings]):
+                p.unlink()
+            with contextlib.suppress(OSError):          # tb/ goes only when it held nothing else
+                (run_dir / TB_DIR).rmdir()
         run_dir.mkdir(parents=True, exist_ok=True)
 
     progress = Progress(cfg.progress if info.is_main else "none")
@@ -393,6 +395,7 @@ def _run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None, lock: RunLo
                       hooks=_hooks(cfg, recorder, run_dir, info.is_main), progress=progress, debug=cfg.debug,
                       check_wiring_every=cfg.check_wiring_every, stop=stop)
     if saved is not None:
+        check_weights(saved["model"], model.state_dict(), str(run_dir / CHECKPOINT_FILE))
         try:
             trainer.load_state_dict(saved)
         except (RuntimeError, KeyError, TypeError, ValueError) as err:

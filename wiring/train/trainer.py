@@ -20,7 +20,8 @@ Stopping: with a :class:`StopRequest` (``stop=``), SIGINT and SIGTERM do not
 break a step. The step under way finishes (an evaluation under way is
 abandoned), the hooks' ``on_stop(trainer)`` saves the state of that moment
 (:meth:`Trainer.state_dict` then holds ``position``: the batch within the
-epoch and the epoch's running sums, plus the real sets of the epoch's start),
+epoch, the epoch's running sums and the rate of its first step, its ``lr``, plus
+the real sets of the epoch's start),
 and :class:`Stopped` is raised. A trainer loading that state continues the
 epoch at the next batch, so the run ends bit-identical to an uninterrupted one.
 
@@ -45,8 +46,9 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
+from wiring.errors import UserError
 from wiring.train.distributed import DistInfo, all_reduce_sum, current, shard
 from wiring.train.monitor import WiringMonitor, WiringProblem
 
@@ -147,12 +149,55 @@ def iterate_batches(dataset: Dataset, batch_size: int, *, shuffle: bool, generat
             local = shard(idx, info)
             yield x[local], y[local], idx.numel()
         return
-    loader = DataLoader(dataset, batch_sampler=[shard(idx, info).tolist() for idx in batches],
+    loader = DataLoader(_Reporting(dataset), batch_sampler=[shard(idx, info).tolist() for idx in batches],
                         num_workers=min(4, max(0, (torch.get_num_threads() or 1) - 1)),
-                        worker_init_fn=_ignore_stop_signals,
+                        worker_init_fn=_ignore_stop_signals, collate_fn=_collate,
                         generator=generator if generator is not None else torch.Generator())
-    for (x, y), idx in zip(loader, batches):
-        yield x, y, idx.numel()
+    loaded = iter(loader)
+    try:
+        for batch, idx in zip(loaded, batches):
+            if isinstance(batch, _SampleError):
+                raise batch.error()
+            x, y = batch
+            yield x, y, idx.numel()
+    finally:                    # the workers end now, not at exit (they ignore the SIGTERM exit sends them)
+        getattr(loaded, "_shutdown_workers", lambda: None)()
+
+
+class _SampleError:
+    """A user error (:class:`~wiring.errors.UserError`, e.g. an unreadable image) raised by a
+    data set's ``__getitem__``, carried from a DataLoader worker as a value: re-raised in the
+    main process with its own one-line message, not the worker's traceback."""
+
+    def __init__(self, err: UserError) -> None:
+        self.kind, self.message = type(err), str(err)
+
+    def error(self) -> UserError:
+        try:
+            return self.kind(self.message)
+        except Exception:  # noqa: BLE001 - a subclass with another signature
+            return UserError(self.message)
+
+
+class _Reporting(Dataset):
+    """``dataset`` whose user errors become :class:`_SampleError` values (see there)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except UserError as err:
+            return _SampleError(err)
+
+
+def _collate(samples: list) -> Any:
+    """``default_collate``, or the first :class:`_SampleError` of the batch."""
+    return next((s for s in samples if isinstance(s, _SampleError)), None) or default_collate(samples)
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
@@ -223,6 +268,7 @@ class Trainer:
         self.position: dict[str, Any] | None = None
         self._resume: dict[str, Any] | None = None      # a loaded position: train_epoch goes on from it
         self._epoch_sums: tuple[float, int, int] = (0.0, 0, 0)
+        self._epoch_lr: float | None = None     # the rate of the epoch's first step (its metrics' lr)
 
     # ------------------------------------------------------------------ wiring
     def check_invariants(self) -> None:
@@ -256,8 +302,10 @@ class Trainer:
         """Record where in the epoch training is (``batch`` batches of it done, its running
         sums), let the hooks save that moment (``on_stop``) and raise :class:`Stopped`."""
         loss_sum, correct, seen = all_reduce_sum(list(sums), self.device)
+        lr = self._epoch_lr if self._epoch_lr is not None else self.optimizer.param_groups[0]["lr"]
         self.position = None if batch == 0 else {
-            "batch": int(batch), "loss_sum": float(loss_sum), "correct": int(correct), "seen": int(seen)}
+            "batch": int(batch), "loss_sum": float(loss_sum), "correct": int(correct), "seen": int(seen),
+            "lr": float(lr)}
         self._call("on_stop")
         if self.dist.enabled:
             torch.distributed.barrier()            # rank 0 writes the checkpoint before any rank exits
@@ -347,6 +395,9 @@ class Trainer:
             if signum:                                 # between epochs: the epoch's checkpoint is this moment
                 self._stop_at(signum, 0, batches, (0.0, 0, 0))
             lr = self.optimizer.param_groups[0]["lr"]
+            if self._resume is not None and "lr" in self._resume:    # resumed inside the epoch (cosine_step:
+                lr = float(self._resume["lr"])                       # the optimizer holds the resumed step's)
+            self._epoch_lr = lr
             start = time.perf_counter()
             metrics: dict[str, Any] = {"epoch": self.epoch + 1}
             metrics.update(self.train_epoch())
