@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import networkx as nx
 import pytest
@@ -44,16 +45,9 @@ def test_graphml_equals_the_checkpoint_top_k(run_dir, capsys):
         pytest.approx(sorted(weight.abs()[list(top)].tolist()))
 
 
-LOAD_PYG = """
-import sys, torch
-path, safe = sys.argv[1], sys.argv[2] == "safe"
-if safe:        # the README's line: PyG's storage classes allowed, no other code unpickled
-    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
-    from torch_geometric.data.storage import GlobalStorage
-    with torch.serialization.safe_globals([DataEdgeAttr, DataTensorAttr, GlobalStorage]):
-        data = torch.load(path, weights_only=True)
-else:
-    data = torch.load(path, weights_only=False)
+ROOT = Path(__file__).resolve().parents[1]
+
+CHECK_PYG = """
 from torch_geometric.data import Data
 assert isinstance(data, Data), type(data)
 mine = sorted(m for m in sys.modules if m.split(".")[0] in ("wiring", "models", "viz"))
@@ -61,11 +55,23 @@ print(data.num_nodes, data.num_edges, int(data.real.sum()), data.attrs["k"], dat
 """
 
 
-@pytest.mark.parametrize("how", ["safe", "trusted"])
+def readme_pyg_block() -> str:
+    """The README's Python block that loads ``--format pyg``'s file."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = [part.split("```", 1)[0] for part in readme.split("```python\n")[1:]]
+    (block,) = [b for b in blocks if "RUN_DIR/export.pt" in b]
+    return block
+
+
+@pytest.mark.parametrize("how", ["readme", "trusted"])
 def test_pyg_export_is_a_data_that_pyg_loads_without_this_library(run_dir, tmp_path, how):
     path = tmp_path / "all.pt"
     assert main([str(run_dir), "--format", "pyg", "--all-candidates", "-o", str(path)]) == 0
-    done = subprocess.run([sys.executable, "-c", LOAD_PYG, str(path), how], cwd=tmp_path,
+    if how == "readme":     # the README's lines as they stand: PyG's storage classes allowed, weights_only
+        load = readme_pyg_block().replace("RUN_DIR/export.pt", str(path))
+    else:
+        load = f"import torch\ndata = torch.load({str(path)!r}, weights_only=False)\n"
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + load + CHECK_PYG], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["66", "1712", "90", "90", "torch.float32", "[]"]
