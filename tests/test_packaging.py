@@ -79,6 +79,8 @@ def test_every_readme_python_example_runs(tmp_path, monkeypatch):
     blocks = readme_python_blocks()
     assert len(blocks) >= 2
     for block in blocks:
+        if "RUN_DIR/" in block:                       # reads a run's files: run on one in its command's tests
+            continue
         exec(compile(block, "README.md", "exec"), {})
 
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import networkx as nx
 import pytest
 import torch
 
 from models import build_model
+from models.cost import inference_parameters
 from models.mobilenet import MobileNetV1DNW
 from wiring.graph import dynamic_graph
 from wiring.io import to_networkx
@@ -98,12 +100,91 @@ def test_untrained_dnw_counts_every_real_edge_when_all_live():
     assert cost["macs"] == expected
 
 
-def test_generic_models_count_real_edges_only():
+def test_tiny_classifier_counts_real_edges_into_live_nodes_and_live_node_ops():
     m = build_model("micro", num_classes=10, image_size=8, edges=100)
     cost = profile_model(m, in_channels=3, image_size=8)
     total = sum(p.numel() for p in m.parameters())
-    assert cost["params"] == total - m.graph.num_candidates + 100
-    assert cost["macs"] > 0 and not cost["dead_nodes_removed"]
+    live = live_nodes(m.graph)
+    real = m.graph.real_mask()
+    into_live = int(live[m.graph.edge_index[1, real]].sum())
+    dead_ops, dead_inputs = int((~live[:56]).sum()), int((~live[:8]).sum())   # 56 op nodes, 8 inputs
+    assert dead_ops > dead_inputs > 0 and into_live < 100              # the case has dead nodes
+    # a node op: norm pair + 3x3 kernel = 11; a stem channel: 1x1 conv row of 4 + bias + BN pair = 7
+    assert cost["params"] == inference_parameters(m) == \
+        total - m.graph.num_candidates + into_live - 11 * dead_ops - 7 * dead_inputs
+    assert cost["macs"] > 0 and cost["dead_nodes_removed"]
+
+
+def hand_tiny(edges: list[tuple[int, int]]):
+    """A tiny classifier on levels [2, 3, 3] + 2 outputs (nodes 0-1 | 2-4 | 5-7 | 8-9), one input
+    channel, 3 classes, whose real edges are ``edges``."""
+    from models.tiny import TinyClassifier
+
+    torch.manual_seed(0)
+    m = TinyClassifier(in_channels=1, num_classes=3, image_size=8, edges=len(edges), levels=(2, 3, 3), outputs=2)
+    layer = m.graph
+    ei = layer.edge_index.t().tolist()
+    weight = torch.full((layer.num_candidates,), 0.01)
+    for u, v in edges:
+        weight[ei.index([u, v])] = 1.0 if (u + v) % 2 else -1.0
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    return m.eval()
+
+
+HAND_TINY = [(0, 2), (1, 2), (1, 3), (2, 5), (2, 6), (4, 5), (4, 7), (5, 8), (6, 9), (7, 9), (0, 9)]
+
+
+def test_hand_made_tiny_exact_counts():
+    # node 3 is dead (no out-edge); 4 and 7 are live (they reach outputs) though no input reaches them.
+    # stem: conv 9+1, BN 2, depthwise 9+1, 1x1 conv 2+2, BN 4 = 30; 7 live node ops of 11; the 10 real
+    # edges into live nodes; head 2*3+3
+    assert profile_model(hand_tiny(HAND_TINY), in_channels=1, image_size=8) == \
+        {"macs": 576 + 576 + 2 * 64 + 7 * 9 * 64 + 10 * 64 + 6, "params": 30 + 77 + 10 + 9, "parts": [],
+         "dead_nodes_removed": True}
+    # without 1 -> 2, input 1 feeds only the dead node 3: its stem channel (1x1 row 1 + bias 1 + BN 2) goes too
+    m = hand_tiny([e for e in HAND_TINY if e != (1, 2)])
+    assert live_nodes(m.graph).tolist()[:4] == [True, False, True, False]
+    assert profile_model(m, in_channels=1, image_size=8) == \
+        {"macs": 576 + 576 + 1 * 64 + 6 * 9 * 64 + 9 * 64 + 6, "params": 26 + 66 + 9 + 9, "parts": [],
+         "dead_nodes_removed": True}
+
+
+PARAMS_SETUP = re.compile(r"parameters  ([0-9,]+) in all, ([0-9,]+) in the inference network of the initial wiring")
+PARAMS_DONE = re.compile(r"parameters: +([0-9,]+) in the inference network of the learned wiring")
+PARAMS_COMPACT = re.compile(r"parameters  [0-9,]+ in the training model \(all candidates\) -> ([0-9,]+) in the "
+                            r"inference network")
+
+
+def number(pattern: re.Pattern, text: str, group: int = 1) -> int:
+    found = pattern.search(text)
+    assert found, (pattern.pattern, text)
+    return int(found.group(group).replace(",", ""))
+
+
+@pytest.mark.parametrize("mode", ["fixed", "dnw"])
+def test_train_profile_and_compact_print_one_parameter_count(mode, tmp_path, capsys):
+    from wiring.compact.command import main as compact_main
+    from wiring.train.pipeline import main as train_main
+
+    run = tmp_path / "run"
+    assert train_main(["--model", "micro", "--mode", mode, "--edges", "90", "--epochs", "1", "--train-subset",
+                       "256", "--test-subset", "64", "--batch-size", "64", "--progress", "none",
+                       "--out", str(run)]) == 0
+    trained = capsys.readouterr().out
+    assert main(["--run", str(run), "--json"]) == 0
+    profiled = json.loads(capsys.readouterr().out)["params"]
+    assert main(["--run", str(run)]) == 0
+    text = capsys.readouterr().out
+    assert f"parameters  {profiled:,}" in text and "not removed" not in text
+    assert compact_main([str(run), "--repeats", "1", "--batch", "2"]) == 0
+    compacted = capsys.readouterr().out
+    learned = number(PARAMS_DONE, trained)
+    assert learned == profiled == number(PARAMS_COMPACT, compacted)
+    total, initial = number(PARAMS_SETUP, trained), number(PARAMS_SETUP, trained, 2)
+    assert learned < total - 1712 + 90                  # dead nodes and their edges are not counted
+    if mode == "fixed":                                 # the wiring never changed: the setup said the same
+        assert initial == learned
 
 
 def test_cli_json_parses(capsys):

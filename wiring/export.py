@@ -4,12 +4,19 @@ Reads ``RUN_DIR/checkpoint.pt`` (or ``--checkpoint FILE``, or ``--best`` for
 ``best.pt``) with ``weights_only=True``, rebuilds the run's model from the saved
 config, and writes each learned wiring as
 
-* ``graphml``: real edges with ``weight`` (``--all-candidates``: every candidate,
+* ``graphml``: real edges with ``signed_weight`` (``--all-candidates``: every candidate,
   with a boolean ``real``); node attributes ``level``, ``role``; graph attributes
   ``k``, ``density``, ``candidates``, ``preset``, ``mode``, ``seed``, ``step``;
-* ``pyg``: a ``.pt`` of plain tensors (``edge_index``, ``edge_weight``, ``level``,
-  ``role``, ``num_nodes``, ``real`` with ``--all-candidates``, ``attrs``), loadable
-  with ``torch.load(weights_only=True)``; ``torch_geometric.data.Data(**d)`` rebuilds it;
+* ``pyg``: a ``torch.save`` of a ``torch_geometric.data.Data`` (:func:`wiring.io.to_pyg`:
+  ``edge_index``, ``edge_weight``, ``level``, ``role``, ``num_nodes``, ``attrs`` and
+  ``real`` with ``--all-candidates``): ``torch.load(path, weights_only=False)`` returns it
+  (for a file you trust); without unpickling code, allow PyG's storage classes first::
+
+      from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+      from torch_geometric.data.storage import GlobalStorage
+      with torch.serialization.safe_globals([DataEdgeAttr, DataTensorAttr, GlobalStorage]):
+          data = torch.load(path, weights_only=True)
+
 * ``edgelist``: ``source target weight`` lines under a ``#`` header.
 
 All formats are readable without this library. ``--compact`` writes a standalone
@@ -21,11 +28,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
 from wiring.cli import ArgumentParser, run_cli
 from wiring.compact.command import main as compact_main
+from wiring.files import atomic_write
 from wiring.graph import Wiring
-from wiring.io import BEST_FILE, CHECKPOINT_FILE, write_edgelist, write_graphml
-from wiring.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from wiring.io import BEST_FILE, CHECKPOINT_FILE, to_pyg, write_edgelist, write_graphml
+from wiring.train.checkpoint import CheckpointError, load_checkpoint
 from wiring.train.monitor import find_wirings
 from wiring.train.pipeline import model_from_checkpoint
 from wiring.train.recorder import wiring_file_stem
@@ -40,12 +50,13 @@ def load_wirings(checkpoint: dict, all_candidates: bool = False) -> dict[str, Wi
     return {name: layer.wiring(all_candidates, step=step) for name, layer in find_wirings(model).items()}
 
 
-def pyg_dict(w: Wiring) -> dict:
-    out = {"edge_index": w.edge_index, "edge_weight": w.weight, "level": w.level, "role": w.role,
-           "num_nodes": w.num_nodes, "attrs": dict(w.attrs)}
-    if w.real is not None:
-        out["real"] = w.real
-    return out
+def save_pyg(w: Wiring, path: Path) -> None:
+    """Write ``w`` as a ``torch.save`` of its PyG ``Data`` (tensors detached, on the CPU), atomically."""
+    data = to_pyg(w)
+    for key, value in list(data.items()):
+        if isinstance(value, torch.Tensor):
+            data[key] = value.detach().cpu()
+    atomic_write(path, lambda f: torch.save(data, f), binary=True)
 
 
 def export(run_dir: Path, fmt: str, *, out: Path | None = None, checkpoint: Path | None = None,
@@ -71,7 +82,7 @@ def export(run_dir: Path, fmt: str, *, out: Path | None = None, checkpoint: Path
         elif fmt == "edgelist":
             write_edgelist(w, path)
         else:
-            save_checkpoint(pyg_dict(w), path, tag=False)
+            save_pyg(w, path)
         written.append(path)
     return written
 
@@ -104,7 +115,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="run directory written by wiring.train")
     parser.add_argument("--format", choices=tuple(FORMATS), default="graphml",
-                        help="graphml (default), pyg (a .pt of tensors) or edgelist (a .txt)")
+                        help="graphml (default), pyg (a .pt of a torch_geometric Data) or edgelist (a .txt)")
     parser.add_argument("--all-candidates", action="store_true", help="every candidate, with a real flag")
     parser.add_argument("--best", action="store_true", help="use best.pt instead of checkpoint.pt")
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint file to read instead")

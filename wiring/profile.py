@@ -13,7 +13,9 @@ Counts what an inference network needs, not what training holds:
   convolution costs k*k per output position); BatchNorm, ReLU and pooling count no
   MACs (BN folds into a neighbouring linear op at inference), as in the MobileNet
   paper's figures;
-* parameters: every remaining weight and bias, BatchNorm's affine pair included.
+* parameters: :func:`models.cost.inference_parameters`, the one definition that
+  ``wiring.train`` and ``wiring.compact`` print too: every remaining weight and bias,
+  BatchNorm's affine pair included (running statistics are buffers, not parameters).
 
 Nodes that no input reaches but that reach an output are kept: they compute
 input-independent maps (BN's shift through ReLU and a zero-padded convolution) that
@@ -26,8 +28,9 @@ MobileNetV1-DNW x0.225 with its initial random wiring (the paper's RG x0.225, 55
 
 Models with a ``cost()`` method (MobileNetV1-DNW) count themselves exactly; any
 other model is measured by a batch-1 forward with hooks on convolutions, linear
-layers, node ops and graph aggregations (real edges only, no dead-node removal:
-``dead_nodes_removed`` is then False).
+layers, node ops and graph aggregations, each counting live rows only (the tiny
+classifiers' dead nodes are removed as above; ``dead_nodes_removed`` is False only for
+a model with a graph whose node ops :func:`models.cost.node_rows` does not know).
 
 Usage::
 
@@ -49,6 +52,7 @@ import torch
 from torch import Tensor, nn
 
 from models import MODELS, build_model
+from models.cost import inference_parameters, node_rows
 from wiring.backends import kernels
 from wiring.cli import ArgumentParser, run_cli
 from wiring.errors import UserError
@@ -76,13 +80,17 @@ def live_nodes(layer: WiredGraph, outputs: Tensor | None = None) -> Tensor:
 
 def _generic_cost(model: nn.Module, in_channels: int, image_size: int) -> dict[str, Any]:
     """Batch-1 forward with hooks: convolutions, linear layers, node ops, real-edge
-    aggregations. Parameters: all, with each graph's candidates replaced by its real edges."""
+    aggregations, each counted for its live rows only (:func:`models.cost.node_rows`: a
+    dead node's op and stem channel, an edge into a dead node cost nothing). Parameters:
+    :func:`models.cost.inference_parameters`."""
     macs = 0
+    rows = node_rows(model)
+    live_share = {id(m): int(live.sum()) / max(live.numel(), 1) for m, live in rows}
 
     def conv_hook(module, inputs, out):
         nonlocal macs
         k = module.kernel_size[0] * module.kernel_size[1]
-        macs += out.numel() * (module.in_channels // module.groups) * k
+        macs += round(out.numel() * (module.in_channels // module.groups) * k * live_share.get(id(module), 1.0))
 
     def linear_hook(module, inputs, out):
         nonlocal macs
@@ -90,7 +98,8 @@ def _generic_cost(model: nn.Module, in_channels: int, image_size: int) -> dict[s
 
     def node_hook(module, inputs, out):
         nonlocal macs
-        macs += out.numel() * module.conv_weight.size(-1) * module.conv_weight.size(-2)
+        macs += round(out.numel() * module.conv_weight.size(-1) * module.conv_weight.size(-2)
+                      * live_share.get(id(module), 1.0))
 
     handles = []
     for m in model.modules():
@@ -104,14 +113,14 @@ def _generic_cost(model: nn.Module, in_channels: int, image_size: int) -> dict[s
 
     def counting(layer: WiredGraph):
         original = layer.aggregate
+        into_live = layer.live_nodes().to(layer.edge_index.device)[layer.edge_index[1]]
 
         def aggregate(x, selection, level=None):
             nonlocal macs
-            if level is None:
-                used = int(selection.mask.sum())
-            else:
-                used = int(selection.mask[layer._cand_ptr[level]:layer._cand_ptr[level + 1]].sum())
-            macs += used * x.size(1)
+            used = selection.mask & into_live
+            if level is not None:
+                used = used[layer._cand_ptr[level]:layer._cand_ptr[level + 1]]
+            macs += int(used.sum()) * x.size(1)
             return original(x, selection, level)
         return aggregate
 
@@ -128,9 +137,8 @@ def _generic_cost(model: nn.Module, in_channels: int, image_size: int) -> dict[s
             h.remove()
         for layer in wirings:
             del layer.aggregate
-    params = sum(p.numel() for p in model.parameters())
-    params -= sum(layer.num_candidates - int(layer.real_mask().sum()) for layer in wirings)
-    return {"macs": int(macs), "params": int(params), "parts": [], "dead_nodes_removed": not wirings}
+    return {"macs": int(macs), "params": inference_parameters(model), "parts": [],
+            "dead_nodes_removed": not wirings or bool(rows)}
 
 
 def profile_model(model: nn.Module, *, in_channels: int = 3, image_size: int = 224) -> dict[str, Any]:

@@ -299,6 +299,9 @@ def test_hand_made_tiny_dead_and_constant_nodes():
     assert bool(c.const2[0].abs().sum() > 0) and bool(c.const2[1].eq(0).all())
     # stem 9+1+9+1+2+2, node ops 2*11+11+2*11, 7 edges, 2*64 constants, head 3*2+3
     assert c.num_parameters() == 24 + 55 + 7 + 128 + 9
+    # the inference network as wiring.train / profile / compact print it (models.cost): the trained
+    # stem (30, BatchNorm unfolded), the 7 live node ops, the 10 real edges into live nodes, the head
+    assert profile_model(m, in_channels=1, image_size=8)["params"] == 30 + 7 * 11 + 10 + 9
     check_counts(m, c)
     x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

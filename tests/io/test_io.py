@@ -19,6 +19,7 @@ from wiring.io import (
     load_run,
     node_order,
     read_graphml,
+    read_wiring_file,
     run_wirings,
     to_networkx,
     to_pyg,
@@ -69,8 +70,8 @@ class TestNetworkx:
         assert G.nodes[0] == {"level": 0, "role": "input"}
         assert G.nodes[3] == {"level": 1, "role": "hidden"}
         assert G.nodes[4] == {"level": 2, "role": "output"}
-        assert G.edges[0, 2] == {"weight": 0.5, "real": True}
-        assert G.edges[1, 2] == {"weight": pytest.approx(-0.01), "real": False}
+        assert G.edges[0, 2] == {"signed_weight": 0.5, "real": True}
+        assert G.edges[1, 2] == {"signed_weight": pytest.approx(-0.01), "real": False}
         assert G.graph == ATTRS
         assert G.number_of_edges() == 8
 
@@ -199,10 +200,39 @@ class TestGraphml:
         G = nx.read_graphml(path)  # a plain reader
         assert G.graph["k"] == 4 and "seed" not in G.graph
         assert G.nodes["4"] == {"level": 2, "role": "output"}
-        assert isinstance(G.edges["0", "2"]["weight"], float)
+        assert isinstance(G.edges["0", "2"]["signed_weight"], float)
         text = path.read_text()
-        for name in ("level", "role", "weight", "k", "density", "preset"):
+        for name in ("level", "role", "signed_weight", "k", "density", "preset"):
             assert f'attr.name="{name}"' in text
+        assert 'attr.name="weight"' not in text          # NetworkX's default weight: see below
+
+    def test_networkx_defaults_see_the_topology_not_the_signed_weights(self, wiring, tmp_path):
+        # NetworkX reads an edge attribute "weight" by default: the file must not hand it the
+        # signed weights (a longest path of 0.5 + 2.0 "edges", a negative "distance")
+        path = tmp_path / "w.graphml"
+        write_graphml(wiring.real_edges(), path)
+        for G in (nx.read_graphml(path), to_networkx(wiring.real_edges())):
+            assert all("weight" not in data for _, _, data in G.edges(data=True))
+            assert nx.dag_longest_path_length(G) == nx.dag_longest_path_length(G, weight=None) == 2
+            source, target = sorted((n for n in G if str(n) in ("0", "4")), key=str)
+            assert nx.shortest_path_length(G, source, target, weight="weight") == 1   # the edge 0 -> 4
+            # the values, when asked for: 0 -> 4 (2.0) beats 0 -> 2 -> 4 (0.5 + 0.75)
+            assert nx.dag_longest_path_length(G, weight="signed_weight") == pytest.approx(2.0)
+
+    def test_older_files_with_weight_still_load(self, wiring, tmp_path):
+        # files written before the attribute was renamed (and other tools' files) call it "weight"
+        path = tmp_path / "old.graphml"
+        write_graphml(wiring, path)
+        path.write_text(path.read_text().replace('attr.name="signed_weight"', 'attr.name="weight"'))
+        assert 'attr.name="weight"' in path.read_text()
+        assert_same(read_graphml(path), wiring)
+        assert_same(read_wiring_file(path), wiring)
+        G = to_networkx(wiring)
+        for _, _, data in G.edges(data=True):
+            data["weight"] = data.pop("signed_weight")
+        assert_same(from_networkx(G), wiring)
+        G.edges[0, 2]["signed_weight"] = 9.0             # both: the signed weight wins
+        assert edges_of(from_networkx(G))[0, 2] == 9.0
 
     def test_non_scalar_attribute(self, wiring, tmp_path):
         wiring.attrs["sizes"] = [2, 2, 1]

@@ -35,8 +35,11 @@ the module its ``format`` names. :mod:`wiring.compact.runtime` imports only torc
 :class:`CompactMobileNet`, :class:`CompactTiny` and :func:`load_compact` can be copied into a
 project that has nothing else of this one; :mod:`wiring.compact.extract` builds the states
 from trained models, :mod:`wiring.compact.command` is the command line.
-A :class:`CompactMobileNet`'s parameter count equals
-:func:`wiring.profile.profile_model`'s ``params``.
+The command prints the inference network's parameters as :func:`models.cost.inference_parameters`
+defines them (what ``wiring.train`` and ``wiring.profile`` print) and, apart, the values the file
+stores (``num_parameters()``): a :class:`CompactMobileNet` stores exactly that many; a
+:class:`CompactTiny` stores its folded BatchNorms as biases and a constant node's
+contribution as 64 values per node it feeds, so its number differs.
 
 CLI: ``python -m wiring.compact RUN_DIR [-o model.pt] [--best | --checkpoint FILE]
 [--batch N] [--repeats R]`` reads the run's checkpoint, rebuilds its model, compacts

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from models.cost import inference_parameters
 from wiring.cli import ArgumentParser, error_line, run_cli
 from wiring.compact.extract import compact_model, save_compact
 from wiring.compact.runtime import CompactTiny, load_compact
@@ -108,8 +109,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     t_model, t_compact = med["model"], med["compact"]
     total = sum(p.numel() for p in model.parameters())
     print(f"compact model: {out}")
-    print(f"  parameters  {total:,} in the training model (all candidates) -> {compact.num_parameters():,} "
-          f"(real edges between live nodes)")
+    print(f"  parameters  {total:,} in the training model (all candidates) -> {inference_parameters(model):,} "
+          f"in the inference network (as wiring.train and wiring.profile count them)")
+    print(f"  stored      {compact.num_parameters():,} values in the compact file (BatchNorm folded"
+          + (", constant nodes folded into their targets' inputs)" if isinstance(compact, CompactTiny) else ")"))
     if isinstance(compact, CompactTiny):
         n = compact.counts
         print(f"  graph       {n['nodes']} nodes -> {n['kept']} kept ({n['dead']} dead removed, {n['constant']} "

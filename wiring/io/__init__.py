@@ -12,9 +12,11 @@ Contract
 --------
 * :func:`to_networkx` / :func:`from_networkx`: a ``nx.DiGraph`` with nodes
   ``0..N-1`` carrying ``level`` (int) and ``role`` (``"input"``, ``"hidden"`` or
-  ``"output"``), edges carrying ``weight`` (float) and, when the wiring has a
-  ``real`` mask, ``real`` (bool); graph attributes are ``w.attrs``.
-  :func:`from_networkx` also reads graphs that lack those attributes (see there)
+  ``"output"``), edges carrying ``signed_weight`` (float; no ``weight``, so NetworkX's
+  weighted defaults count each edge as 1) and, when the wiring has a ``real`` mask,
+  ``real`` (bool); graph attributes are ``w.attrs``. :func:`from_networkx` reads
+  ``weight`` where ``signed_weight`` is absent (older files) and also reads graphs
+  that lack those attributes (see there)
   and returns the edges sorted by ``(target, source)``, the candidates' order.
 * :func:`to_pyg` / :func:`from_pyg`: a ``torch_geometric.data.Data`` with
   ``edge_index``, ``edge_weight``, ``level``, ``role``, ``num_nodes``, ``attrs``

@@ -2,10 +2,16 @@
 
 Contract: :func:`to_networkx` gives a ``nx.DiGraph`` with nodes ``0..N-1`` carrying
 ``level`` (int) and ``role`` (``"input"``, ``"hidden"`` or ``"output"``), edges carrying
-``weight`` (float) and, when the wiring has a ``real`` mask, ``real`` (bool); graph attributes
-are ``w.attrs``. :func:`from_networkx` also reads graphs that lack those attributes (roles
-from the degrees, levels from the generations of a DAG, or a dynamic wiring where there are
-cycles) and returns the edges sorted by ``(target, source)``, the candidates' order.
+``signed_weight`` (float, :data:`EDGE_WEIGHT`) and, when the wiring has a ``real`` mask, ``real``
+(bool); graph attributes are ``w.attrs``. There is deliberately no ``weight`` edge attribute:
+NetworkX reads ``weight`` by default (``dag_longest_path_length``, ``shortest_path``, ...),
+and a signed edge weight is neither a length nor a cost, so those calls see every edge as 1
+(the topology: ``nx.dag_longest_path_length(G)`` is the longest path in edges); pass
+``weight="signed_weight"`` to use the learned values. :func:`from_networkx` reads
+``signed_weight``, else ``weight`` (older files of this project, graphs made elsewhere), else
+1.0; it also reads graphs that lack the other attributes (roles from the degrees, levels from
+the generations of a DAG, or a dynamic wiring where there are cycles) and returns the edges
+sorted by ``(target, source)``, the candidates' order.
 :func:`to_pyg` / :func:`from_pyg`: a ``torch_geometric.data.Data`` with ``edge_index``,
 ``edge_weight``, ``level``, ``role``, ``num_nodes``, ``attrs`` and ``real`` when present.
 A file problem is a :class:`WiringFileError` (a :class:`~wiring.graph.GraphError`) naming
@@ -16,8 +22,10 @@ the file.
 >>> w = Wiring(torch.tensor([[0, 1, 0], [2, 2, 3]]), torch.tensor([0.5, -1.0, 2.0]),
 ...            torch.tensor([0, 0, 1, 1]), torch.tensor([INPUT, INPUT, OUTPUT, OUTPUT]))
 >>> G = to_networkx(w)
->>> G.number_of_nodes(), G.number_of_edges(), G.nodes[3]["role"], G.edges[1, 2]["weight"]
+>>> G.number_of_nodes(), G.number_of_edges(), G.nodes[3]["role"], G.edges[1, 2]["signed_weight"]
 (4, 3, 'output', -1.0)
+>>> nx.dag_longest_path_length(G)             # NetworkX's default weight: 1 per edge
+1
 >>> from_networkx(G).edge_index.tolist()      # sorted by (target, source)
 [[0, 1, 0], [2, 2, 3]]
 """
@@ -38,6 +46,11 @@ from torch import Tensor
 from wiring.graph import HIDDEN, INPUT, OUTPUT, ROLE_NAMES, GraphError, Wiring, _generations, find_cycle
 
 PathLike = str | os.PathLike
+
+#: the edge attribute holding an edge's signed weight in NetworkX graphs and GraphML files
+EDGE_WEIGHT = "signed_weight"
+#: what older files of this project (and most other tools) call it; read when EDGE_WEIGHT is absent
+LEGACY_EDGE_WEIGHT = "weight"
 
 
 class WiringFileError(GraphError):
@@ -123,7 +136,7 @@ def to_networkx(w: Wiring) -> nx.DiGraph:
     ...            torch.tensor([0, 0, 1]), torch.tensor([0, 0, 2]), attrs={"k": 2})
     >>> G = to_networkx(w)
     >>> G.nodes[2], G.edges[1, 2], G.graph
-    ({'level': 1, 'role': 'output'}, {'weight': -1.0}, {'k': 2})
+    ({'level': 1, 'role': 'output'}, {'signed_weight': -1.0}, {'k': 2})
     """
     check_wiring(w)
     G = nx.DiGraph()
@@ -133,10 +146,10 @@ def to_networkx(w: Wiring) -> nx.DiGraph:
     src, dst = w.edge_index.tolist()
     weight = w.weight.detach().double().tolist()
     if w.real is None:
-        G.add_edges_from((u, v, {"weight": x}) for u, v, x in zip(src, dst, weight))
+        G.add_edges_from((u, v, {EDGE_WEIGHT: x}) for u, v, x in zip(src, dst, weight))
     else:
         real = w.real.bool().tolist()
-        G.add_edges_from((u, v, {"weight": x, "real": r}) for u, v, x, r in zip(src, dst, weight, real))
+        G.add_edges_from((u, v, {EDGE_WEIGHT: x, "real": r}) for u, v, x, r in zip(src, dst, weight, real))
     if G.number_of_edges() != w.num_edges:
         key = w.edge_index[1] * max(w.num_nodes, 1) + w.edge_index[0]
         uniq, counts = torch.unique(key, return_counts=True)
@@ -199,7 +212,7 @@ def from_networkx(G: nx.DiGraph, *, static: bool | None = None) -> Wiring:
     ``(target, source)``. Missing data is filled in (a GraphML reader's
     ``node_default`` / ``edge_default`` first):
 
-    * ``weight``: 1.0;
+    * the edge weight: ``signed_weight``, else ``weight`` (older files), else 1.0;
     * ``role``: no in-edges: input; else no out-edges: output; else hidden;
     * ``level`` (on every node or none): ``static`` (the argument, else the graph
       attribute ``static``) False gives all 0; otherwise the topological
@@ -234,7 +247,9 @@ def from_networkx(G: nx.DiGraph, *, static: bool | None = None) -> Wiring:
 
     src, dst, weight, real = [], [], [], []
     for u, v, data in G.edges(data=True):
-        x = _get(data, "weight", edge_default, 1.0)
+        x = _get(data, EDGE_WEIGHT, edge_default)
+        if x is None:
+            x = _get(data, LEGACY_EDGE_WEIGHT, edge_default, 1.0)
         if isinstance(x, bool) or not isinstance(x, numbers.Real):
             raise GraphError(f"edge {u!r} -> {v!r} has non-numeric weight {x!r}")
         if not math.isfinite(float(x)):

@@ -38,8 +38,9 @@ def _graphml_graph(w: Wiring) -> nx.DiGraph:
 
 def write_graphml(w: Wiring, path: PathLike) -> None:
     """Write the wiring as GraphML, atomically. Node data ``level`` (long) and
-    ``role`` (string); edge data ``weight`` (double) and ``real`` (boolean) when
-    the wiring has a mask; graph data = ``w.attrs`` without None values (a
+    ``role`` (string); edge data ``signed_weight`` (double; no ``weight``, which
+    NetworkX would read by default: see :mod:`wiring.io.convert`) and ``real``
+    (boolean) when the wiring has a mask; graph data = ``w.attrs`` without None values (a
     non-scalar attribute is a :class:`GraphError`).
 
     >>> import tempfile, torch
@@ -58,7 +59,8 @@ def write_graphml(w: Wiring, path: PathLike) -> None:
 def read_graphml(path: PathLike, *, static: bool | None = None, max_bytes: int = 200_000_000,
                  max_nodes: int = 1_000_000, max_edges: int = 20_000_000) -> Wiring:
     """Read a GraphML file into a :class:`Wiring` (any directed GraphML graph; the
-    attributes are interpreted as in :func:`from_networkx`).
+    attributes are interpreted as in :func:`from_networkx`: an edge's ``signed_weight``,
+    else its ``weight`` as older files of this project have it).
 
     The file size is checked before parsing and the node and edge counts before a
     graph is built; entity declarations are refused. Raises

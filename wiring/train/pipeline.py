@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import torch
 
 from models import build_model
+from models.cost import inference_parameters
 from models.dynamic import FIXED_STEP_SOLVERS
 from wiring import __version__, backends
 from wiring.backends import kernels
@@ -264,7 +265,7 @@ def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Pat
     wirings = find_wirings(model)
     total = sum(p.numel() for p in model.parameters())
     k, candidates = edge_budget(model)
-    real_params = total - candidates + k          # every candidate weight is a parameter
+    real_params = inference_parameters(model)     # real edges into live nodes, live nodes' ops (models.cost)
     nodes = sum(w.graph.num_nodes for w in wirings.values())
     graphs = "; ".join(w.graph.describe() for w in wirings.values()) or "no channel graph (sparse weights)"
     lines = [
@@ -278,7 +279,7 @@ def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Pat
         f"  preset      {cfg.graph}{' (' + cfg.graph_file + ')' if cfg.graph_file else ''}   mode {cfg.mode}   init {cfg.init}",
         f"  data        {info.name}: {len(train_set)} train / {len(test_set)} test, "
         f"{info.channels}x{info.image_size}x{info.image_size}, {info.num_classes} classes",
-        f"  parameters  {total:,} in all, {real_params:,} in the real network",
+        f"  parameters  {total:,} in all, {real_params:,} in the inference network of the initial wiring",
         f"  training    {cfg.epochs} epochs, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum {cfg.momentum} "
         f"weight decay {cfg.weight_decay}, {cfg.schedule} schedule, seed {cfg.seed}",
         f"  device      {device} ({torch.get_num_threads()} threads)"
@@ -415,6 +416,8 @@ def _run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None, lock: RunLo
     last = history[-1] if history else trainer.evaluate()
     say(f"done in {time.perf_counter() - start:.1f}s: test accuracy {last['test_acc']:.4f} "
         f"(best {max(trainer.best_acc, last['test_acc']):.4f})", flush=True)
+    say(f"parameters:     {inference_parameters(model):,} in the inference network of the learned wiring "
+        f"(as wiring.profile and wiring.compact count them)", flush=True)
     for p in sorted(run_dir.glob("wiring*.graphml")) if info.is_main else []:
         say(f"learned wiring: {p}", flush=True)
     say(f"run directory:  {run_dir}", flush=True)
