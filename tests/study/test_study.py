@@ -42,9 +42,9 @@ class Counting:
     def __init__(self, real):
         self.real, self.calls = real, []
 
-    def __call__(self, cfg):
+    def __call__(self, cfg, **kwargs):
         self.calls.append((Path(cfg.out).name, cfg.resume))
-        return self.real(cfg)
+        return self.real(cfg, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -190,23 +190,25 @@ def test_dry_run_lists_the_cells_in_order_with_from(tmp_path, capsys):
 
 def test_without_complete_fine_tune_starts_from_dnw_and_a_failed_cell_does_not_stop_the_study(tmp_path, capsys):
     data = {"name": "f", "base": {"data": "digits", "model": "micro", "epochs": 1, "batch-size": 512},
-            "grid": {"mode": ["dnw", "fine_tune"], "edges": [5000, 100], "seed": [3]}}
+            "grid": {"mode": ["dnw", "fine_tune"], "edges": [200, 100], "seed": [3]}}
     config = write(tmp_path / "f.yaml", data)
     study = load_study(config)
     assert [(c.name, c.source) for c in study.cells()] == [
-        ("static-dnw-5000-s3", None), ("static-dnw-100-s3", None),
-        ("static-fine_tune-5000-s3", "static-dnw-5000-s3"), ("static-fine_tune-100-s3", "static-dnw-100-s3")]
+        ("static-dnw-200-s3", None), ("static-dnw-100-s3", None),
+        ("static-fine_tune-200-s3", "static-dnw-200-s3"), ("static-fine_tune-100-s3", "static-dnw-100-s3")]
     out, report = tmp_path / "out", tmp_path / "r.md"
-    assert main([str(config), "--out", str(out), "--report", str(report)]) == 1    # 5000 > 1712 candidates
+    out.mkdir()
+    (out / "static-dnw-200-s3").write_text("a file where the cell's run folder goes: the cell fails")
+    assert main([str(config), "--out", str(out), "--report", str(report)]) == 1
     err = capsys.readouterr().err
     assert "2 of 4 cells failed" in err
     rows = {f"{r['mode']}-{r['edges']}": r["status"] for r in read_csv(out / "results.csv")}
-    assert rows == {"dnw-5000": "failed", "dnw-100": "done", "fine_tune-5000": "failed", "fine_tune-100": "done"}
+    assert rows == {"dnw-200": "failed", "dnw-100": "done", "fine_tune-200": "failed", "fine_tune-100": "done"}
     saved = yaml.safe_load((out / "static-fine_tune-100-s3" / "config.yaml").read_text())
     assert saved["from_run"] == str(out / "static-dnw-100-s3")
     text = report.read_text()
     assert "start from the trained **`dnw`** cell" in text
-    assert "`static-dnw-5000-s3`: failed:" in text and "its source static-dnw-5000-s3 failed" in text
+    assert "`static-dnw-200-s3`: failed:" in text and "its source static-dnw-200-s3 failed" in text
 
 
 @pytest.mark.parametrize("change, message", [
