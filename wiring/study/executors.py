@@ -213,10 +213,11 @@ class Submitit:
     def _gone(self, handle: _Job) -> bool:
         """The job has ended: a result, or (Slurm) no longer in the queue."""
         job = handle.job
-        if job.paths.result_pickle.exists() or job.done():
+        if job.paths.result_pickle.exists():
             return True
         if self.kind != "slurm":
-            return False
+            return job.done()
+        # not submitit's job.done(): it asks sacct, which a Slurm without accounting refuses
         queued = subprocess.run(["squeue", "-h", "-j", str(job.job_id), "-o", "%i"], capture_output=True, text=True)
         if queued.returncode == 0 and not queued.stdout.strip():
             time.sleep(2 * self.POLL_S)   # the result file may land just after the job leaves the queue
