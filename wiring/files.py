@@ -165,7 +165,7 @@ def torn_tail(path: PathLike, whole: Callable[[bytes], bool]) -> tuple[int, int]
 
     >>> import json, tempfile
     >>> log = Path(tempfile.mkdtemp()) / "r.jsonl"
-    >>> _ = log.write_bytes(b'{"a": 1}\n{"a": 2')
+    >>> _ = log.write_bytes(b'{"a": 1}\\n{"a": 2')
     >>> def parses(line):
     ...     try:
     ...         return isinstance(json.loads(line), dict)

@@ -11,7 +11,8 @@ import yaml
 
 from wiring.study import report as study_report
 from wiring.study import results as study_results
-from wiring.study import runner, spec
+from wiring.study import cell as study_cell
+from wiring.study import spec
 from wiring.study.command import main
 from wiring.study.spec import load_study
 
@@ -53,9 +54,9 @@ def done(tmp_path_factory, one_thread):
     config = write(root / "tiny.yaml", TINY)
     out, report = root / "out", root / "docs" / "results.md"
     args = [str(config), "--out", str(out), "--report", str(report)]
-    counting = Counting(runner.run)
+    counting = Counting(study_cell.run)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner, "run", counting)
+        patch.setattr(study_cell, "run", counting)
         code = main(args)
     return {"root": root, "config": config, "out": out, "report": report, "args": args, "code": code,
             "calls": counting.calls}
@@ -136,8 +137,8 @@ def test_hand_written_notes_survive_a_rebuild(done, tmp_path):
 
 
 def test_rerun_skips_finished_cells_and_report_only_rebuilds_the_same(done, monkeypatch, capsys):
-    counting = Counting(runner.run)
-    monkeypatch.setattr(runner, "run", counting)
+    counting = Counting(study_cell.run)
+    monkeypatch.setattr(study_cell, "run", counting)
     csv_before, report_before = (done["out"] / "results.csv").read_text(), done["report"].read_text()
     assert main(done["args"]) == 0
     assert counting.calls == []
@@ -152,8 +153,8 @@ def test_rerun_skips_finished_cells_and_report_only_rebuilds_the_same(done, monk
 
 
 def test_unfinished_cells_resume_from_their_checkpoint(done, monkeypatch):
-    counting = Counting(runner.run)
-    monkeypatch.setattr(runner, "run", counting)
+    counting = Counting(study_cell.run)
+    monkeypatch.setattr(study_cell, "run", counting)
     out = done["out"]
     for name in ("static-complete-all-s0", "static-fixed-100-s0"):
         (out / name / "wiring.graphml").unlink()
@@ -302,8 +303,8 @@ def test_an_interrupted_study_continues_from_its_results_file_without_run_folder
     assert all(r["wiring"]["graph"]["edges"] == int(r["edges"]) for r in first.values())
     shutil.rmtree(out)                                         # no run folders, no checkpoints
 
-    counting = Counting(runner.run)
-    monkeypatch.setattr(runner, "run", counting)
+    counting = Counting(study_cell.run)
+    monkeypatch.setattr(study_cell, "run", counting)
     capsys.readouterr()
     assert main(args) == 0
     trained = {name for name, _ in counting.calls}
@@ -326,8 +327,8 @@ def test_a_record_counts_only_with_the_cells_current_settings(tmp_path, monkeypa
     small = {**PAIRED, "grid": {**PAIRED["grid"], "mode": ["dnw"], "edges": [60], "seed": [0]}, "mode_edges": {}}
     config = write(tmp_path / "s.yaml", small)
     args = [str(config), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "r.md")]
-    counting = Counting(runner.run)
-    monkeypatch.setattr(runner, "run", counting)
+    counting = Counting(study_cell.run)
+    monkeypatch.setattr(study_cell, "run", counting)
     assert main(args) == 0 and len(counting.calls) == 1
     write(config, {**small, "base": {**small["base"], "lr": 0.05}})     # a different cell now
     import shutil

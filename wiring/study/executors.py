@@ -3,7 +3,7 @@
 Contract: :func:`make_executor` returns one of :data:`EXECUTORS`; every executor is a context
 manager with ``capacity`` (cells under way at most), ``submit(name, cfg_values, log_path,
 say)`` (a handle), ``wait(handles)`` (blocks until one or more finish: ``[(handle, result)]``,
-each result :func:`~wiring.study.runner.train_cell`'s) and ``stop(handles, signum)`` (the cells
+each result :func:`~wiring.study.cell.train_cell`'s) and ``stop(handles, signum)`` (the cells
 under way stop with their checkpoints of the moment: their results). The cells write only
 their run folders and logs; the results file, the report and the ``.error`` files are the
 study process's, so they are the same whichever executor ran the cells.
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from wiring.study.cell import train_cell
 from wiring.study.results import cell_state, one_line
 from wiring.study.spec import StudyError
 
@@ -65,7 +66,6 @@ class InProcess:
         pass
 
     def submit(self, name: str, cfg_values: dict[str, Any], log_path: str, say: Callable[[str], None]) -> int:
-        from wiring.study.runner import train_cell
         self._next += 1
         self._done[self._next] = train_cell(cfg_values, log_path)
         return self._next
@@ -88,7 +88,6 @@ def _worker_init(threads: int) -> None:
 def _worker_cell(cfg_values: dict[str, Any], log_path: str) -> dict[str, Any]:
     """A worker's cell: SIGINT (a Ctrl-C reaches the whole process group) is the study's;
     it forwards a stop as SIGTERM, which stops the cell with its checkpoint."""
-    from wiring.study.runner import train_cell
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     return train_cell(cfg_values, log_path, ignore_sigint=True)
 
@@ -139,7 +138,7 @@ class WorkerProcesses:
 
 
 class CellJob:
-    """A cell as a submitit job: :func:`~wiring.study.runner.train_cell` with the cell's state
+    """A cell as a submitit job: :func:`~wiring.study.cell.train_cell` with the cell's state
     taken when the job starts. ``checkpoint`` (submitit calls it when Slurm signals a time-out
     or a pre-emption) requeues the same cell, which then resumes from its checkpoint."""
 
@@ -147,7 +146,6 @@ class CellJob:
         self.cfg_values, self.log_path, self.threads = cfg_values, log_path, threads
 
     def __call__(self) -> dict[str, Any]:
-        from wiring.study.runner import train_cell
         from wiring.train.allocator import tune_malloc
         tune_malloc()
         return train_cell(self.cfg_values, self.log_path, state_now=True, threads=self.threads)

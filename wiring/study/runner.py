@@ -16,85 +16,22 @@ same command continues exactly.
 """
 from __future__ import annotations
 
-import random
-import signal
-import time
-import traceback
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any, Callable
 
 from wiring.files import atomic_write
+from wiring.study.cell import StudyStopped, train_cell  # noqa: F401 - train_cell: the cell, re-exported
+from wiring.study.executors import make_executor
 from wiring.study.results import (
     append_result,
     cell_state,
     log_paths,
-    one_line,
     read_results,
     record_from_run,
     recorded,
 )
 from wiring.study.spec import Cell, Study, cell_config
-from wiring.train.config import config_from_dict
-from wiring.train.pipeline import run, stop_message
-from wiring.train.trainer import Interrupted, Stopped, StopRequest, signal_name
-
-
-class StudyStopped(KeyboardInterrupt):
-    """A SIGINT / SIGTERM stopped the study; ``signum`` the signal, ``message`` one line."""
-
-    def __init__(self, signum: int, message: str) -> None:
-        super().__init__(message)
-        self.signum, self.message = signum, message
-
-
-def train_cell(cfg_values: dict[str, Any], log_path: str, *, state_now: bool = False,
-               threads: int | None = None, ignore_sigint: bool = False) -> dict[str, Any]:
-    """Run one cell (``wiring.train.run``) with its output in ``log_path``; returns
-    ``{"ok": True, "test_acc": ...}``, ``{"ok": False, "error": one line}`` or, stopped by
-    SIGINT / SIGTERM with its checkpoint of the moment, ``{"ok": False, "stopped": signum,
-    "error": one line}``. Every cell seeds torch / numpy / random itself and leaves the
-    global torch flags as it found them, so cells are independent of their order and of
-    each other. ``state_now``: take ``resume`` / ``overwrite`` from what the run folder
-    holds now (a job that starts later than it was submitted, or again after a pre-emption);
-    ``threads``: torch's thread count for the cell; ``ignore_sigint``: only SIGTERM stops the
-    cell (a worker process, whose Ctrl-C is the study's)."""
-    import numpy as np
-    import torch
-
-    if state_now:
-        state = cell_state(Path(cfg_values["out"]))
-        cfg_values = {**cfg_values, "resume": state == "resume", "overwrite": state == "restart"}
-    if threads:
-        torch.set_num_threads(max(1, int(threads)))
-    cfg = config_from_dict(cfg_values)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-    torch.manual_seed(cfg.seed)
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    stop = StopRequest()
-    with open(log_path, "a") as log, redirect_stdout(log), redirect_stderr(log), stop.installed():
-        if ignore_sigint:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {cfg.out} "
-              f"({'resume' if cfg.resume else 'overwrite' if cfg.overwrite else 'new'})", flush=True)
-        try:
-            cfg.validate()
-            result = run(cfg, stop=stop)
-        except (Stopped, Interrupted) as err:
-            message = stop_message(err, Path(cfg.out))
-            print(message, flush=True)
-            return {"ok": False, "stopped": int(err.signum), "error": message,
-                    "seconds": time.perf_counter() - start}
-        except Exception as err:  # noqa: BLE001 - a failed cell is reported, the study goes on
-            traceback.print_exc(file=log)
-            return {"ok": False, "error": one_line(err), "seconds": time.perf_counter() - start}
-        finally:
-            torch.use_deterministic_algorithms(deterministic)
-    return {"ok": True, "test_acc": float(result.get("test_acc", float("nan"))),
-            "seconds": time.perf_counter() - start}
+from wiring.train.trainer import Interrupted, signal_name
 
 
 def write_error(path: Path, text: str) -> None:
@@ -113,8 +50,6 @@ def run_study(study: Study, out: Path, *, jobs: int = 1, say: Callable[[str], No
     a cell recorded there with its current settings is not trained again, and every cell
     that finishes is appended to it. A SIGINT / SIGTERM raises :class:`StudyStopped` once
     the cells under way have stopped with their checkpoints."""
-    from wiring.study.executors import make_executor
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cells = study.cells()

@@ -138,8 +138,8 @@ class Study:
     def count(self) -> int:
         """How many cells the grid has (before ``only``), from its dimensions: no cell is made.
 
-        >>> study_from_dict({"grid": {"mode": ["dnw", "fixed", "complete"], "edges": list(range(1, 1001)),
-        ...                           "seed": list(range(1000))}}).count()
+        >>> grid = {"mode": ["dnw", "fixed", "complete"], "edges": list(range(1, 1001)), "seed": list(range(1000))}
+        >>> study_from_dict({"name": "big", "grid": grid}).count()
         2001000
         """
         edges = set(self.grid["edges"])
