@@ -235,6 +235,30 @@ def test_a_second_study_on_the_same_out_exits_2_naming_the_first_and_sigterm_sto
     assert resumed["loss"] == pytest.approx(plain["loss"], rel=1e-5)
 
 
+def test_sigterm_to_a_study_of_worker_processes_stops_every_cell_under_way_with_its_checkpoint(tmp_path):
+    data = {**MICRO, "base": {**BASE, "epochs": 6, "batch-size": 8, "train-subset": None}}
+    config = write(tmp_path / "two.yaml", data)
+    out = tmp_path / "out"
+    proc = study_process([config, "--out", out, "--jobs", "2"])
+    try:
+        deadline = time.monotonic() + 120
+        while not all((out / f"static-{m}-100-s0" / "metrics.jsonl").is_file() for m in ("dnw", "fixed")) \
+                and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        code, _, err = finish(proc, 120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 143, err
+    assert err.strip().count("\n") == 0 and "static-dnw-100-s0, static-fixed-100-s0 stopped" in err, err
+    for mode in ("dnw", "fixed"):
+        cell = out / f"static-{mode}-100-s0"
+        assert (cell / "checkpoint.pt").is_file() and not (cell / "wiring.graphml").exists()
+        assert "holds that moment" in (out / "logs" / f"{cell.name}.log").read_text()
+    assert not (out / "results.jsonl").exists()
+
+
 # ----------------------------------------------------------------------------- checked up front
 
 def test_every_budget_is_checked_against_the_models_candidates_before_any_cell(tmp_path, capsys):

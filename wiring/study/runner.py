@@ -105,8 +105,8 @@ def run_study(study: Study, out: Path, *, jobs: int = 1, say: Callable[[str], No
     pool = executor if executor is not None else make_executor("jobs", out, jobs=jobs)
     running: dict[Any, Cell] = {}
     stopped: list[tuple[Cell, dict[str, Any]]] = []
-    try:
-        with pool:
+    with pool:
+        try:
             while pending or running:
                 for cell in list(pending):
                     if len(running) >= pool.capacity:
@@ -127,17 +127,17 @@ def run_study(study: Study, out: Path, *, jobs: int = 1, say: Callable[[str], No
                         finish(cell, result)
                 if stopped:
                     raise Interrupted(stopped[0][1]["stopped"])
-    except KeyboardInterrupt as err:          # Interrupted (a signal here, or a cell stopped by one)
-        signum = int(getattr(err, "signum", 2))
-        for handle, result in pool.stop(list(running), signum):
-            cell = running.pop(handle)
-            if result.get("stopped"):
-                stopped.append((cell, result))
-            else:
-                finish(cell, result)
-        names = ", ".join(c.name for c, _ in stopped)
-        where = (f"{names} stopped with {'its checkpoint' if len(stopped) == 1 else 'their checkpoints'} "
-                 f"of the moment" if stopped else "no cell was under way")
-        raise StudyStopped(signum, f"stopped by {signal_name(signum)}: {where}; {len(finished)} of {total} "
-                                   f"cells finished; run the same command to continue") from None
+        except KeyboardInterrupt as err:      # Interrupted (a signal here, or a cell stopped by one)
+            signum = int(getattr(err, "signum", 2))
+            for handle, result in pool.stop(list(running), signum):
+                cell = running.pop(handle)
+                if result.get("stopped"):
+                    stopped.append((cell, result))
+                else:
+                    finish(cell, result)
+            names = ", ".join(c.name for c, _ in stopped)
+            where = (f"{names} stopped with {'its checkpoint' if len(stopped) == 1 else 'their checkpoints'} "
+                     f"of the moment" if stopped else "no cell was under way")
+            raise StudyStopped(signum, f"stopped by {signal_name(signum)}: {where}; {len(finished)} of {total} "
+                                       f"cells finished; run the same command to continue") from None
     return failed
