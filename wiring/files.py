@@ -12,6 +12,10 @@ Contract:
   (binary or UTF-8 text) writing.
 * :func:`append_line` adds one line to a log (``metrics.jsonl``) all or nothing: a
   failed write is cut back off, so a full disk leaves no half line.
+* :func:`torn_tail` finds a last line that an older writer or a kill left cut short (one
+  the caller's ``whole`` test refuses, with or without its newline), and
+  ``append_line(..., drop_torn=whole)`` cuts it off before appending, so a record cut
+  short once never turns into a bad line in the middle of the log.
 * The new file is created like any other (``open``), so its mode is ``0o666``
   minus the user's umask: no ``0600`` of ``mkstemp``.
 * A failed write (a full disk, a file-size limit, a read-only or pseudo file
@@ -43,7 +47,7 @@ from typing import Any, Callable, Iterator
 
 from wiring.errors import UserError
 
-__all__ = ["atomic_path", "atomic_write", "append_line", "read_text", "NotText", "load_refusal", "TEMP_GLOB"]
+__all__ = ["atomic_path", "atomic_write", "append_line", "torn_tail", "read_text", "NotText", "load_refusal", "TEMP_GLOB"]
 
 PathLike = str | os.PathLike
 
@@ -154,21 +158,58 @@ def atomic_write(path: PathLike, write: Callable[[Any], None], *, binary: bool) 
                 raise
 
 
-def append_line(path: PathLike, line: str) -> None:
+def torn_tail(path: PathLike, whole: Callable[[bytes], bool]) -> tuple[int, int] | None:
+    """``(line number, byte offset)`` of the last non-empty line of ``path`` when ``whole``
+    refuses it (a record cut short, with or without its newline), else None (also for a
+    missing or empty file). Only the end of the file is read.
+
+    >>> import json, tempfile
+    >>> log = Path(tempfile.mkdtemp()) / "r.jsonl"
+    >>> _ = log.write_bytes(b'{"a": 1}\\n{"a": 2')
+    >>> def parses(line):
+    ...     try:
+    ...         return isinstance(json.loads(line), dict)
+    ...     except ValueError:
+    ...         return False
+    >>> torn_tail(log, parses)
+    (2, 9)
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    body = data.rstrip(b"\r\n\t ")
+    if not body:
+        return None
+    start = body.rfind(b"\n") + 1
+    if whole(body[start:].strip()):
+        return None
+    return body.count(b"\n") + 1, start
+
+
+def append_line(path: PathLike, line: str, *, drop_torn: Callable[[bytes], bool] | None = None) -> bool:
     """Append ``line`` and a newline to ``path`` (created if missing) and fsync it; when the
     write fails (a full disk) the file is cut back to its old length and the error raised.
+    With ``drop_torn`` (a test of a whole line, :func:`torn_tail`) a torn last line is cut
+    off first; returns whether one was.
 
     >>> import tempfile
     >>> log = Path(tempfile.mkdtemp()) / "metrics.jsonl"
-    >>> append_line(log, '{"epoch": 1}'); append_line(log, '{"epoch": 2}')
+    >>> _ = append_line(log, '{"epoch": 1}'), append_line(log, '{"epoch": 2}')
     >>> log.read_text().splitlines()
     ['{"epoch": 1}', '{"epoch": 2}']
     """
     data = (line + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    torn = torn_tail(path, drop_torn) if drop_torn is not None else None
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         size = os.fstat(fd).st_size
         try:
+            if torn is not None:
+                os.ftruncate(fd, torn[1])
+                size = torn[1]
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data      # a last line without its newline stays a line of its own
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
@@ -183,6 +224,7 @@ def append_line(path: PathLike, line: str) -> None:
             raise
     finally:
         os.close(fd)
+    return torn is not None
 
 
 class NotText(UserError, ValueError):

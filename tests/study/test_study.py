@@ -11,7 +11,8 @@ import yaml
 
 from wiring.study import report as study_report
 from wiring.study import results as study_results
-from wiring.study import runner, spec
+from wiring.study import cell as study_cell
+from wiring.study import spec
 from wiring.study.command import main
 from wiring.study.spec import load_study
 
@@ -42,9 +43,9 @@ class Counting:
     def __init__(self, real):
         self.real, self.calls = real, []
 
-    def __call__(self, cfg):
+    def __call__(self, cfg, **kwargs):
         self.calls.append((Path(cfg.out).name, cfg.resume))
-        return self.real(cfg)
+        return self.real(cfg, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +54,9 @@ def done(tmp_path_factory, one_thread):
     config = write(root / "tiny.yaml", TINY)
     out, report = root / "out", root / "docs" / "results.md"
     args = [str(config), "--out", str(out), "--report", str(report)]
-    counting = Counting(runner.run)
+    counting = Counting(study_cell.run)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner, "run", counting)
+        patch.setattr(study_cell, "run", counting)
         code = main(args)
     return {"root": root, "config": config, "out": out, "report": report, "args": args, "code": code,
             "calls": counting.calls}
@@ -136,8 +137,8 @@ def test_hand_written_notes_survive_a_rebuild(done, tmp_path):
 
 
 def test_rerun_skips_finished_cells_and_report_only_rebuilds_the_same(done, monkeypatch, capsys):
-    counting = Counting(runner.run)
-    monkeypatch.setattr(runner, "run", counting)
+    counting = Counting(study_cell.run)
+    monkeypatch.setattr(study_cell, "run", counting)
     csv_before, report_before = (done["out"] / "results.csv").read_text(), done["report"].read_text()
     assert main(done["args"]) == 0
     assert counting.calls == []
@@ -152,8 +153,8 @@ def test_rerun_skips_finished_cells_and_report_only_rebuilds_the_same(done, monk
 
 
 def test_unfinished_cells_resume_from_their_checkpoint(done, monkeypatch):
-    counting = Counting(runner.run)
-    monkeypatch.setattr(runner, "run", counting)
+    counting = Counting(study_cell.run)
+    monkeypatch.setattr(study_cell, "run", counting)
     out = done["out"]
     for name in ("static-complete-all-s0", "static-fixed-100-s0"):
         (out / name / "wiring.graphml").unlink()
@@ -190,23 +191,25 @@ def test_dry_run_lists_the_cells_in_order_with_from(tmp_path, capsys):
 
 def test_without_complete_fine_tune_starts_from_dnw_and_a_failed_cell_does_not_stop_the_study(tmp_path, capsys):
     data = {"name": "f", "base": {"data": "digits", "model": "micro", "epochs": 1, "batch-size": 512},
-            "grid": {"mode": ["dnw", "fine_tune"], "edges": [5000, 100], "seed": [3]}}
+            "grid": {"mode": ["dnw", "fine_tune"], "edges": [200, 100], "seed": [3]}}
     config = write(tmp_path / "f.yaml", data)
     study = load_study(config)
     assert [(c.name, c.source) for c in study.cells()] == [
-        ("static-dnw-5000-s3", None), ("static-dnw-100-s3", None),
-        ("static-fine_tune-5000-s3", "static-dnw-5000-s3"), ("static-fine_tune-100-s3", "static-dnw-100-s3")]
+        ("static-dnw-200-s3", None), ("static-dnw-100-s3", None),
+        ("static-fine_tune-200-s3", "static-dnw-200-s3"), ("static-fine_tune-100-s3", "static-dnw-100-s3")]
     out, report = tmp_path / "out", tmp_path / "r.md"
-    assert main([str(config), "--out", str(out), "--report", str(report)]) == 1    # 5000 > 1712 candidates
+    out.mkdir()
+    (out / "static-dnw-200-s3").write_text("a file where the cell's run folder goes: the cell fails")
+    assert main([str(config), "--out", str(out), "--report", str(report)]) == 1
     err = capsys.readouterr().err
     assert "2 of 4 cells failed" in err
     rows = {f"{r['mode']}-{r['edges']}": r["status"] for r in read_csv(out / "results.csv")}
-    assert rows == {"dnw-5000": "failed", "dnw-100": "done", "fine_tune-5000": "failed", "fine_tune-100": "done"}
+    assert rows == {"dnw-200": "failed", "dnw-100": "done", "fine_tune-200": "failed", "fine_tune-100": "done"}
     saved = yaml.safe_load((out / "static-fine_tune-100-s3" / "config.yaml").read_text())
     assert saved["from_run"] == str(out / "static-dnw-100-s3")
     text = report.read_text()
     assert "start from the trained **`dnw`** cell" in text
-    assert "`static-dnw-5000-s3`: failed:" in text and "its source static-dnw-5000-s3 failed" in text
+    assert "`static-dnw-200-s3`: failed:" in text and "its source static-dnw-200-s3 failed" in text
 
 
 @pytest.mark.parametrize("change, message", [
@@ -300,8 +303,8 @@ def test_an_interrupted_study_continues_from_its_results_file_without_run_folder
     assert all(r["wiring"]["graph"]["edges"] == int(r["edges"]) for r in first.values())
     shutil.rmtree(out)                                         # no run folders, no checkpoints
 
-    counting = Counting(runner.run)
-    monkeypatch.setattr(runner, "run", counting)
+    counting = Counting(study_cell.run)
+    monkeypatch.setattr(study_cell, "run", counting)
     capsys.readouterr()
     assert main(args) == 0
     trained = {name for name, _ in counting.calls}
@@ -324,8 +327,8 @@ def test_a_record_counts_only_with_the_cells_current_settings(tmp_path, monkeypa
     small = {**PAIRED, "grid": {**PAIRED["grid"], "mode": ["dnw"], "edges": [60], "seed": [0]}, "mode_edges": {}}
     config = write(tmp_path / "s.yaml", small)
     args = [str(config), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "r.md")]
-    counting = Counting(runner.run)
-    monkeypatch.setattr(runner, "run", counting)
+    counting = Counting(study_cell.run)
+    monkeypatch.setattr(study_cell, "run", counting)
     assert main(args) == 0 and len(counting.calls) == 1
     write(config, {**small, "base": {**small["base"], "lr": 0.05}})     # a different cell now
     import shutil

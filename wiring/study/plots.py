@@ -7,12 +7,18 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from wiring.files import atomic_path
 from wiring.modes import MODES
 from wiring.study.results import mean_std, paired_differences
 from wiring.study.spec import ALL_REAL, Study
 
 MODE_LABELS = {name: cls.label for name, cls in MODES.items()}                 # plots
 
+
+def _save(fig, path: Path) -> None:
+    """Write ``fig`` as ``path`` atomically (:func:`wiring.files.atomic_path`: a full disk keeps the old plot)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, metadata={"Software": None})
 
 def _edges_axis(ax, study, setting: str) -> None:
     """One setting's panel with the study's budgets on a log x axis (the edges and difference plots)."""
@@ -78,7 +84,7 @@ def plot_study(study: Study, rows: list[dict], report: Path) -> list[tuple[str, 
     fig.tight_layout()
     path = Path(f"{stem}_edges.png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
+    _save(fig, path)
     plt.close(fig)
     made.append(("test accuracy vs edges", path))
 
@@ -112,7 +118,7 @@ def plot_study(study: Study, rows: list[dict], report: Path) -> list[tuple[str, 
     fig.suptitle(f"{study.name}: test accuracy per epoch" + (f", k = {edges}" if edges else ""))
     fig.tight_layout()
     path = Path(f"{stem}_curves.png")
-    fig.savefig(path, dpi=110, metadata={"Software": None})
+    _save(fig, path)
     plt.close(fig)
     made.append(("test accuracy per epoch" + (f" at {edges} edges" if edges else ""), path))
     diffs = {setting: paired_differences(study, rows, setting) for setting in settings}
@@ -135,7 +141,7 @@ def plot_study(study: Study, rows: list[dict], report: Path) -> list[tuple[str, 
         fig.suptitle(f"{study.name}: DNW minus the random graph, same seed")
         fig.tight_layout()
         path = Path(f"{stem}_difference.png")
-        fig.savefig(path, dpi=110, metadata={"Software": None})
+        _save(fig, path)
         plt.close(fig)
         made.append(("DNW minus the random graph per budget", path))
     return made

@@ -15,6 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from wiring.files import atomic_write
 from wiring.modes import MODES
 from wiring.study.plots import plot_study
 from wiring.study.results import mean_std, paired_differences
@@ -98,7 +99,7 @@ def _kept_notes(report: Path) -> list[str]:
     """The hand-written notes of an existing report (from :data:`NOTES_MARKER` on), else none."""
     if not report.exists():
         return []
-    text = report.read_text()
+    text = report.read_text(encoding="utf-8", errors="replace")
     return ["", NOTES_MARKER + text.split(NOTES_MARKER, 1)[1].rstrip("\n")] if NOTES_MARKER in text else []
 
 
@@ -261,5 +262,6 @@ def write_report(study: Study, rows: list[dict[str, Any]], out: Path, report: Pa
                     "(rerun the study to resume it)", "missing": "not run yet"}[r["status"]]
             lines.append(f"- `{r['cell'].name}`: {what}")
     lines += _kept_notes(report)
-    report.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    atomic_write(report, lambda f: f.write(text), binary=False)     # a full disk keeps the old report
     return report

@@ -10,14 +10,16 @@ row per cell, :func:`write_csv` writes them as ``results.csv``.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
+import math
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from wiring.errors import UserError
+from wiring.files import append_line, atomic_write, torn_tail
 from wiring.io import CHECKPOINT_FILE, LOCK_FILE, METRICS_FILE, WiringFileError, load_metrics, read_graphml
 from wiring.study.spec import Cell, Study, StudyError, cell_config
 from wiring.train.config import Config, saved_values
@@ -27,7 +29,7 @@ CSV_FIELDS = ("setting", "mode", "edges", "seed", "test_acc", "best_acc", "epoch
 
 
 # Config fields that do not change what a cell computes: not part of its recorded settings.
-NOT_SETTINGS = ("out", "progress", "resume", "overwrite", "config", "from_run", "device", "backend",
+NOT_SETTINGS = ("out", "data_dir", "progress", "resume", "overwrite", "config", "from_run", "device", "backend",
                 "eval_batch_size", "debug", "check_wiring_every", "snapshot_every")
 
 
@@ -45,40 +47,135 @@ def cell_settings(study: Study, cell: Cell) -> dict[str, Any]:
     return settings
 
 
+def _whole(line: bytes) -> bool:
+    """Whether ``line`` is a whole record line (a JSON object), not one cut short."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:          # not JSON, or not UTF-8
+        return False
+
+
+def _finite(value: Any, low: float | None = None, high: float | None = None) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _accuracy(value: Any) -> bool:
+    return _finite(value, 0.0, 1.0)
+
+
+def _int(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _optional_number(value: Any) -> bool:
+    return value is None or _finite(value)
+
+
+#: every field a record must hold: (what it must be, the test)
+RECORD_FIELDS: dict[str, tuple[str, Any]] = {
+    "cell": ("a cell name", lambda v: isinstance(v, str) and bool(v)),
+    "status": ("text", lambda v: isinstance(v, str)),
+    "test_acc": ("an accuracy: a finite number from 0 to 1", _accuracy),
+    "best_acc": ("an accuracy: a finite number from 0 to 1", _accuracy),
+    "epochs": ("a non-negative integer", _int),
+    "seconds": ("a finite number of seconds, 0 or more", lambda v: _finite(v, 0.0)),
+    "curve": ("a list of accuracies (finite numbers from 0 to 1)",
+              lambda v: isinstance(v, list) and all(map(_accuracy, v))),
+    "swapped": ("a list of non-negative integers", lambda v: isinstance(v, list) and all(map(_int, v))),
+    "settings": ("a mapping of training settings", lambda v: isinstance(v, dict)),
+}
+#: fields a record may hold: (what they must be, the test)
+OPTIONAL_FIELDS: dict[str, tuple[str, Any]] = {
+    "setting": ("text", lambda v: isinstance(v, str)),
+    "mode": ("text", lambda v: isinstance(v, str)),
+    "edges": ("a budget (digits or 'all')", lambda v: isinstance(v, str) and (v == "all" or v.isdigit())),
+    "seed": ("a non-negative integer", _int),
+    "loss": ("a list of finite numbers", lambda v: isinstance(v, list) and all(map(_finite, v))),
+    "wiring": ("a mapping of wiring name -> statistics",
+               lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())),
+    "density": ("a finite number or null", _optional_number),
+    "real_edges": ("a finite number or null", _optional_number),
+    "depth": ("a finite number or null", _optional_number),
+    "dead": ("a finite number or null", _optional_number),
+    "finished": ("text", lambda v: isinstance(v, str)),
+}
+
+
+def record_problem(record: Any) -> str | None:
+    """What is wrong with a results-file record (one phrase), or None when it is sound.
+
+    >>> record_problem({"cell": "static-dnw-500-s0"})
+    "no field 'status'"
+    """
+    if not isinstance(record, dict):
+        return "not a cell record (a JSON object)"
+    for name, (what, ok) in RECORD_FIELDS.items():
+        if name not in record:
+            return f"no field {name!r}"
+        if not ok(record[name]):
+            return f"field {name!r} must be {what}, got {json.dumps(record[name])[:40]}"
+    for name, (what, ok) in OPTIONAL_FIELDS.items():
+        if name in record and not ok(record[name]):
+            return f"field {name!r} must be {what}, got {json.dumps(record[name])[:40]}"
+    if record["best_acc"] < record["test_acc"] - 1e-9 and record["curve"]:
+        return f"best_acc {record['best_acc']} is below test_acc {record['test_acc']}"
+    return None
+
+
+def torn_record(path: Path) -> int | None:
+    """The line number of a last record cut short (a write interrupted), else None."""
+    torn = torn_tail(path, _whole)
+    return torn[0] if torn else None
+
+
 def read_results(path: Path) -> dict[str, dict[str, Any]]:
-    """The records of a results file by cell name (a later line for a cell wins; a last line
-    cut short by an interrupted write is ignored, any other bad line is a StudyError)."""
+    """The records of a results file by cell name (a later line for a cell wins). A last
+    line cut short by an interrupted write is ignored (:func:`torn_record` finds it, the
+    next :func:`append_result` drops it); any other bad line, a record that
+    :func:`record_problem` refuses, or a file that is not UTF-8 is a StudyError naming the
+    file and the line."""
     path = Path(path)
     if not path.is_file():
         return {}
-    lines = path.read_text(encoding="utf-8").splitlines()
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    torn = torn_record(path)
     records: dict[str, dict[str, Any]] = {}
-    for i, line in enumerate(lines, 1):
+    for i, raw in enumerate(lines, 1):
+        if i == torn:
+            break
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise StudyError(f"results file {path}, line {i}: not UTF-8 text (byte {raw[err.start]:#04x}); "
+                             f"a results file is JSON lines") from None
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            if i == len(lines):
-                continue
-            raise StudyError(f"results file {path}, line {i}: not JSON") from None
-        if not isinstance(record, dict) or not isinstance(record.get("cell"), str):
-            raise StudyError(f"results file {path}, line {i}: not a cell record")
+            raise StudyError(f"results file {path}, line {i}: not JSON (only a last line cut short is "
+                             f"ignored): remove or fix that line") from None
+        problem = record_problem(record)
+        if problem:
+            raise StudyError(f"results file {path}, line {i}: {problem}")
         records[record["cell"]] = record
     return records
 
 
-def append_result(path: Path, record: dict[str, Any]) -> None:
-    """Append one cell's record as a line (flushed and synced: a later interruption keeps it)."""
+def append_result(path: Path, record: dict[str, Any]) -> bool:
+    """Append one cell's record as a whole line or not at all (:func:`wiring.files.append_line`:
+    synced, cut back on a failed write); a last line cut short before is dropped first.
+    Returns whether one was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
-        if f.tell() and not path.read_bytes().endswith(b"\n"):
-            f.write("\n")                  # a line cut short before stays its own (ignored) line
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    problem = record_problem(record)
+    if problem:
+        raise StudyError(f"cell {record.get('cell')}: its record is refused ({problem}); nothing was appended "
+                         f"to {path}")
+    return append_line(path, json.dumps(record, sort_keys=True, separators=(",", ":")), drop_torn=_whole)
 
 
 def same_settings(saved: dict[str, Any], now: dict[str, Any]) -> bool:
@@ -184,7 +281,7 @@ def collect(study: Study, out: Path, results: Path | None = None) -> list[dict[s
         run_dir = out / cell.name
         records = _epochs(run_dir)
         error_path = log_paths(out, cell)[1]
-        error = error_path.read_text().strip() if error_path.is_file() else ""
+        error = error_path.read_text(errors="replace").strip() if error_path.is_file() else ""
         state = cell_state(run_dir)
         status = "done" if state == "done" else "failed" if error else "unfinished" if records else "missing"
         row: dict[str, Any] = {"setting": cell.setting, "mode": cell.mode, "edges": cell.edges_label,
@@ -207,13 +304,15 @@ def collect(study: Study, out: Path, results: Path | None = None) -> list[dict[s
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """``results.csv``: one row per cell, written atomically (:func:`wiring.files.atomic_write`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(CSV_FIELDS), extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row[k] for k in CSV_FIELDS})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(CSV_FIELDS), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in CSV_FIELDS})
+    atomic_write(path, lambda f: f.write(text.getvalue()), binary=False)
 
 
 def cell_state(run_dir: Path) -> str:

@@ -13,6 +13,7 @@ each ``fine_tune`` / ``lottery`` one; :func:`cell_config` is a cell's training c
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -86,6 +87,8 @@ class Study:
     curve_edges: int | None = None
     order: tuple[str, ...] = DEFAULT_ORDER
     mode_edges: dict[str, list[int]] = field(default_factory=dict)
+    #: ``--only`` patterns (fnmatch, on cell names): the cells run and reported; () = all
+    only: tuple[str, ...] = ()
 
     @property
     def budgets(self) -> list:
@@ -126,7 +129,27 @@ class Study:
                     if dependent:
                         src = Cell(setting, source, None if ALL_REAL(source) else edges, seed).name
                     out.append(Cell(setting, mode, edges, seed, src))
+        if self.only:
+            chosen = {c.name for c in out if any(fnmatch.fnmatchcase(c.name, p) for p in self.only)}
+            chosen |= {c.source for c in out if c.name in chosen and c.source}     # what they start from
+            out = [c for c in out if c.name in chosen]
         return out
+
+    def count(self) -> int:
+        """How many cells the grid has (before ``only``), from its dimensions: no cell is made.
+
+        >>> grid = {"mode": ["dnw", "fixed", "complete"], "edges": list(range(1, 1001)), "seed": list(range(1000))}
+        >>> study_from_dict({"name": "big", "grid": grid}).count()
+        2001000
+        """
+        edges = set(self.grid["edges"])
+        per_seed = 0
+        for mode in self.grid["mode"]:
+            if ALL_REAL(mode):
+                per_seed += 1
+            else:
+                per_seed += len(edges & set(self.mode_edges.get(mode, edges)) - {None})
+        return len(self.grid["setting"]) * len(self.grid["seed"]) * per_seed
 
     def base_config(self) -> Config:
         return config_from_dict(self.base)
@@ -282,7 +305,8 @@ def study_from_dict(data: Any, path: Path | str = "<dict>") -> Study:
         if mode not in grid["mode"] or ALL_REAL(mode):
             raise _fail(path, f"mode_edges: {mode!r} is not a sparse mode of grid.mode")
         budgets = _as_list(f"mode_edges.{mode}", budgets, path)
-        missing = [e for e in budgets if e not in grid["edges"]]
+        known = set(grid["edges"])
+        missing = [e for e in budgets if e not in known]
         if missing:
             raise _fail(path, f"mode_edges.{mode}: {missing[0]!r} is not one of grid.edges")
         mode_edges[str(mode)] = budgets
@@ -291,8 +315,9 @@ def study_from_dict(data: Any, path: Path | str = "<dict>") -> Study:
                  mode_edges=mode_edges)
 
 
-def load_study(path: str | os.PathLike) -> Study:
-    """Read and validate a study YAML file; every problem is one :class:`StudyError` line."""
+def load_study(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Study:
+    """Read and validate a study YAML file; every problem is one :class:`StudyError` line.
+    ``overrides`` (``--set key=value``, ``--data-dir``) replace keys of its ``base``."""
     p = Path(path)
     if not p.is_file():
         raise StudyError(f"study config {path}: no such file")
@@ -302,7 +327,43 @@ def load_study(path: str | os.PathLike) -> Study:
         raise StudyError(f"study config {err}: a study is UTF-8 YAML") from None
     except yaml.YAMLError as err:
         raise _fail(path, f"not valid YAML ({str(err).splitlines()[0]})") from None
+    if overrides:
+        if not isinstance(data, dict):
+            raise _fail(path, "must hold a mapping with 'name', 'base' and 'grid'")
+        base = data.get("base") or {}
+        if not isinstance(base, dict):
+            raise _fail(path, "'base' must be a mapping of training settings (data, epochs, batch-size, ...)")
+        names = {str(k).replace("-", "_"): k for k in base}
+        base = dict(base)
+        for key, value in overrides.items():
+            base.pop(names.get(key, key), None)
+            base[key] = value
+        data = {**data, "base": base}
     return study_from_dict(data, path)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``--set key=value``: the base key (dashes as underscores) and its YAML value.
+
+    >>> parse_override("batch-size=64"), parse_override("train_subset=null")
+    (('batch_size', 64), ('train_subset', None))
+    """
+    key, sep, value = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise StudyError(f"--set {text}: expected KEY=VALUE (a training setting of the study's base, "
+                         f"e.g. --set epochs=1)")
+    known = {f.name for f in fields(Config)}
+    if key not in known:
+        raise StudyError(f"--set {text}: unknown training setting {key!r} (the keys of 'base': the flags of "
+                         f"python -m wiring.train)")
+    if key in CELL_OWNED:
+        raise StudyError(f"--set {text}: {key!r} is set for each cell by the study (grid or --out), not in base")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return key, parsed
 
 
 def cell_config(study: Study, cell: Cell, out: Path, state: str = "new") -> Config:
