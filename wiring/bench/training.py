@@ -27,6 +27,10 @@ batch, alternating) at ``--backend-nodes`` x ``--densities`` (default 900 and 4,
 ``--device cuda`` runs everything on the GPU (peak memory then is
 ``torch.cuda.max_memory_allocated`` over one step, in process).
 
+``--mode M [M ...]`` instead races the engine in each wiring mode (``dnw fixed rigl set``...) with
+the same weights, full training steps as ``wiring.train`` takes them, and reports ms per step and
+the ratios to dnw and fixed (:mod:`wiring.bench.modes`; ``--update-every``: the rewiring modes' Delta T).
+
 ``--nodes N`` scales the network (:func:`levels_for`); ``--table FILE.md`` runs a grid of
 node and edge counts and writes its Markdown table into ``FILE.md`` between two marker
 comments (the rest of the file is kept). ``--inference ...`` hands over to
@@ -69,10 +73,12 @@ from wiring.bench.contest import (
     without_native,
 )
 from wiring.bench.memory import cuda_peak_mib, peak_memory_mib
+from wiring.bench.modes import BENCH_MODES, mode_rows, modes_table
 from wiring.bench.reference import DenseReference
 from wiring.cli import ArgumentParser, run_cli
 from wiring.errors import UserError
 from wiring.files import atomic_path
+from wiring.modes import UPDATE_EVERY
 from wiring.ops import topk_mask
 from wiring.train.allocator import tune_malloc
 
@@ -252,6 +258,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
                         help=f"--backend all: the node counts (default {' '.join(map(str, BACKEND_NODES))})")
     parser.add_argument("--densities", type=float, nargs="+", default=list(BACKEND_DENSITIES), metavar="D",
                         help="--backend all: densities k / candidates (default 0.01 0.05 0.2)")
+    parser.add_argument("--mode", nargs="+", choices=BENCH_MODES, metavar="MODE",
+                        help="race the engine in these wiring modes instead (e.g. dnw fixed rigl set): ms per "
+                             f"training step and the ratios to dnw and fixed; choose from {', '.join(BENCH_MODES)}")
+    parser.add_argument("--update-every", type=int, default=UPDATE_EVERY,
+                        help=f"--mode rigl / set: steps between two rewirings, the length of a timed cycle "
+                             f"(default {UPDATE_EVERY})")
     args = parser.parse_args(argv)
     tune_malloc()
     if not (args.device == "cpu" or args.device.startswith("cuda")):
@@ -285,6 +297,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
         raise UserError("--edges, --batch-size, --repeats, --threads and --table-edges must be positive")
     if min([args.nodes, *args.table_nodes]) < 136:
         raise UserError("--nodes and --table-nodes must be at least 136 (32 inputs, 4 op levels, 100 outputs)")
+    if args.mode is not None:
+        if args.update_every < 1:
+            raise UserError("--update-every must be at least 1")
+        if args.edges > candidates_for(args.nodes):
+            raise UserError(f"--edges is more than the {candidates_for(args.nodes)} candidate edges")
+        r = mode_rows(args)
+        print(json.dumps(r) if args.json else modes_table(r))
+        return 0
     if args.table is not None:
         if not args.table.parent.is_dir():
             raise UserError(f"--table: no such folder: {args.table.parent}")
