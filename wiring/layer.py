@@ -96,7 +96,8 @@ class WiredGraph(nn.Module):
         return self.k / self.num_candidates
 
     def freeze(self, mask: Tensor) -> None:
-        """Store ``mask`` as the frozen real set (used by fixed / fine_tune / lottery)."""
+        """Store ``mask`` as the frozen real set (used by fixed / fine_tune / lottery, and by
+        rigl / set, whose :meth:`rewire` replaces it)."""
         if mask.dtype != torch.bool or mask.shape != (self.num_candidates,):
             raise GraphError(f"a frozen real set must be a bool tensor of shape [{self.num_candidates}]")
         if self.mode.uses_frozen and int(mask.sum()) != self.k:

@@ -282,6 +282,12 @@ class DynamicSparse(Mode):
     469 steps an epoch. With 100, a study cell (last update at step 60) would never rewire; the
     default 10 gives 6 updates there (at steps 10 .. 60), 27 in the digits run, and still leaves
     10 SGD steps between two updates for the grown weights to move off their start.
+
+    One budget per wiring: on a :class:`~wiring.layer.WiredGraph` the drop and the growth run over
+    all of its candidates at once, as DNW's top-k does (RigL's reference code works per layer
+    mask; a sparsified model's ``scope="layer"`` budget does that). SET's drop is by ``|w|`` as in
+    RigL's SET baseline (the SET paper removes the smallest positive and largest negative weights
+    separately, the same set up to the split between the signs).
     """
     uses_frozen = True
     per_weight = True

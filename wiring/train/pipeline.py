@@ -46,12 +46,12 @@ from wiring.io import (
     wiring_key,
 )
 from wiring.modes import every_candidate_real, mode_class
+from wiring.sparsify import budget_of
 from wiring.train import distributed
 from wiring.train.allocator import tune_malloc
 from wiring.train.checkpoint import CheckpointError, load_checkpoint
 from wiring.train.config import WIDTH_BUDGET_MODELS, Config, config_from_saved, parse_config, saved_values
 from wiring.train.data import check_dataset, load_dataset, subset
-from wiring.sparsify import budget_of
 from wiring.train.monitor import edge_budget, find_wirings
 from wiring.train.recorder import RunRecorder
 from wiring.train.schedule import align_lr, make_scheduler
