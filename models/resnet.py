@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from wiring.graph import GraphError
-from wiring.modes import SPARSE_MODES, every_candidate_real
+from wiring.modes import SPARSE_MODES, every_candidate_real, mode_class
 from wiring.sparsify import SCOPES, sparsify
 
 __all__ = ["Bottleneck", "ResNet", "resnet50_dense", "resnet_tiny", "resnet50", "resnet50_first_dense",
@@ -156,7 +156,7 @@ def _build(first_dense: bool, in_channels: int = 3, num_classes: int = 1000, ima
     if not every_candidate_real(mode) and mode not in SPARSE_MODES:
         raise GraphError(f"{name}: mode {mode!r} is not supported; use one of "
                          f"{', '.join(SPARSE_MODES + ('complete',))}")
-    if mode_options:
+    if mode_options and not mode_class(mode).updates:      # rigl / set take their rewiring options
         raise GraphError(f"{name}: mode options {sorted(mode_options)} do not apply")
     if scope not in SCOPES:
         raise GraphError(f"{name}: scope must be one of {', '.join(SCOPES)}, got {scope!r}")
@@ -169,7 +169,8 @@ def _build(first_dense: bool, in_channels: int = 3, num_classes: int = 1000, ima
     if edges is None or every_candidate_real(mode, preset):
         return model
     try:
-        return sparsify(model, edges=edges, scope=scope, mode=mode, skip=("conv1",) if first_dense else ())
+        return sparsify(model, edges=edges, scope=scope, mode=mode, skip=("conv1",) if first_dense else (),
+                        mode_options=mode_options if mode_class(mode).updates else None)
     except ValueError as err:
         raise GraphError(f"{name}: {err}") from None
 

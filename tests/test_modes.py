@@ -4,6 +4,8 @@ Weights are hand-made vectors, so every expected mask is written out literally.
 """
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -11,7 +13,9 @@ from wiring.graph import GraphError
 from wiring.modes import (
     DNW,
     MODES,
+    SET,
     STATELESS,
+    RigL,
     Complete,
     DNWNoUpdate,
     FineTune,
@@ -19,9 +23,12 @@ from wiring.modes import (
     Lottery,
     Selection,
     TargetedDropout,
+    drop_and_grow,
+    drop_count,
     every_candidate_real,
     make_mode,
     mode_class,
+    top_scores,
 )
 
 # |w| = 0.5, 1.0, 1.0, 0.5, 0.2, 3.0, 0.0, 0.5 -> order by magnitude with ties to the lower index:
@@ -165,7 +172,7 @@ def test_td_rho_out_of_range(rho):
 # ----------------------------------------------------------------------------- registry
 
 def test_registry_names():
-    assert set(MODES) == {"dnw", "fixed", "dnw_no_update", "complete", "fine_tune", "lottery", "td"}
+    assert set(MODES) == {"dnw", "fixed", "dnw_no_update", "complete", "fine_tune", "lottery", "td", "rigl", "set"}
     for name, cls in MODES.items():
         assert cls.name == name
         mode = make_mode(name, 4)
@@ -190,16 +197,18 @@ def test_repr():
 
 def test_mode_attributes():
     """The properties the rest of the project reads instead of comparing mode names."""
-    facts = {name: (cls.uses_frozen, cls.all_real, cls.needs_source, cls.rewinds, cls.stochastic)
+    facts = {name: (cls.uses_frozen, cls.all_real, cls.needs_source, cls.rewinds, cls.stochastic, cls.updates)
              for name, cls in MODES.items()}
     assert facts == {
-        "dnw": (False, False, False, False, False),
-        "dnw_no_update": (False, False, False, False, False),
-        "fixed": (True, False, False, False, False),
-        "complete": (False, True, False, False, False),
-        "fine_tune": (True, False, True, False, False),
-        "lottery": (True, False, True, True, False),
-        "td": (False, False, False, False, True),
+        "dnw": (False, False, False, False, False, False),
+        "dnw_no_update": (False, False, False, False, False, False),
+        "fixed": (True, False, False, False, False, False),
+        "complete": (False, True, False, False, False, False),
+        "fine_tune": (True, False, True, False, False, False),
+        "lottery": (True, False, True, True, False, False),
+        "td": (False, False, False, False, True, False),
+        "rigl": (True, False, False, False, False, True),
+        "set": (True, False, False, False, False, True),
     }
     assert len({cls.label for cls in MODES.values()}) == len(MODES)      # plots tell them apart
     assert STATELESS == ("dnw", "fixed", "dnw_no_update", "complete")
@@ -213,8 +222,115 @@ def test_mode_class_and_every_candidate_real():
     assert not every_candidate_real("dnw", "random_k") and not every_candidate_real("magic")
 
 
-def test_config_options_only_td_takes_rho():
+def test_config_options_only_td_rigl_and_set_take_options():
     class Cfg:
         td_rho = 0.25
+        update_every, drop_fraction, drop_schedule, drop_until, seed = 7, 0.4, "constant", 0.5, 3
     assert make_mode("td", 3, **mode_class("td").config_options(Cfg())).rho == 0.25
-    assert all(cls.config_options(Cfg()) == {} for name, cls in MODES.items() if name != "td")
+    assert all(cls.config_options(Cfg()) == {} for name, cls in MODES.items() if name not in ("td", "rigl", "set"))
+    for name in ("rigl", "set"):
+        mode = make_mode(name, 3, **mode_class(name).config_options(Cfg(), total_steps=40))
+        assert (mode.update_every, mode.drop_fraction, mode.drop_schedule, mode.drop_until, mode.total_steps,
+                mode.seed) == (7, 0.4, "constant", 0.5, 40, 3)
+        assert mode.updates_planned() == [7, 14]
+
+
+# ----------------------------------------------------------------------------- rigl / set: one rewiring
+
+# 8 candidates, 4 real (0..3). Real |w|: 0.5, 0.1, 0.1, 2.0 (1 and 2 tie); candidate 4 is not real,
+# so its large weight does not count. |g| of the others: 4: 0.3, 5: 0.7, 6: 0.7 (5 and 6 tie), 7: 0.1.
+REAL = mask_of([0, 1, 2, 3])
+WR = torch.tensor([0.5, -0.1, 0.1, 2.0, 9.0, 0.0, 0.0, 0.0])
+GR = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.3, -0.7, 0.7, 0.1])
+
+
+@pytest.mark.parametrize("n, kept, grown", [
+    (0, [0, 1, 2, 3], []),
+    (1, [0, 1, 3], [5]),            # 1 and 2 tie: the lower index stays; 5 and 6 tie: the lower grows
+    (2, [0, 3], [5, 6]),
+    (3, [3], [5, 6, 4]),
+    (4, [], [5, 6, 4, 7]),
+])
+def test_drop_and_grow_drops_the_smallest_real_and_grows_the_largest_score(n, kept, grown):
+    new, fresh = drop_and_grow(REAL, WR, n, GR)
+    assert torch.equal(new, mask_of(kept + grown)) and torch.equal(fresh, mask_of(grown))
+    assert int(new.sum()) == 4
+
+
+def test_drop_and_grow_nan_weight_drops_first_nan_score_grows_last():
+    w = WR.clone()
+    w[3] = float("nan")                                   # the largest real weight, but NaN
+    g = GR.clone()
+    g[5] = float("nan")                                   # the largest score, but NaN
+    new, fresh = drop_and_grow(REAL, w, 1, g)
+    assert torch.equal(new, mask_of([0, 1, 2, 6])) and torch.equal(fresh, mask_of([6]))
+    new, fresh = drop_and_grow(REAL, w, 4, g)             # even a zero score ranks above the NaN one
+    assert torch.equal(new, mask_of([6, 4, 7, 0])) and torch.equal(fresh, mask_of([6, 4, 7]))
+
+
+def test_drop_and_grow_a_dropped_edge_may_grow_back_and_is_not_grown():
+    g = GR.clone()
+    g[2] = 5.0                                            # the dropped edge has the largest gradient
+    new, fresh = drop_and_grow(REAL, WR, 1, g)
+    assert torch.equal(new, REAL) and not fresh.any()
+
+
+def test_top_scores_ties_and_exclusions():
+    s = torch.tensor([1.0, 2.0, 2.0, -float("inf"), 2.0, float("nan")])
+    assert top_scores(s, 2).tolist() == [False, True, True, False, False, False]
+    assert top_scores(s, 5).tolist() == [True, True, True, False, True, True]
+    assert not top_scores(s, 0).any()
+
+
+def test_cosine_drop_count_per_update_follows_the_schedule():
+    """k = 100, drop fraction 0.3, 80 steps, drop until 0.75: T_end = 60, updates every 10 steps."""
+    mode = make_mode("rigl", 100, update_every=10, drop_fraction=0.3, drop_schedule="cosine", drop_until=0.75,
+                     total_steps=80)
+    due = [t for t in range(0, 81) if mode.update_due(t)]
+    assert due == [10, 20, 30, 40, 50, 60] and mode.last_update == 60
+    counts = [mode.drop_count(t) for t in due]
+    assert counts == [27, 22, 15, 7, 2, 0]
+    assert counts == [math.floor(100 * 0.3 * (1 + math.cos(math.pi * t / 60)) / 2 + 1e-9) for t in due]
+
+
+def test_constant_drop_count_and_no_update_after_drop_until():
+    mode = make_mode("set", 50, update_every=4, drop_fraction=0.2, drop_schedule="constant", drop_until=0.5,
+                     total_steps=30)
+    assert [t for t in range(0, 31) if mode.update_due(t)] == [4, 8, 12]     # T_end = 15
+    assert {mode.drop_count(t) for t in (4, 8, 12)} == {10}
+    assert drop_count(50, 16, 0.2, "constant", 15) == 0
+    assert not make_mode("rigl", 5, total_steps=0).updates_planned()       # no run length: never rewires
+
+
+def test_rigl_grows_by_gradient_set_at_random_seeded():
+    rigl, set_ = make_mode("rigl", 4), make_mode("set", 4, seed=3)
+    assert torch.equal(rigl.grow_score(GR, GR.shape, 10), GR.abs())
+    with pytest.raises(GraphError, match="gradient"):
+        rigl.grow_score(None, GR.shape, 10)
+    a = set_.grow_score(None, GR.shape, 10, salt=1)
+    assert torch.equal(a, make_mode("set", 4, seed=3).grow_score(None, GR.shape, 10, salt=1))   # resumable
+    assert not torch.equal(a, set_.grow_score(None, GR.shape, 20, salt=1))                       # a new draw
+    assert not torch.equal(a, make_mode("set", 4, seed=4).grow_score(None, GR.shape, 10, salt=1))
+    k = make_mode("set", 4, drop_fraction=0.5, total_steps=100, drop_schedule="constant")
+    new, fresh = k.rewire(REAL, WR, a, 10)                 # drops 2 by |w| (1, 2), grows 2 of the others at random
+    kept = mask_of([0, 3])
+    assert int(new.sum()) == 4 and torch.equal(new & kept, kept) and int(fresh.sum()) <= 2
+    assert torch.equal(new & ~kept, top_scores(torch.where(kept, -float("inf"), a), 2))
+
+
+@pytest.mark.parametrize("cls", [RigL, SET])
+def test_rewiring_modes_select_the_frozen_set_and_rigl_asks_every_candidate_gradient(cls):
+    mode = cls(3)
+    for training in (True, False):
+        sel = mode.select(W, FROZEN, training)
+        assert torch.equal(sel.mask, FROZEN) and sel.grad_all is (cls is RigL)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"update_every": 0}, "update_every"), ({"drop_fraction": 1.5}, "drop_fraction"),
+    ({"drop_schedule": "linear"}, "drop schedule"), ({"drop_until": -0.1}, "drop_until"),
+    ({"total_steps": -1}, "total_steps"),
+])
+def test_rewiring_mode_options_out_of_range(options, message):
+    with pytest.raises(GraphError, match=message):
+        make_mode("rigl", 3, **options)

@@ -42,6 +42,7 @@ from viz.style import FORMATS
 from wiring.cli import ArgumentParser, die, run_cli
 from wiring.graph import OUTPUT, Wiring
 from wiring.io import RunData
+from wiring.modes import mode_label
 
 __all__ = ["PANELS", "pair_counts", "pair_difference", "column_in_degree", "compare_runs", "main"]
 
@@ -100,7 +101,7 @@ def _label(run: RunData, wiring: Wiring) -> tuple[str, str]:
     mode = (wiring.attrs or {}).get("mode") or config.get("mode") or "?"
     info = wiring_info(wiring, run.metrics)
     acc = "test acc n/a" if info["test_acc"] is None else f"test acc {100 * info['test_acc']:.1f}%"
-    return run.path.resolve().name or str(run.path), f"{mode} · k = {info['k']:,} · {acc}"
+    return run.path.resolve().name or str(run.path), f"{mode_label(str(mode))} · k = {info['k']:,} · {acc}"
 
 
 def compare_runs(run_a: RunData, run_b: RunData, path: str | os.PathLike | None = None, *,

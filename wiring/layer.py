@@ -28,9 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from wiring.graph import OUTPUT, Block, GraphError, NeuralGraph, Wiring, check_edges
-from wiring.modes import Mode, Selection, make_mode
+from wiring.modes import Mode, Selection, clear_optimizer_state, make_mode
 from wiring.ops import propagate
-from wiring.presets import initial_weights
+from wiring.presets import authors_bound, init_std, initial_weights
 from wiring.topk import topk_mask
 
 NodeOp = Callable[[int, Tensor], Tensor]
@@ -70,6 +70,7 @@ class WiredGraph(nn.Module):
         #: hallucinated-edge gradients only every N training forwards (1 = exact DNW)
         self.candidate_grad_every = candidate_grad_every
         self._training_forwards = 0
+        self._grow_score: Tensor | None = None      # a rewiring mode's, between backward and optimizer step
 
     def _index_levels(self) -> None:
         """Each target level's candidates in level-local ids (targets from 0, candidates
@@ -95,7 +96,8 @@ class WiredGraph(nn.Module):
         return self.k / self.num_candidates
 
     def freeze(self, mask: Tensor) -> None:
-        """Store ``mask`` as the frozen real set (used by fixed / fine_tune / lottery)."""
+        """Store ``mask`` as the frozen real set (used by fixed / fine_tune / lottery, and by
+        rigl / set, whose :meth:`rewire` replaces it)."""
         if mask.dtype != torch.bool or mask.shape != (self.num_candidates,):
             raise GraphError(f"a frozen real set must be a bool tensor of shape [{self.num_candidates}]")
         if self.mode.uses_frozen and int(mask.sum()) != self.k:
@@ -112,13 +114,56 @@ class WiredGraph(nn.Module):
         """The real edges for this forward (call once per forward).
 
         With ``candidate_grad_every = N > 1`` a mode that gives every candidate a
-        gradient does so only on every N-th training forward."""
+        gradient does so only on every N-th training forward; a rewiring mode (``rigl``)
+        only on the forwards of its update steps (:meth:`wiring.modes.DynamicSparse.update_due`)."""
         selection = self.mode.select(self.weight, self.frozen_mask, self.training)
         if self.training and torch.is_grad_enabled():
             self._training_forwards += 1
-            if selection.grad_all and (self._training_forwards - 1) % self.candidate_grad_every:
+            t = self._training_forwards
+            due = self.mode.update_due(t) if self.mode.updates else (t - 1) % self.candidate_grad_every == 0
+            if selection.grad_all and not due:
                 selection = Selection(selection.mask, False)
         return selection
+
+    # ------------------------------------------------------------------ rewiring (rigl, set)
+    @torch.no_grad()
+    def after_backward(self) -> None:
+        """For a rewiring mode whose update is due after the training step just run (the
+        ``t``-th training forward): keep its growth scores (RigL: every candidate's ``|g|``; SET:
+        seeded random numbers) and leave the optimizer the real edges' gradient only. A no-op
+        otherwise. Call between ``loss.backward()`` and ``optimizer.step()``."""
+        self._grow_score = None
+        t = self._training_forwards
+        if not (self.mode.updates and self.mode.update_due(t)):
+            return
+        grad = self.weight.grad
+        self._grow_score = self.mode.grow_score(grad, self.weight.shape, t, salt=self.seed).to(self.weight.device)
+        if grad is not None:
+            grad.masked_fill_(~self.frozen_mask, 0.0)
+
+    @torch.no_grad()
+    def rewire(self, optimizer: torch.optim.Optimizer | None = None) -> int:
+        """The update :meth:`after_backward` prepared, after the optimizer step: drop the real
+        edges of smallest ``|w|``, grow as many by the kept scores (:func:`wiring.modes.drop_and_grow`);
+        a grown edge's weight starts at 0 (``rigl``) or drawn like the initial weights (``set``)
+        and its optimizer state at 0. Returns the edges grown (0 when no update was due)."""
+        score, self._grow_score = self._grow_score, None
+        if score is None:
+            return 0
+        t = self._training_forwards
+        new, grown = self.mode.rewire(self.frozen_mask, self.weight, score, t)
+        count = int(grown.sum())
+        if count:
+            if self.mode.grow_init == "random":
+                gen = self.mode.generator(t, salt=self.seed + 1)
+                values = (torch.rand(count, generator=gen) * 2.0 - 1.0) * authors_bound(self.graph) \
+                    if self.init == "authors" else torch.randn(count, generator=gen) * init_std(self.graph)
+                self.weight[grown] = values.to(self.weight)
+            else:
+                self.weight[grown] = 0.0
+            clear_optimizer_state(optimizer, self.weight, grown)
+        self.freeze(new)
+        return count
 
     @torch.no_grad()
     def real_mask(self) -> Tensor:

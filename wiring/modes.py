@@ -26,10 +26,30 @@ lottery         ``frozen`` (a trained model's top-k; weights     real edges only
                 rewound to the saved initialisation)
 td              training: top-k plus each other candidate kept   the edges used
                 with probability ``1 - rho``; evaluation: top-k
+rigl            ``frozen``, rewired every ``update_every`` steps  real edges; every
+                (Evci et al. 2020): drop the real edges of        candidate on update
+                smallest ``|w|``, grow the others of largest      steps only (read for
+                ``|g|``, grown weights 0                          the growth, not used)
+set             ``frozen``, rewired every ``update_every`` steps  real edges only
+                (Mocanu et al. 2018): drop by smallest ``|w|``,
+                grow as many at random, grown weights drawn
+                like the initial ones
 =============== ================================================ =====================
+
+The two rewiring modes (:class:`DynamicSparse`, ``updates = True``) are the only stateful
+ones: their real set is the layer's ``frozen`` mask (a buffer, so checkpoints hold it), and
+it changes only in :meth:`DynamicSparse.rewire`, which the training loop's wiring monitor
+calls after an update step's optimizer step (:mod:`wiring.train.monitor`). An update
+after step ``t`` (counted from 1) happens when ``t`` is a multiple of ``update_every`` and
+at most ``drop_until x total_steps``; it drops :func:`drop_count` real edges, ``floor(k f(t))``
+with ``f(t) = drop_fraction`` (``constant``) or ``drop_fraction (1 + cos(pi t / T_end)) / 2``
+(``cosine``, RigL's), and grows as many among the candidates not kept (a dropped edge may
+grow back, keeping its weight). Ties and NaN as :func:`wiring.topk.topk_mask`: the lower
+index wins among equal scores, a NaN scores below every number.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +92,8 @@ class Mode:
     per_weight = False
     #: whether every candidate receives a weight gradient (the straight-through estimator)
     grad_all = False
+    #: whether the stored (frozen) real set is rewired during training (:class:`DynamicSparse`)
+    updates = False
 
     def __init__(self, k: int) -> None:
         self.k = k
@@ -82,8 +104,9 @@ class Mode:
         raise NotImplementedError
 
     @classmethod
-    def config_options(cls, cfg: Any) -> dict[str, Any]:
-        """The constructor options this mode takes from a training config (none)."""
+    def config_options(cls, cfg: Any, total_steps: int = 0) -> dict[str, Any]:
+        """The constructor options this mode takes from a training config (none) and the
+        run's ``total_steps`` (epochs x steps per epoch)."""
         return {}
 
     def __repr__(self) -> str:
@@ -159,7 +182,7 @@ class TargetedDropout(Mode):
         self.rho = rho
 
     @classmethod
-    def config_options(cls, cfg: Any) -> dict[str, Any]:
+    def config_options(cls, cfg: Any, total_steps: int = 0) -> dict[str, Any]:
         """``rho`` from the config's ``td_rho``."""
         return {"rho": cfg.td_rho}
 
@@ -171,15 +194,224 @@ class TargetedDropout(Mode):
         return Selection(top | keep, False)
 
 
+#: how ``--drop-schedule`` lowers the fraction of real edges an update replaces
+DROP_SCHEDULES = ("cosine", "constant")
+
+#: the published defaults (RigL, Evci et al. 2020: ``drop_fraction`` 0.3, cosine to 0 at 75% of
+#: training; ``update_every`` scaled to this project's short runs, see :class:`DynamicSparse`)
+UPDATE_EVERY, DROP_FRACTION, DROP_SCHEDULE, DROP_UNTIL = 10, 0.3, "cosine", 0.75
+
+
+def drop_fraction_at(step: int, fraction: float, schedule: str, until: int) -> float:
+    """The fraction of the real edges an update after step ``step`` replaces: ``fraction``
+    (``constant``) or ``fraction (1 + cos(pi step / until)) / 2`` (``cosine``); 0 past ``until``.
+
+    >>> drop_fraction_at(0, 0.3, "cosine", 100), drop_fraction_at(50, 0.3, "cosine", 100)
+    (0.3, 0.15)
+    >>> drop_fraction_at(100, 0.3, "cosine", 100), drop_fraction_at(101, 0.3, "constant", 100)
+    (0.0, 0.0)
+    """
+    if step > until or until <= 0:
+        return 0.0
+    if schedule == "constant":
+        return fraction
+    return round(fraction * (1.0 + math.cos(math.pi * step / until)) / 2.0, 12)
+
+
+def drop_count(k: int, step: int, fraction: float, schedule: str, until: int) -> int:
+    """Real edges an update after ``step`` drops (and grows): ``floor(k f(step))``, as RigL.
+
+    >>> [drop_count(100, t, 0.3, "cosine", 100) for t in (10, 50, 90, 100)]
+    [29, 15, 0, 0]
+    """
+    return int(math.floor(k * drop_fraction_at(step, fraction, schedule, until) + 1e-9))
+
+
+def top_scores(score: Tensor, n: int) -> Tensor:
+    """Boolean mask of the ``n`` entries of largest ``score`` (a NaN below every number,
+    ``-inf`` for the entries that may not be chosen), ties to the lower index, as
+    :func:`wiring.topk.topk_mask` breaks them.
+
+    >>> top_scores(torch.tensor([0.5, float("nan"), 2.0, 0.5, -float("inf")]), 2).tolist()
+    [True, False, True, False, False]
+    """
+    mask = torch.zeros(score.shape, dtype=torch.bool, device=score.device)
+    if n <= 0:
+        return mask
+    s = score.detach().float()
+    s = torch.where(torch.isnan(s), torch.full_like(s, -3e38), s)          # NaN: below every number, above -inf
+    threshold = torch.topk(s, n, sorted=False).values.min()
+    mask = s > threshold
+    ties = s == threshold
+    mask |= ties & (torch.cumsum(ties, 0) <= n - mask.sum())
+    return mask
+
+
+def drop_and_grow(real: Tensor, weight: Tensor, n: int, grow_score: Tensor) -> tuple[Tensor, Tensor]:
+    """One rewiring of the 1-d real set ``real``: keep its ``k - n`` edges of largest ``|weight|``
+    (drop the ``n`` smallest), grow the ``n`` candidates of largest ``grow_score`` among the
+    ones not kept. Returns ``(new real set, grown)``, ``grown`` the edges real now that were
+    not before (a dropped edge grown back is neither dropped nor grown).
+
+    >>> real = torch.tensor([True, True, True, False, False, False])
+    >>> w = torch.tensor([0.9, -0.1, 0.5, 2.0, 0.0, 0.0])
+    >>> new, grown = drop_and_grow(real, w, 1, torch.tensor([0.0, 0.0, 0.0, 0.1, 0.7, 0.2]))
+    >>> new.tolist(), grown.tolist()
+    ([True, False, True, False, True, False], [False, False, False, False, True, False])
+    """
+    k = int(real.sum())
+    n = min(int(n), k)
+    if n <= 0:
+        return real.clone(), torch.zeros_like(real)
+    mag = weight.detach().abs()
+    out = torch.full_like(mag, -float("inf"), dtype=torch.float32)
+    keep = top_scores(torch.where(real, mag.float(), out), k - n)
+    grow = top_scores(torch.where(keep, out, grow_score.detach().float().abs().to(out.device)), n)
+    new = keep | grow
+    return new, new & ~real
+
+
+class DynamicSparse(Mode):
+    """The rewiring modes' common part (``rigl``, ``set``): the real set is the layer's frozen
+    mask, exactly k edges, replaced in part by :meth:`rewire` after every ``update_every``-th
+    training step up to ``drop_until`` of ``total_steps`` (see the module).
+
+    ``update_every`` (RigL's ``Delta T``): RigL used 100 on CIFAR-10, about 390 steps an epoch.
+    This project's runs are far shorter: the default digits run is 12 steps an epoch x 30 epochs
+    = 360 steps, the Fashion-MNIST studies 5,000 images x 2 epochs = 80 steps, full Fashion-MNIST
+    469 steps an epoch. With 100, a study cell (last update at step 60) would never rewire; the
+    default 10 gives 6 updates there (at steps 10 .. 60), 27 in the digits run, and still leaves
+    10 SGD steps between two updates for the grown weights to move off their start.
+
+    One budget per wiring: on a :class:`~wiring.layer.WiredGraph` the drop and the growth run over
+    all of its candidates at once, as DNW's top-k does (RigL's reference code works per layer
+    mask; a sparsified model's ``scope="layer"`` budget does that). SET's drop is by ``|w|`` as in
+    RigL's SET baseline (the SET paper removes the smallest positive and largest negative weights
+    separately, the same set up to the split between the signs).
+    """
+    uses_frozen = True
+    per_weight = True
+    updates = True
+    #: how a newly grown edge's weight starts: "zero" (RigL) or "random" (SET: drawn like the initial weights)
+    grow_init = "zero"
+
+    def __init__(self, k: int, update_every: int = UPDATE_EVERY, drop_fraction: float = DROP_FRACTION,
+                 drop_schedule: str = DROP_SCHEDULE, drop_until: float = DROP_UNTIL, total_steps: int = 0,
+                 seed: int = 0) -> None:
+        super().__init__(k)
+        if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
+            raise GraphError(f"update_every must be an integer of at least 1, got {update_every!r}")
+        if not 0.0 <= drop_fraction <= 1.0:
+            raise GraphError(f"drop_fraction must be in [0, 1], got {drop_fraction}")
+        if drop_schedule not in DROP_SCHEDULES:
+            raise GraphError(f"unknown drop schedule {drop_schedule!r}; expected one of {', '.join(DROP_SCHEDULES)}")
+        if not 0.0 <= drop_until <= 1.0:
+            raise GraphError(f"drop_until must be in [0, 1] (a fraction of training), got {drop_until}")
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 0:
+            raise GraphError(f"total_steps must be a non-negative integer, got {total_steps!r}")
+        self.update_every, self.drop_fraction, self.drop_schedule = update_every, float(drop_fraction), drop_schedule
+        self.drop_until, self.total_steps, self.seed = float(drop_until), total_steps, int(seed)
+
+    @property
+    def last_update(self) -> int:
+        """``T_end``: the last step after which an update may happen (``floor(drop_until x total_steps)``)."""
+        return int(math.floor(self.drop_until * self.total_steps + 1e-9))
+
+    @classmethod
+    def config_options(cls, cfg: Any, total_steps: int = 0) -> dict[str, Any]:
+        """``update_every``, ``drop_fraction``, ``drop_schedule``, ``drop_until`` and ``seed`` from the
+        training config, ``total_steps`` from the run (epochs x steps per epoch)."""
+        return {"update_every": cfg.update_every, "drop_fraction": cfg.drop_fraction,
+                "drop_schedule": cfg.drop_schedule, "drop_until": cfg.drop_until,
+                "total_steps": int(total_steps), "seed": cfg.seed}
+
+    def select(self, weight, frozen, training):
+        return Selection(frozen, self.grad_all)
+
+    def update_due(self, step: int) -> bool:
+        """Whether the wiring is rewired after training step ``step`` (counted from 1).
+
+        >>> m = make_mode("set", 5, update_every=10, total_steps=100)
+        >>> [t for t in range(1, 101) if m.update_due(t)]
+        [10, 20, 30, 40, 50, 60, 70]
+        """
+        return step >= 1 and step % self.update_every == 0 and step <= self.last_update
+
+    def drop_count(self, step: int, k: int | None = None) -> int:
+        """Edges the update after ``step`` replaces, of ``k`` real ones (default the mode's)."""
+        return drop_count(self.k if k is None else k, step, self.drop_fraction, self.drop_schedule, self.last_update)
+
+    def updates_planned(self) -> list[int]:
+        """The steps after which the wiring is rewired (:meth:`update_due`)."""
+        return list(range(self.update_every, self.last_update + 1, self.update_every))
+
+    def plan(self) -> str:
+        """One line for a run's header: when the wiring changes and by how much.
+
+        >>> make_mode("rigl", 2000, total_steps=80).plan()
+        'every 10 steps up to step 60 of 80 (6 updates), each replacing 0.3 of the real edges by cosine to 0'
+        """
+        steps = self.updates_planned()
+        how = "by cosine to 0" if self.drop_schedule == "cosine" else "(constant)"
+        return (f"every {self.update_every} steps up to step {self.last_update} of {self.total_steps} "
+                f"({len(steps)} update{'' if len(steps) == 1 else 's'}), each replacing {self.drop_fraction:g} "
+                f"of the real edges {how}")
+
+    def generator(self, step: int, salt: int = 0) -> torch.Generator:
+        """The seeded random source of the update after ``step`` (no state to save: a resumed run
+        draws what an uninterrupted one draws)."""
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + salt * 7_919 + step) % (2 ** 63))
+
+    def grow_score(self, grad: Tensor | None, shape: torch.Size, step: int, salt: int = 0) -> Tensor:
+        raise NotImplementedError
+
+    def rewire(self, real: Tensor, weight: Tensor, grow_score: Tensor, step: int,
+               k: int | None = None) -> tuple[Tensor, Tensor]:
+        """The update after ``step``: :func:`drop_and_grow` of :meth:`drop_count` edges of the
+        flat real set ``real``; returns ``(new real set, grown)``."""
+        return drop_and_grow(real, weight, self.drop_count(step, k), grow_score)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(k={self.k}, update_every={self.update_every}, "
+                f"drop_fraction={self.drop_fraction}, drop_schedule={self.drop_schedule!r}, "
+                f"drop_until={self.drop_until}, total_steps={self.total_steps})")
+
+
+class RigL(DynamicSparse):
+    """RigL (Evci et al. 2020): grow the candidates of largest gradient magnitude, weights at 0.
+    The gradient to every candidate is computed on update steps only."""
+    name = "rigl"
+    label = phrase = "RigL"
+    grad_all = True
+
+    def grow_score(self, grad, shape, step, salt=0):
+        if grad is None:
+            raise GraphError("rigl needs the gradient of every candidate on its update steps")
+        return grad.detach().abs()
+
+
+class SET(DynamicSparse):
+    """SET (Mocanu et al. 2018): grow candidates at random (seeded), weights drawn like the
+    initial ones (the SET reference code draws new weights at random too). Never needs
+    the candidates' gradient."""
+    name = "set"
+    label = phrase = "SET"
+    grow_init = "random"
+
+    def grow_score(self, grad, shape, step, salt=0):
+        return torch.rand(shape, generator=self.generator(step, salt))
+
+
 MODES: dict[str, type[Mode]] = {cls.name: cls for cls in
-                                (DNW, Fixed, DNWNoUpdate, Complete, FineTune, Lottery, TargetedDropout)}
+                                (DNW, Fixed, DNWNoUpdate, Complete, FineTune, Lottery, TargetedDropout, RigL, SET)}
 
 
 #: the modes of :func:`wiring.sparsify.sparsify`'s layers (per weight entry)
 SPARSE_MODES: tuple[str, ...] = tuple(name for name, cls in MODES.items() if cls.per_weight)
 
 #: the modes a bare function can apply (:func:`wiring.ops.dnw_propagate`): no source run, no chance
-STATELESS: tuple[str, ...] = tuple(name for name, cls in MODES.items() if not (cls.needs_source or cls.stochastic))
+STATELESS: tuple[str, ...] = tuple(name for name, cls in MODES.items()
+                                   if not (cls.needs_source or cls.stochastic or cls.updates))
 
 
 def mode_class(name: str) -> type[Mode]:
@@ -195,6 +427,16 @@ def mode_class(name: str) -> type[Mode]:
     return MODES[name]
 
 
+def mode_label(name: str) -> str:
+    """How plots and pictures name the mode called ``name`` (its :attr:`~Mode.label`); a name
+    that is no mode (a run of another version, a hand-written file) is shown as it is.
+
+    >>> mode_label("rigl"), mode_label("fixed"), mode_label("magic")
+    ('RigL', 'random graph (fixed)', 'magic')
+    """
+    return MODES[name].label if name in MODES else name
+
+
 def every_candidate_real(mode: str, preset: str = "") -> bool:
     """Whether every candidate edge is real, so that a budget k does not apply: a mode
     whose :attr:`~Mode.all_real` is set (``complete``), or the ``complete`` preset (every
@@ -204,6 +446,17 @@ def every_candidate_real(mode: str, preset: str = "") -> bool:
     (True, True, False)
     """
     return (mode in MODES and MODES[mode].all_real) or preset == "complete"
+
+
+@torch.no_grad()
+def clear_optimizer_state(optimizer: Any, param: Tensor, where: Tensor) -> None:
+    """Zero ``optimizer``'s per-entry state of ``param`` (SGD's momentum, Adam's moments) at the
+    entries ``where`` (bool, ``param``'s shape): a grown edge starts with no momentum, as RigL's."""
+    if optimizer is None:
+        return
+    for value in optimizer.state.get(param, {}).values():
+        if isinstance(value, Tensor) and value.shape == param.shape:
+            value[where.to(value.device)] = 0
 
 
 def make_mode(name: str, k: int, **options) -> Mode:

@@ -129,3 +129,35 @@ def test_backend_and_device_errors_are_one_line_exit_2(capsys):
     with kernels.disabled():
         assert main(["--backend", "native", "--edges", "800"]) == 2
         assert "backend 'native' not available" in capsys.readouterr().err
+
+
+def test_mode_races_the_wiring_modes_side_by_side_with_ratios(capsys):
+    assert main(["--mode", "dnw", "fixed", "rigl", "set", "--nodes", "136", "--edges", "300", "--batch-size", "2",
+                 "--image-size", "8", "--repeats", "1", "--warmup", "1", "--update-every", "2", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert set(r["step_ms"]) == {"dnw", "fixed", "rigl", "set"} and all(v > 0 for v in r["step_ms"].values())
+    assert r["ratio_to_dnw"]["dnw"] == 1.0 and r["ratio_to_fixed"]["fixed"] == 1.0 and r["update_every"] == 2
+
+
+def test_mode_engines_start_from_the_same_weights_and_rewire_in_their_cycles():
+    from argparse import Namespace
+
+    from wiring.bench.contest import batch
+    from wiring.bench.modes import mode_engine, training_cycle
+    args = Namespace(edges=300, image_size=8, seed=0, nodes=136, update_every=2, batch_size=2)
+    models = {m: mode_engine(m, args) for m in ("dnw", "fixed", "rigl", "set")}
+    weights = {m: model.graph.weight.detach().clone() for m, model in models.items()}
+    assert all(torch.equal(w, weights["dnw"]) for w in weights.values())
+    assert all(torch.equal(models[m].graph.real_mask(), models["dnw"].graph.real_mask()) for m in models)
+    x, y = batch(args, torch.device("cpu"))
+    for m in ("rigl", "set"):
+        before = models[m].graph.real_mask()
+        training_cycle(models[m], x, y, 2)()                  # one cycle: one rewiring
+        after = models[m].graph.real_mask()
+        assert int(after.sum()) == 300 and not torch.equal(before, after)
+
+
+def test_mode_rejects_an_unknown_mode_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--mode", "magic"])
+    assert exit_.value.code == 2 and "--mode" in capsys.readouterr().err

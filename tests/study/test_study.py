@@ -378,3 +378,45 @@ def test_a_setting_added_after_a_record_counts_as_its_default():
     assert not study_results.same_settings({**now, "lr": 0.05}, now)
     assert not study_results.same_settings({k: v for k, v in now.items() if k != "init"}, now)   # kaiming then
     assert study_results.same_settings({**now, "gone": 1}, now)             # a field since removed
+
+
+def test_the_methods_study_has_the_budget_sweeps_budget_for_every_mode():
+    """configs/study_methods.yaml (issue 28): 5 modes x 3 budgets x 3 seeds, budget by budget;
+    its dnw / fixed / dnw_no_update cells compute what the budget sweep's cells of the same name
+    computed (a record of one is a record of the other), and its rigl / set cells differ from
+    them only in the mode."""
+    methods = load_study(ROOT / "configs" / "study_methods.yaml")
+    budget = load_study(ROOT / "configs" / "study_budget.yaml")
+    cells = methods.cells()
+    assert len(cells) == 45 and [c.name for c in cells[:5]] == [
+        "static-dnw-2000-s0", "static-rigl-2000-s0", "static-set-2000-s0", "static-fixed-2000-s0",
+        "static-dnw_no_update-2000-s0"]
+    by_name = {c.name: c for c in budget.cells()}
+    shared = [c for c in cells if c.name in by_name]
+    assert len(shared) == 24                          # dnw and fixed at 3 budgets, dnw_no_update at 2, 3 seeds
+    for cell in shared:
+        assert study_results.same_settings(study_results.cell_settings(budget, by_name[cell.name]),
+                                           study_results.cell_settings(methods, cell))
+    rigl = study_results.cell_settings(methods, next(c for c in cells if c.mode == "rigl"))
+    dnw = study_results.cell_settings(methods, cells[0])
+    assert {k for k in rigl if rigl[k] != dnw[k]} == {"mode"}
+    assert (rigl["update_every"], rigl["drop_fraction"], rigl["drop_schedule"], rigl["drop_until"]) == \
+        (10, 0.3, "cosine", 0.75)
+
+
+def test_the_churn_table_lists_the_rewiring_modes(tmp_path):
+    study = load_study(write(tmp_path / "m.yaml", {**PAIRED, "grid": {**PAIRED["grid"], "mode": ["dnw", "rigl", "set",
+                                                                                               "fixed"]},
+                                                   "mode_edges": {}}))
+    results = tmp_path / "docs" / "m.jsonl"
+    for cell in study.cells():
+        study_results.append_result(results, {
+            "cell": cell.name, "status": "done", "test_acc": 0.5, "best_acc": 0.5, "epochs": 2, "seconds": 1.0,
+            "curve": [0.4, 0.5], "swapped": [cell.edges // 2, cell.edges // 4], "density": 0.1,
+            "real_edges": cell.edges, "wiring": {"graph": {"kept_initial": cell.edges // 4}},
+            "settings": study_results.cell_settings(study, cell)})
+    rows = study_results.collect(study, tmp_path / "no-runs", results)
+    text = study_report.write_report(study, rows, tmp_path / "no-runs", tmp_path / "docs" / "m.md", "cmd").read_text()
+    for mode in ("dnw", "rigl", "set"):
+        assert f"| static | {mode} | 60 | 2 | 50.0% | 25.0% | 25.0% |" in text
+    assert "| static | fixed | 60 |" not in text.split("## Churn")[1].split("##")[0]

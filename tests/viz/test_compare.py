@@ -63,12 +63,20 @@ def test_figure_names_both_runs_and_prints_the_differences(tmp_path):
     fig = compare_runs(ra, rb, size=(9, 3), dpi=50)
     assert len(fig.axes) == len(compare.PANELS) == 3
     title = fig._suptitle.get_text()
-    assert "A: dnw-run (dnw · k = 3 · test acc 90.0%)" in title and "B: fixed-run (fixed · k = 5" in title
+    assert "A: dnw-run (DNW · k = 3 · test acc 90.0%)" in title and "B: fixed-run (random graph (fixed) · k = 5" in title
     assert "DIFFERENT budgets: k = 3 vs 5" in title
     cells = {t.get_text() for t in fig.axes[0].texts}
     assert {"+0\n(2)", "-2\n(0)", "+0\n(1)"} == cells
     legend = " ".join(t.get_text() for t in fig.axes[2].get_legend().get_texts())
     assert "A: mean 1.0" in legend and "B: mean 3.0" in legend
+
+
+@pytest.mark.parametrize("mode, label", [("rigl", "RigL"), ("set", "SET"), ("an_old_mode", "an_old_mode")])
+def test_figure_names_the_rewiring_modes_by_their_labels(tmp_path, mode, label):
+    ra = load_run(run_dir(tmp_path / "a", A_REAL, mode, 0.9))
+    rb = load_run(run_dir(tmp_path / "b", B_REAL, "dnw", 0.8))
+    title = compare_runs(ra, rb, size=(9, 3), dpi=50)._suptitle.get_text()
+    assert f"A: a ({label} · k = 3 · test acc 90.0%)" in title and "B: b (DNW · k = 5" in title
 
 
 def test_cli_writes_the_requested_size(tmp_path):

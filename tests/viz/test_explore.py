@@ -474,3 +474,13 @@ def test_the_payload_names_the_epoch_each_frame_lies_in(tmp_path):
     payload = build_payload(load_frames(tmp_path / "run"))
     assert payload["frames"]["steps"] == [0, 10, 20, 30]
     assert payload["frames"]["epochs"] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("mode, label", [("rigl", "RigL"), ("set", "SET"), ("dnw", "DNW"), ("old_mode", "old_mode")])
+def test_the_subtitle_names_the_mode_by_its_label(tmp_path, mode, label):
+    h = make_run(tmp_path / "run")
+    h.attrs["mode"] = mode
+    h.save(tmp_path / "run" / "history.pt")
+    (tmp_path / "run" / "config.yaml").write_text(f"model: tiny\nmode: {mode}\n")
+    frames = load_frames(tmp_path / "run")
+    assert frames.subtitle == f"tiny · random_k · {label}"

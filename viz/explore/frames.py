@@ -19,6 +19,7 @@ from viz.cli import UsageError
 from viz.sources import load_run_dir, source_path
 from wiring.graph import GraphError, Wiring
 from wiring.io import RunData, WiringFileError, read_graphml
+from wiring.modes import mode_label
 
 ADDED = "#00c853"       # viz.animate.ADDED
 REMOVED = "#ff8f00"     # viz.animate.REMOVED
@@ -138,7 +139,7 @@ def _subtitle(attrs: Mapping, config: Mapping | None = None) -> str:
     for key in ("preset", "mode"):
         value = attrs.get(key, config.get("graph") if key == "preset" else config.get(key))
         if isinstance(value, str):
-            parts.append(value)
+            parts.append(mode_label(value) if key == "mode" else value)
     if isinstance(config.get("data"), str):
         parts.append(config["data"])
     return " · ".join(dict.fromkeys(parts))

@@ -5,6 +5,7 @@
 :mod:`~wiring.bench.contest` (the contestants from one seed and the alternating timer) are
 shared; :mod:`~wiring.bench.training` (training img/s, the scaling table, the command),
 :mod:`~wiring.bench.backends` (``--backend all``), :mod:`~wiring.bench.memory` (peak memory of
-one step) and :mod:`~wiring.bench.inference` (``--inference``: the compact model) use them.
+one step), :mod:`~wiring.bench.modes` (``--mode``: wiring modes side by side) and
+:mod:`~wiring.bench.inference` (``--inference``: the compact model) use them.
 Commands, not library: nothing below imports this package.
 """

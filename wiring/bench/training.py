@@ -30,6 +30,10 @@ batch, alternating) at ``--backend-nodes`` x ``--densities`` (default 900 and 4,
 ``--model mobilenetv1_dnw [--width W]`` races MobileNetV1-DNW against its dense masked formulation
 instead (:mod:`wiring.bench.mobilenet`).
 
+``--mode M [M ...]`` instead races the engine in each wiring mode (``dnw fixed rigl set``...) with
+the same weights, full training steps as ``wiring.train`` takes them, and reports ms per step and
+the ratios to dnw and fixed (:mod:`wiring.bench.modes`; ``--update-every``: the rewiring modes' Delta T).
+
 ``--nodes N`` scales the network (:func:`levels_for`); ``--table FILE.md`` runs a grid of
 node and edge counts and writes its Markdown table into ``FILE.md`` between two marker
 comments (the rest of the file is kept). ``--inference ...`` hands over to
@@ -74,10 +78,12 @@ from wiring.bench.contest import (
 )
 from wiring.bench.memory import cuda_peak_mib, peak_memory_mib
 from wiring.bench.mobilenet import race_mobilenet
+from wiring.bench.modes import BENCH_MODES, mode_rows, modes_table
 from wiring.bench.reference import DenseReference
 from wiring.cli import ArgumentParser, run_cli
 from wiring.errors import UserError
 from wiring.files import atomic_path
+from wiring.modes import UPDATE_EVERY
 from wiring.ops import topk_mask
 from wiring.train.allocator import tune_malloc
 
@@ -261,6 +267,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
                         help=f"--backend all: the node counts (default {' '.join(map(str, BACKEND_NODES))})")
     parser.add_argument("--densities", type=float, nargs="+", default=list(BACKEND_DENSITIES), metavar="D",
                         help="--backend all: densities k / candidates (default 0.01 0.05 0.2)")
+    parser.add_argument("--mode", nargs="+", choices=BENCH_MODES, metavar="MODE",
+                        help="race the engine in these wiring modes instead (e.g. dnw fixed rigl set): ms per "
+                             f"training step and the ratios to dnw and fixed; choose from {', '.join(BENCH_MODES)}")
+    parser.add_argument("--update-every", type=int, default=UPDATE_EVERY,
+                        help=f"--mode rigl / set: steps between two rewirings, the length of a timed cycle "
+                             f"(default {UPDATE_EVERY})")
     args = parser.parse_args(argv)
     tune_malloc()
     if not (args.device == "cpu" or args.device.startswith("cuda")):
@@ -296,6 +308,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
         raise UserError("--edges, --batch-size, --repeats, --threads and --table-edges must be positive")
     if min([args.nodes, *args.table_nodes]) < 136:
         raise UserError("--nodes and --table-nodes must be at least 136 (32 inputs, 4 op levels, 100 outputs)")
+    if args.mode is not None:
+        if args.update_every < 1:
+            raise UserError("--update-every must be at least 1")
+        if args.edges > candidates_for(args.nodes):
+            raise UserError(f"--edges is more than the {candidates_for(args.nodes)} candidate edges")
+        r = mode_rows(args)
+        print(json.dumps(r) if args.json else modes_table(r))
+        return 0
     if args.table is not None:
         if not args.table.parent.is_dir():
             raise UserError(f"--table: no such folder: {args.table.parent}")
@@ -337,6 +357,9 @@ def mobilenet_main(args: argparse.Namespace) -> int:
     """``--model mobilenetv1_dnw``: the engine's MobileNetV1-DNW against its dense masked formulation."""
     if min(args.batch_size, args.repeats, args.threads) <= 0:
         raise UserError("--batch-size, --repeats and --threads must be positive")
+    if args.mode is not None or args.backend == "all" or args.table is not None:
+        raise UserError("--mode, --backend all and --table time the tiny classifier; leave them out with "
+                        "--model mobilenetv1_dnw")
     if check_width(args.width, what="--width") > 1:                 # a GraphError (a UserError) below 1/32
         raise UserError(f"--width: the benchmark takes widths up to 1, got {args.width}")
     if args.image_size < 8:

@@ -17,6 +17,7 @@ the gradient to ``weight`` follows the mode (:data:`SPARSE_MODES`, table in
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections import OrderedDict
 from typing import Callable, Iterable
 
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wiring.graph import apportion
-from wiring.modes import SPARSE_MODES, mode_class
+from wiring.modes import SPARSE_MODES, clear_optimizer_state, make_mode, mode_class
 from wiring.ops import topk_mask
 
 SCOPES = ("global", "layer")
@@ -53,7 +54,8 @@ class SparseBudget:
     per version of the weights (see the module docstring) and cached.
     """
 
-    def __init__(self, layers: "OrderedDict[str, nn.Module]", k: int, scope: str, mode: str) -> None:
+    def __init__(self, layers: "OrderedDict[str, nn.Module]", k: int, scope: str, mode: str,
+                 mode_options: dict | None = None) -> None:
         self.names = list(layers)
         self.layers = list(layers.values())
         self.k, self.scope, self.mode = k, scope, mode
@@ -64,6 +66,11 @@ class SparseBudget:
         self._masks: list[Tensor] | None = None
         #: how many times the top-k has been computed (once per weight update)
         self.recomputes = 0
+        #: a rewiring mode (rigl, set): its rule object, the training steps taken (the training
+        #: loop's wiring monitor sets it) and the growth scores between backward and optimizer step
+        self.rule = make_mode(mode, k, **(mode_options or {})) if mode_class(mode).updates else None
+        self.steps = 0
+        self._grow_scores: list[Tensor] | None = None
 
     def __repr__(self) -> str:
         return (f"SparseBudget(k={self.k}, total={self.total}, density={self.k / self.total:.4f}, "
@@ -108,6 +115,65 @@ class SparseBudget:
         mask = topk_mask(flat, self.k)
         return [part.view_as(w).to(w.device) for part, w in zip(torch.split(mask, self.sizes), weights)]
 
+    def dense_gradient(self) -> bool:
+        """Whether the next training step gives every entry a gradient: always for ``dnw``, on a
+        rewiring mode's update steps for ``rigl``, never otherwise."""
+        if not mode_class(self.mode).grad_all:
+            return False
+        return self.rule is None or self.rule.update_due(self.steps + 1)
+
+    @torch.no_grad()
+    def after_backward(self, step: int) -> None:
+        """A rewiring mode's growth scores when its update is due after training step ``step``
+        (RigL: ``|g|`` of every entry; SET: seeded random numbers), and the optimizer left the
+        real entries' gradient only (see :meth:`wiring.layer.WiredGraph.after_backward`)."""
+        self._grow_scores = None
+        if self.rule is None or not self.rule.update_due(step):
+            return
+        self._grow_scores = []
+        for i, m in enumerate(self.layers):
+            grad = m.weight.grad
+            self._grow_scores.append(self.rule.grow_score(grad, m.weight.shape, step, salt=i).to(m.weight.device))
+            if grad is not None:
+                grad.masked_fill_(~m.frozen_mask, 0.0)
+
+    @torch.no_grad()
+    def rewire(self, step: int, optimizer: torch.optim.Optimizer | None = None) -> int:
+        """The update :meth:`after_backward` prepared (after the optimizer step): per layer
+        (``scope="layer"``, each keeping its k) or over all layers at once (``"global"``); grown
+        entries start at 0 (rigl) or ``U(+-1/sqrt(fan-in))``, PyTorch's default init (set), with
+        no optimizer state. Sets :attr:`steps`; returns the entries grown."""
+        self.steps = step
+        scores, self._grow_scores = self._grow_scores, None
+        if scores is None:
+            return 0
+        masks = [m.frozen_mask.flatten() for m in self.layers]
+        weights = [m.weight.detach().flatten() for m in self.layers]
+        flat_scores = [s.flatten() for s in scores]
+        if self.scope == "layer":
+            results = [self.rule.rewire(r, w, g, step, k=k) for r, w, g, k in zip(masks, weights, flat_scores, self.layer_k)]
+        else:
+            device = weights[0].device
+            new, grown = self.rule.rewire(torch.cat([r.to(device) for r in masks]),
+                                          torch.cat([w.to(device, torch.float32) for w in weights]),
+                                          torch.cat([g.to(device) for g in flat_scores]), step, k=self.k)
+            results = list(zip(torch.split(new, self.sizes), torch.split(grown, self.sizes)))
+        count = 0
+        for i, (m, (new, grown)) in enumerate(zip(self.layers, results)):
+            new, grown = new.view_as(m.weight).to(m.weight.device), grown.view_as(m.weight).to(m.weight.device)
+            n = int(grown.sum())
+            if n:
+                if self.rule.grow_init == "random":
+                    bound = 1.0 / math.sqrt(max(m.weight[0].numel(), 1))
+                    gen = self.rule.generator(step, salt=len(self.layers) + i)
+                    m.weight[grown] = ((torch.rand(n, generator=gen) * 2.0 - 1.0) * bound).to(m.weight)
+                else:
+                    m.weight[grown] = 0.0
+                clear_optimizer_state(optimizer, m.weight, grown)
+            m.frozen_mask.copy_(new)
+            count += n
+        return count
+
     def mask_of(self, layer: nn.Module) -> Tensor:
         index = layer.__dict__.get("_dnw_index")
         if index is None or index >= len(self.layers) or self.layers[index] is not layer:
@@ -140,7 +206,7 @@ class DNWMixin:
     def masked_weight(self) -> Tensor:
         """The weight the forward uses: real entries as they are, the others 0."""
         mask = self.real_mask()
-        if mode_class(self.budget.mode).grad_all:
+        if self.budget.dense_gradient():
             return _StraightThrough.apply(self.weight, mask)
         return torch.where(mask, self.weight, 0.0)
 
@@ -209,7 +275,7 @@ def _check_budget(total: int, density: float | None, edges: int | None) -> int:
 
 def sparsify(model: nn.Module, *, density: float | None = None, edges: int | None = None,
              scope: str = "layer", skip: Iterable[Skip] = (), mode: str = "dnw",
-             keep_first_last_dense: bool = False) -> nn.Module:
+             keep_first_last_dense: bool = False, mode_options: dict | None = None) -> nn.Module:
     """Make the ``nn.Conv2d`` / ``nn.Linear`` layers of ``model`` DNW layers, in place.
 
     ``edges``: the number of real weights over all sparsified layers (or ``density``,
@@ -221,7 +287,9 @@ def sparsify(model: nn.Module, *, density: float | None = None, edges: int | Non
     an error. ``keep_first_last_dense``: also leave the first convolution (the first
     candidate layer if there is none) and the last linear layer (the last candidate
     if there is none) dense. ``mode``: one of :data:`SPARSE_MODES`; ``fixed`` freezes
-    the initial top-k in a ``frozen_mask`` buffer (saved in the state dict).
+    the initial top-k in a ``frozen_mask`` buffer (saved in the state dict), as do ``rigl`` and
+    ``set``, which rewire it in training (``mode_options``: their ``update_every``, ``drop_fraction``,
+    ``drop_schedule``, ``drop_until``, ``total_steps``, ``seed``; see :class:`wiring.modes.DynamicSparse`).
 
     Modules are converted by changing their class: parameters, hooks and an
     optimizer's references stay valid and state-dict keys do not change (plus
@@ -251,7 +319,7 @@ def sparsify(model: nn.Module, *, density: float | None = None, edges: int | Non
         raise ValueError("no nn.Conv2d or nn.Linear layer is left to sparsify")
     total = sum(m.weight.numel() for m in chosen.values())
     k = _check_budget(total, density, edges)
-    budget = SparseBudget(chosen, k, scope, mode)
+    budget = SparseBudget(chosen, k, scope, mode, mode_options)
     initial = budget.compute() if mode_class(mode).uses_frozen else None
     for i, m in enumerate(chosen.values()):
         m.__class__ = SPARSE_OF[type(m)]

@@ -129,7 +129,8 @@ def _difference_table(study: Study, rows: list[dict]) -> list[str]:
 def _churn_table(study: Study, rows: list[dict]) -> list[str]:
     """How much each learning mode rewired, per budget: swaps per epoch as a share of k, and
     the share of the initial real edges still real at the end."""
-    learning = [m for m in study.grid["mode"] if not (MODES[m].uses_frozen or MODES[m].all_real)]   # they rewire
+    learning = [m for m in study.grid["mode"]                                                       # they rewire
+                if MODES[m].updates or not (MODES[m].uses_frozen or MODES[m].all_real)]
     done = [r for r in rows if r["status"] == "done" and r["mode"] in learning and r["edges"] != "all"]
     if not done:
         return []

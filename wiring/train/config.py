@@ -23,7 +23,7 @@ from models import MODELS, SETTINGS
 from wiring.backends import CHOICES as BACKENDS
 from wiring.errors import UserError
 from wiring.files import NotText, read_text
-from wiring.modes import MODES, mode_class
+from wiring.modes import DROP_FRACTION, DROP_SCHEDULE, DROP_SCHEDULES, DROP_UNTIL, MODES, UPDATE_EVERY, mode_class
 from wiring.presets import PRESETS
 
 DATASETS = ("digits", "fashion-mnist", "mnist5k", "cifar10", "mnist", "imagenet")
@@ -65,6 +65,12 @@ class Config:
     mode: str = "dnw"
     td_rho: float = 0.95
     candidate_grad_every: int = 1
+    # the rewiring modes rigl and set (wiring.modes.DynamicSparse; RigL's published defaults but
+    # update_every, scaled to these short runs)
+    update_every: int = UPDATE_EVERY
+    drop_fraction: float = DROP_FRACTION
+    drop_schedule: str = DROP_SCHEDULE
+    drop_until: float = DROP_UNTIL
     init: str = "authors"
     from_run: str | None = None
     # data
@@ -150,6 +156,17 @@ class Config:
                 raise bad(name, f"must be positive, got {getattr(self, name)}")
         if self.candidate_grad_every < 1:
             raise bad("candidate_grad_every", f"must be at least 1, got {self.candidate_grad_every}")
+        if self.update_every < 1:
+            raise bad("update_every", f"must be at least 1 (training steps between two rewirings), got {self.update_every}")
+        if not 0 <= self.drop_fraction <= 1:
+            raise bad("drop_fraction", f"must be in [0, 1] (a fraction of the real edges), got {self.drop_fraction}")
+        if self.drop_schedule not in DROP_SCHEDULES:
+            raise bad("drop_schedule", f"unknown schedule {self.drop_schedule!r}; choose from {', '.join(DROP_SCHEDULES)}")
+        if not 0 <= self.drop_until <= 1:
+            raise bad("drop_until", f"must be in [0, 1] (a fraction of training), got {self.drop_until}")
+        if mode_class(self.mode).updates and self.candidate_grad_every != 1:
+            raise bad("candidate_grad_every", f"does not apply to --mode {self.mode}: it rewires every --update-every "
+                                              f"steps (rigl computes the candidates' gradient on those steps only)")
         if self.check_wiring_every < 0:
             raise bad("check_wiring_every", f"must be 0 (off) or positive, got {self.check_wiring_every}")
         for name in ("lr", "momentum", "weight_decay"):
@@ -209,6 +226,13 @@ _HELP = {
            "for a discrete or continuous setting and 'all' for <edges> when every candidate is real)",
     "candidate_grad_every": "give the hallucinated (not real) candidates their gradient only every N-th training "
                             "step (default 1: every step, as DNW; N > 1 trades swap speed for step time)",
+    "update_every": f"--mode rigl / set: training steps between two rewirings (Delta T; default {UPDATE_EVERY}: "
+                    f"RigL's 100 scaled to these short runs)",
+    "drop_fraction": f"--mode rigl / set: the fraction of the real edges the first rewiring replaces "
+                     f"(default {DROP_FRACTION})",
+    "drop_schedule": "--mode rigl / set: how that fraction falls: cosine (to 0 at --drop-until, RigL's) or constant",
+    "drop_until": f"--mode rigl / set: the fraction of training after which the wiring no longer changes "
+                  f"(default {DROP_UNTIL})",
     "resume": "continue the run in --out from its checkpoint",
     "overwrite": "replace an existing run directory",
     "check_wiring_every": "distributed runs: assert every N steps that all ranks hold the same real edges (0: never)",
@@ -221,6 +245,7 @@ _HELP = {
 }
 _CHOICES = {"backend": BACKENDS, "model": tuple(MODELS), "setting": SETTINGS, "graph": GRAPHS, "mode": tuple(MODES), "data": DATASETS, "schedule": SCHEDULES}
 _CHOICES["init"] = INITS
+_CHOICES["drop_schedule"] = DROP_SCHEDULES
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -10,9 +10,15 @@ Contract: a :class:`WiringMonitor` finds the learned real sets of any model (the
   indices in range, static wirings acyclic, finite weights) and the sparse layers';
 * :meth:`~WiringMonitor.check_same_wiring`: every rank holds the same real edges (a hash
   all-gathered; a no-op outside DDP);
+* :meth:`~WiringMonitor.after_backward` / :meth:`~WiringMonitor.after_step`: the rewiring
+  modes' updates (``rigl``, ``set``: :class:`wiring.modes.DynamicSparse`), the growth scores
+  taken between ``loss.backward()`` and ``optimizer.step()``, the drop and growth after it;
+  a no-op for every other mode;
 * :meth:`~WiringMonitor.state_dict` / :meth:`~WiringMonitor.load_state_dict`: what a resumed
   run needs to go on bit-identically (each wiring's count of training forwards, for
-  ``--candidate-grad-every``; inside an epoch, the real sets of the epoch's start).
+  ``--candidate-grad-every`` and the rewiring modes' update steps; inside an epoch, the real
+  sets of the epoch's start). A rewiring mode's real set itself is each layer's
+  ``frozen_mask`` buffer, in the model's state dict; its random draws are seeded by the step.
 
 A broken invariant is a :class:`WiringProblem` whose message names the wiring and the step;
 the trainer stops on it. The monitor knows nothing of the loop, the data or the optimizer.
@@ -37,7 +43,7 @@ from torch import Tensor, nn
 
 from wiring.graph import GraphError
 from wiring.layer import WiredGraph
-from wiring.sparsify import budget_of, check_sparse, real_masks
+from wiring.sparsify import SparseBudget, budget_of, check_sparse, real_masks
 from wiring.train.distributed import same_on_all_ranks, wiring_hash
 
 
@@ -82,6 +88,27 @@ class WiringMonitor:
         self.device = torch.device(device)
         self.wirings = find_wirings(model)
         self.last_masks = real_sets(model)      # the real sets at the previous epoch_swapped()
+        budget = budget_of(model)
+        #: the sparsified layers' budget when its mode rewires (rigl, set), else None
+        self.rewiring_budget: SparseBudget | None = budget if budget is not None and budget.rule is not None else None
+        self.rewiring = [w for w in self.wirings.values() if w.mode.updates]
+
+    def after_backward(self, step: int) -> None:
+        """Between ``loss.backward()`` and ``optimizer.step()`` of training step ``step`` (from 1):
+        the rewiring modes whose update is due keep their growth scores and leave the optimizer
+        the real edges' gradient only."""
+        for layer in self.rewiring:
+            layer.after_backward()
+        if self.rewiring_budget is not None:
+            self.rewiring_budget.after_backward(step)
+
+    def after_step(self, step: int, optimizer: Any = None) -> int:
+        """After ``optimizer.step()`` of training step ``step``: the due updates (drop, grow, the
+        grown edges' optimizer state cleared); returns the edges grown."""
+        grown = sum(layer.rewire(optimizer) for layer in self.rewiring)
+        if self.rewiring_budget is not None:
+            grown += self.rewiring_budget.rewire(step, optimizer)
+        return grown
 
     def real_masks(self) -> dict[str, Tensor]:
         return real_sets(self.model)
@@ -128,6 +155,8 @@ class WiringMonitor:
         for name, layer in self.wirings.items():
             if name in forwards:
                 layer._training_forwards = int(forwards[name])
+        if self.rewiring_budget is not None:
+            self.rewiring_budget.steps = int(state.get("step") or 0)
         self.last_masks = self.real_masks()
         saved = state.get("last_masks")
         if inside_epoch and isinstance(saved, dict) and saved.keys() == self.last_masks.keys():

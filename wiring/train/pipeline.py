@@ -48,6 +48,7 @@ from wiring.io import (
     wiring_key,
 )
 from wiring.modes import every_candidate_real, mode_class
+from wiring.sparsify import budget_of
 from wiring.train import distributed
 from wiring.train.allocator import tune_malloc
 from wiring.train.checkpoint import CheckpointError, check_data_info, check_weights, load_checkpoint
@@ -190,7 +191,8 @@ def build(cfg: Config, info) -> torch.nn.Module:
     if cfg.graph == "graphml":
         preset_options["wiring"] = read_graphml(cfg.graph_file)
     all_real = every_candidate_real(cfg.mode, cfg.graph)
-    mode_options = mode_class(cfg.mode).config_options(cfg)
+    steps = cfg.epochs * math.ceil(getattr(info, "train_size", 0) / cfg.batch_size)    # rigl / set: drop_until
+    mode_options = mode_class(cfg.mode).config_options(cfg, total_steps=steps)
     setting: dict[str, Any] = {}
     if cfg.setting == "discrete":
         setting = {"setting": "discrete", "steps": cfg.steps, "self_loops": cfg.self_loops}
@@ -277,6 +279,7 @@ def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Pat
         f"  nodes       {nodes}   candidates {candidates}",
         f"  edges       k = {k}   density {k / max(candidates, 1):.4%}",
         f"  preset      {cfg.graph}{' (' + cfg.graph_file + ')' if cfg.graph_file else ''}   mode {cfg.mode}   init {cfg.init}",
+        *(f"  rewiring    {rule.plan()}" for rule in _rewiring_rules(model)[:1]),
         f"  data        {info.name}: {len(train_set)} train / {len(test_set)} test, "
         f"{info.channels}x{info.image_size}x{info.image_size}, {info.num_classes} classes",
         f"  parameters  {total:,} in all, {real_params:,} in the inference network of the initial wiring",
@@ -287,6 +290,13 @@ def describe(cfg: Config, model, info, train_set, test_set, device, run_dir: Pat
         f"  run dir     {run_dir}",
     ]
     return "\n".join(lines)
+
+
+def _rewiring_rules(model) -> list:
+    """The rewiring rules (``rigl`` / ``set``) of ``model``'s wirings and sparsified layers."""
+    budget = budget_of(model)
+    return [w.mode for w in find_wirings(model).values() if w.mode.updates] + \
+        ([budget.rule] if budget is not None and budget.rule is not None else [])
 
 
 def _hooks(cfg: Config, recorder: RunRecorder, run_dir: Path, main_rank: bool) -> list:

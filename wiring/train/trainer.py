@@ -332,7 +332,9 @@ class Trainer:
                                       f"(epoch {self.epoch + 1}): training stopped")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self.monitor.after_backward(self.step + 1)        # rigl / set: the growth scores of an update step
             self.optimizer.step()
+            self.monitor.after_step(self.step + 1, self.optimizer)    # ... and the update (drop, grow)
             self.step += 1
             finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters()])
             if not bool(finite.all()):                   # one device sync, not one per parameter
