@@ -315,8 +315,8 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None, *, lo
         stop: StopRequest | None = None) -> dict[str, Any]:
     """Train per ``cfg``; returns the last epoch's metrics and the run directory.
 
-    The run folder is locked (:class:`wiring.io.RunLock`) from before its first write (when
-    resuming, before its checkpoint is read) to the end; ``lock`` is one the caller took
+    The run folder is locked (:class:`wiring.io.RunLock`) from before its first write (a
+    folder that exists: before it is judged, its settings or checkpoint read) to the end; ``lock`` is one the caller took
     already. With ``stop`` (installed), SIGINT / SIGTERM stop training resumably
     (:class:`wiring.train.trainer.Stopped`)."""
     own = lock is None
@@ -342,7 +342,8 @@ def _run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None, lock: RunLo
                          f"world size ({info.world_size})")
     info = distributed.setup(device)
     run_dir = run_dir_of(cfg)
-    mode = on_main_rank(lambda: check_run_dir(cfg, run_dir), info)
+    # an existing folder is locked before it is judged (another process's run: "in use", whatever it holds)
+    mode = on_main_rank(lambda: (run_dir.is_dir() and claim(lock), check_run_dir(cfg, run_dir))[1], info)
     if mode == "resume":                # locked before its checkpoint is read, and decided again
         mode = on_main_rank(lambda: (claim(lock), check_run_dir(cfg, run_dir))[1], info)
     resuming = mode == "resume"
@@ -504,9 +505,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 preloaded = None
                 if not distributed.from_environment().enabled:    # (torchrun: run() locks on rank 0)
                     lock = RunLock(run_dir_of(cfg))
+                if lock is not None and lock.run_dir.is_dir():
+                    claim(lock)         # before anything in it is read: its settings, its checkpoint
                 if cfg.resume:
-                    if lock is not None and lock.run_dir.is_dir():
-                        claim(lock)     # before its checkpoint is read
                     cfg, preloaded = resume_config(argv, cfg)
                     if lock is not None and lock.run_dir != run_dir_of(cfg):
                         lock.release()
