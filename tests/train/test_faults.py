@@ -500,6 +500,24 @@ def test_ctrl_c_raised_at_once_in_epoch_1_says_what_is_true_and_resume_starts_ov
     assert_same_run(uninterrupted, out)
 
 
+def test_resume_of_a_finished_run_says_so_and_changes_nothing(tmp_path, capsys):
+    """Was: 'resumed at epoch 1', then every file of the run written again. A larger --epochs
+    still trains on."""
+    out = tmp_path / "run"
+    assert run_main([*MICRO, "--batch-size", "512", "--epochs", 1, "--out", out]) == 0
+    capsys.readouterr()
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.iterdir())}
+    for extra in ([], ["--epochs", 1]):
+        assert run_main(["--out", out, "--resume", "--progress", "none", *extra]) == 0
+        said = capsys.readouterr()
+        assert said.err == "" and said.out.strip().splitlines() == [said.out.strip()], said
+        assert "is finished" in said.out and "resumed" not in said.out and "nothing was changed" in said.out
+        assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.iterdir())} == before
+    assert run_main(["--out", out, "--resume", "--progress", "none", "--epochs", 2]) == 0
+    assert "resumed     at epoch 1" in capsys.readouterr().out
+    assert [m["epoch"] for m in load_metrics(out / "metrics.jsonl")] == [1, 2]
+
+
 def test_resume_of_an_empty_folder_says_there_is_no_run(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     assert run_main([*MICRO, "--out", tmp_path / "run", "--resume"]) == 2

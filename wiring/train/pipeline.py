@@ -38,17 +38,22 @@ from wiring.io import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     LOCK_FILE,
+    METRICS_FILE,
+    SPARSE_FILE,
     TB_DIR,
     RunFolderBusy,
     RunLock,
+    WiringFileError,
     read_graphml,
     run_files,
     run_paths,
+    load_metrics,
     temp_files,
+    wiring_file,
     wiring_key,
 )
 from wiring.modes import every_candidate_real, mode_class
-from wiring.sparsify import budget_of
+from wiring.sparsify import budget_of, sparse_layers
 from wiring.train import distributed
 from wiring.train.allocator import tune_malloc
 from wiring.train.checkpoint import CheckpointError, check_data_info, check_weights, load_checkpoint
@@ -183,6 +188,27 @@ def check_resume_config(cfg: Config, saved: dict[str, Any], old_form: bool = Fal
     if differing:
         details = ", ".join(f"{k}: saved {saved[k]!r} vs now {now[k]!r}" for k in differing)
         raise UsageError(f"--resume: the run was started with different settings ({details})")
+
+
+def finished_run(cfg: Config, saved: dict[str, Any], model: torch.nn.Module,
+                 run_dir: Path) -> tuple[str, dict[str, Any]] | None:
+    """For ``--resume`` of a run that trained its ``--epochs`` and wrote its final files (a kill
+    after the last checkpoint leaves those to a resume): the one line saying so and the run's
+    last metrics record; else None."""
+    if "position" in saved or int(saved["epoch"]) < cfg.epochs:
+        return None
+    wirings = find_wirings(model)
+    finals = [run_dir / wiring_file("wiring", ".graphml", wiring_key(name, len(wirings))) for name in wirings]
+    if not all(p.is_file() for p in finals + ([run_dir / SPARSE_FILE] if sparse_layers(model) else [])):
+        return None
+    try:
+        records = load_metrics(run_dir / METRICS_FILE)
+    except WiringFileError:
+        records = []
+    last = records[-1] if records else {}
+    acc = f", test accuracy {last['test_acc']:.4f}" if isinstance(last.get("test_acc"), float) else ""
+    return (f"{run_dir} is finished: it trained {saved['epoch']} epochs (step {saved['step']}){acc}; nothing "
+            f"was changed (a larger --epochs on --resume trains on)"), last
 
 
 def build(cfg: Config, info) -> torch.nn.Module:
@@ -365,6 +391,14 @@ def _run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None, lock: RunLo
         print(f"{PROG}: warning: --batch-size {cfg.batch_size} is more than the {len(train_set):,} training "
               f"images: every epoch is one step on all of them", file=sys.stderr, flush=True)
     model = build(cfg, data_info)
+    done = finished_run(cfg, saved, model, run_dir) if saved is not None else None
+    if done is not None:                # --resume of a finished run: one line, exit 0, the folder untouched
+        if info.is_main:
+            print(done[0], flush=True)
+        if info.enabled:
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+        return {**done[1], "run_dir": str(run_dir), "finished": True}
     origin = start_from_run(cfg, model) if mode_class(cfg.mode).needs_source else None
     initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if info.enabled:
