@@ -135,25 +135,60 @@ def test_resume_with_more_epochs_trains_at_the_schedule_of_the_new_horizon(tmp_p
 # ----------------------------------------------------------------------------- 2. one training per folder
 
 def test_a_second_training_into_a_folder_in_use_exits_2_naming_the_holder(tmp_path):
-    """Was: ``--overwrite`` deleted the running training's files and both wrote the folder."""
+    """Was: ``--overwrite`` deleted the running training's files and both wrote the folder.
+    The holder is frozen (SIGSTOP) once it holds the folder, so what the second process finds
+    does not depend on how far the holder got or how loaded the machine is."""
     out = tmp_path / "run"
     holder = spawn([*MICRO, "--batch-size", "64", "--epochs", 500, "--out", out])
     try:
         wait_for(holder, lambda: (out / "config.yaml").is_file(), "the holder wrote its config")
-        before = (out / "config.yaml").read_bytes()
-        for extra in (["--overwrite"], ["--resume"]):
+        os.killpg(holder.pid, signal.SIGSTOP)          # it holds the lock from before its first write
+        before = files_of(out)
+        for extra in (["--overwrite"], ["--resume"], []):
             second = subprocess.run([sys.executable, "-m", "wiring.train", *MICRO, "--seed", "1", "--epochs", "1",
                                      "--out", str(out), *extra], cwd=ROOT, env=ENV, capture_output=True, text=True,
                                     timeout=TIMEOUT)
             assert second.returncode == 2, second.stderr
             assert_one_clean_line(second.stderr, "in use by process", str(holder.pid))
+        assert files_of(out) == before
+        os.killpg(holder.pid, signal.SIGCONT)
         assert holder.poll() is None, "the holder must train on undisturbed"
-        assert (out / "config.yaml").read_bytes() == before
     finally:
         kill9(holder)
     # the kernel let go of the lock with the killed process: the folder is usable at once
     assert run_main([*MICRO, "--batch-size", "512", "--epochs", 1, "--out", out, "--overwrite"]) == 0
     assert not (out / ".lock").exists()
+
+
+HOLD_LOCK = "import sys; from wiring.io import RunLock; RunLock(sys.argv[1]).acquire(); print('held', flush=True); sys.stdin.read()"
+
+
+@pytest.mark.parametrize("kind", ["finished", "stopped before its first checkpoint"])
+def test_a_folder_in_use_is_reported_as_such_before_its_settings_are_judged(tmp_path, kind):
+    """Another process holds the lock of a run folder: ``--resume`` with other settings, a plain
+    rerun and ``--overwrite`` all exit 2 naming it, and nothing in the folder changes. Was: the
+    folder was judged before the lock was taken (a plain rerun: 'already exists: pass --resume',
+    or 'stopped before its first checkpoint: pass --resume', whose --resume then said 'in use')."""
+    out = tmp_path / "run"
+    assert run_main([*MICRO, "--batch-size", "512", "--epochs", 1, "--out", out]) == 0
+    if kind != "finished":
+        for name in set(run_files()) - {"config.yaml"}:
+            (out / name).unlink(missing_ok=True)
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], cwd=ROOT, env=ENV, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"          # it holds the lock now: no sleep, no race
+        for extra in (["--resume", "--seed", "1", "--lr", "0.5"], ["--resume"], [], ["--overwrite"]):
+            second = subprocess.run([sys.executable, "-m", "wiring.train", "--out", str(out), "--progress", "none",
+                                     *extra], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=TIMEOUT)
+            assert second.returncode == 2, (extra, second.stderr)
+            assert_one_clean_line(second.stderr, "in use by process", str(holder.pid))
+        assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir() if p.name != ".lock"} == \
+            {k: v for k, v in before.items() if k != ".lock"}
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
 
 
 def test_two_trainings_started_together_into_one_folder_leave_one_consistent_run(tmp_path):
@@ -463,6 +498,24 @@ def test_ctrl_c_raised_at_once_in_epoch_1_says_what_is_true_and_resume_starts_ov
     assert run_main(["--out", out, "--resume", "--progress", "none"]) == 0
     assert "resumed     from step 0" in capsys.readouterr().out
     assert_same_run(uninterrupted, out)
+
+
+def test_resume_of_a_finished_run_says_so_and_changes_nothing(tmp_path, capsys):
+    """Was: 'resumed at epoch 1', then every file of the run written again. A larger --epochs
+    still trains on."""
+    out = tmp_path / "run"
+    assert run_main([*MICRO, "--batch-size", "512", "--epochs", 1, "--out", out]) == 0
+    capsys.readouterr()
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.iterdir())}
+    for extra in ([], ["--epochs", 1]):
+        assert run_main(["--out", out, "--resume", "--progress", "none", *extra]) == 0
+        said = capsys.readouterr()
+        assert said.err == "" and said.out.strip().splitlines() == [said.out.strip()], said
+        assert "is finished" in said.out and "resumed" not in said.out and "nothing was changed" in said.out
+        assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.iterdir())} == before
+    assert run_main(["--out", out, "--resume", "--progress", "none", "--epochs", 2]) == 0
+    assert "resumed     at epoch 1" in capsys.readouterr().out
+    assert [m["epoch"] for m in load_metrics(out / "metrics.jsonl")] == [1, 2]
 
 
 def test_resume_of_an_empty_folder_says_there_is_no_run(tmp_path, capsys):

@@ -38,17 +38,22 @@ from wiring.io import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     LOCK_FILE,
+    METRICS_FILE,
+    SPARSE_FILE,
     TB_DIR,
     RunFolderBusy,
     RunLock,
+    WiringFileError,
     read_graphml,
     run_files,
     run_paths,
+    load_metrics,
     temp_files,
+    wiring_file,
     wiring_key,
 )
 from wiring.modes import every_candidate_real, mode_class
-from wiring.sparsify import budget_of
+from wiring.sparsify import budget_of, sparse_layers
 from wiring.train import distributed
 from wiring.train.allocator import tune_malloc
 from wiring.train.checkpoint import CheckpointError, check_data_info, check_weights, load_checkpoint
@@ -185,6 +190,27 @@ def check_resume_config(cfg: Config, saved: dict[str, Any], old_form: bool = Fal
         raise UsageError(f"--resume: the run was started with different settings ({details})")
 
 
+def finished_run(cfg: Config, saved: dict[str, Any], model: torch.nn.Module,
+                 run_dir: Path) -> tuple[str, dict[str, Any]] | None:
+    """For ``--resume`` of a run that trained its ``--epochs`` and wrote its final files (a kill
+    after the last checkpoint leaves those to a resume): the one line saying so and the run's
+    last metrics record; else None."""
+    if "position" in saved or int(saved["epoch"]) < cfg.epochs:
+        return None
+    wirings = find_wirings(model)
+    finals = [run_dir / wiring_file("wiring", ".graphml", wiring_key(name, len(wirings))) for name in wirings]
+    if not all(p.is_file() for p in finals + ([run_dir / SPARSE_FILE] if sparse_layers(model) else [])):
+        return None
+    try:
+        records = load_metrics(run_dir / METRICS_FILE)
+    except WiringFileError:
+        records = []
+    last = records[-1] if records else {}
+    acc = f", test accuracy {last['test_acc']:.4f}" if isinstance(last.get("test_acc"), float) else ""
+    return (f"{run_dir} is finished: it trained {saved['epoch']} epochs (step {saved['step']}){acc}; nothing "
+            f"was changed (a larger --epochs on --resume trains on)"), last
+
+
 def build(cfg: Config, info) -> torch.nn.Module:
     """The model for ``cfg`` and a data set described by ``info``."""
     preset_options: dict[str, Any] = {}
@@ -315,8 +341,8 @@ def run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None = None, *, lo
         stop: StopRequest | None = None) -> dict[str, Any]:
     """Train per ``cfg``; returns the last epoch's metrics and the run directory.
 
-    The run folder is locked (:class:`wiring.io.RunLock`) from before its first write (when
-    resuming, before its checkpoint is read) to the end; ``lock`` is one the caller took
+    The run folder is locked (:class:`wiring.io.RunLock`) from before its first write (a
+    folder that exists: before it is judged, its settings or checkpoint read) to the end; ``lock`` is one the caller took
     already. With ``stop`` (installed), SIGINT / SIGTERM stop training resumably
     (:class:`wiring.train.trainer.Stopped`)."""
     own = lock is None
@@ -342,7 +368,8 @@ def _run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None, lock: RunLo
                          f"world size ({info.world_size})")
     info = distributed.setup(device)
     run_dir = run_dir_of(cfg)
-    mode = on_main_rank(lambda: check_run_dir(cfg, run_dir), info)
+    # an existing folder is locked before it is judged (another process's run: "in use", whatever it holds)
+    mode = on_main_rank(lambda: (run_dir.is_dir() and claim(lock), check_run_dir(cfg, run_dir))[1], info)
     if mode == "resume":                # locked before its checkpoint is read, and decided again
         mode = on_main_rank(lambda: (claim(lock), check_run_dir(cfg, run_dir))[1], info)
     resuming = mode == "resume"
@@ -364,6 +391,14 @@ def _run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None, lock: RunLo
         print(f"{PROG}: warning: --batch-size {cfg.batch_size} is more than the {len(train_set):,} training "
               f"images: every epoch is one step on all of them", file=sys.stderr, flush=True)
     model = build(cfg, data_info)
+    done = finished_run(cfg, saved, model, run_dir) if saved is not None else None
+    if done is not None:                # --resume of a finished run: one line, exit 0, the folder untouched
+        if info.is_main:
+            print(done[0], flush=True)
+        if info.enabled:
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+        return {**done[1], "run_dir": str(run_dir), "finished": True}
     origin = start_from_run(cfg, model) if mode_class(cfg.mode).needs_source else None
     initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if info.enabled:
@@ -504,9 +539,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 preloaded = None
                 if not distributed.from_environment().enabled:    # (torchrun: run() locks on rank 0)
                     lock = RunLock(run_dir_of(cfg))
+                if lock is not None and lock.run_dir.is_dir():
+                    claim(lock)         # before anything in it is read: its settings, its checkpoint
                 if cfg.resume:
-                    if lock is not None and lock.run_dir.is_dir():
-                        claim(lock)     # before its checkpoint is read
                     cfg, preloaded = resume_config(argv, cfg)
                     if lock is not None and lock.run_dir != run_dir_of(cfg):
                         lock.release()
