@@ -21,6 +21,7 @@ import yaml
 
 from models import MODELS, SETTINGS
 from wiring.backends import CHOICES as BACKENDS
+from wiring.cli import help_with_default
 from wiring.errors import UserError
 from wiring.files import NotText, read_text
 from wiring.modes import DROP_FRACTION, DROP_SCHEDULE, DROP_SCHEDULES, DROP_UNTIL, MODES, UPDATE_EVERY, mode_class
@@ -204,7 +205,7 @@ _HELP = {
     "rtol": "continuous setting: relative tolerance", "atol": "continuous setting: absolute tolerance",
     "self_loops": "dynamic settings: allow self-loop candidates",
     "graph_file": "GraphML wiring to start from (with --graph graphml)",
-    "edges": "k, the number of real edges (default 12000; with --mode complete: all candidates)",
+    "edges": "k, the number of real edges (with --mode complete: all candidates)",
     "init": "initial weights: authors (PyTorch's module defaults, as the authors' code: edges U(+-1/sqrt(fan-in)), "
             "node kernels U(+-1/3)) or kaiming (this engine's earlier init)",
     "mode": "how real edges are chosen and updated", "td_rho": "targeted dropout probability (--mode td)",
@@ -261,7 +262,8 @@ def build_parser(prog: str = "python -m wiring.train") -> argparse.ArgumentParse
                            argument_default=argparse.SUPPRESS)
     for f in fields(Config):
         flag = "--from" if f.name == "from_run" else "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f.name, "help": _HELP.get(f.name)}
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        kwargs: dict[str, Any] = {"dest": f.name, "help": help_with_default(_HELP.get(f.name), default)}
         if f.type in ("bool",) or isinstance(f.default, bool):
             kwargs["action"] = "store_true"
         elif f.name == "milestones":
