@@ -428,7 +428,8 @@ class Trainer:
             self.progress.line(
                 f"epoch {metrics['epoch']:>3}/{self.epochs}  loss {metrics['loss']:.4f}  "
                 f"train {metrics['train_acc']:.4f}  test {metrics['test_acc']:.4f}  "
-                f"swapped {metrics['swapped']:>5}  lr {lr:.4g}  {metrics['seconds']:.1f}s")
+                f"swapped {metrics['swapped']:>5}  lr {lr:.4g}  {metrics['seconds']:.1f}s"
+                + (f"  nfe {metrics['nfe']:g}" if "nfe" in metrics else ""))   # continuous: per forward
         self._call("on_fit_end")
         return self.history
 
