@@ -102,6 +102,7 @@ class Config:
     snapshot_every: int = 10
     eval_batch_size: int = 512
     progress: str = "auto"
+    progress_every: float = 30.0
     tensorboard: bool = False
     config: str | None = None
 
@@ -185,6 +186,8 @@ class Config:
             raise bad("image_size", f"must be at least 8, got {self.image_size}")
         if self.progress not in ("auto", "bar", "lines", "none"):
             raise bad("progress", "choose from auto, bar, lines, none")
+        if self.progress_every <= 0:
+            raise bad("progress_every", f"must be positive (seconds between two progress lines), got {self.progress_every}")
         if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise bad("tensorboard", "needs the tensorboard package: pip install tensorboard "
                                      "(or pip install 'wiring[tensorboard]')")
@@ -240,6 +243,8 @@ _HELP = {
     "deterministic": "use only deterministic algorithms (bit-exact reruns and resumes on one machine)",
     "debug": "check the wiring invariants after every step, not only every epoch", "snapshot_every": "save the wiring every N steps",
     "eval_batch_size": "evaluation batch size", "progress": "auto (bar on a terminal, lines otherwise), bar, lines, none",
+    "progress_every": "progress as lines (--progress lines, or auto without a terminal): a line for the epoch under "
+                      "way every SECONDS",
     "tensorboard": "also log the epoch scalars and the ranked wiring picture for TensorBoard to RUN_DIR/tb "
                    "(needs the tensorboard package)",
     "config": "YAML file of settings (command-line flags win)",
