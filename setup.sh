@@ -15,20 +15,36 @@ for arg in "$@"; do
     *) echo "setup.sh: error: unknown option $arg (usage: ./setup.sh [--accel])" >&2; exit 2 ;;
   esac
 done
+# Each step says what it installs, then what pip installed ("  installed: NAME-VERSION ...")
+# or "  already installed"; pip's errors and warnings (stderr) show as they come.
+install() {
+  local log
+  log=$(mktemp)
+  if ! .venv/bin/python -m pip install --progress-bar off "$@" >"$log"; then
+    rm -f "$log"; return 1               # pip said why on stderr
+  fi
+  grep '^Successfully installed' "$log" | sed 's/^Successfully installed/  installed:/' || echo "  already installed"
+  rm -f "$log"
+}
 PY=${PYTHON:-python3}
+STEPS=$((3 + ACCEL))
 if [ ! -x .venv/bin/python ]; then
+  echo "setup.sh: making the virtual environment .venv ($PY -m venv)"
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q "torch==2.13.0" 2>/dev/null || .venv/bin/python -m pip install -q "torch>=2.1"
-.venv/bin/python -m pip install -q -e ".[dev]"
+echo "setup.sh: [1/$STEPS] pip (upgrade)"
+install --upgrade pip
+echo "setup.sh: [2/$STEPS] PyTorch 2.13 (the CPU build; about 200 MB to download the first time)"
+install "torch==2.13.0" 2>/dev/null || install "torch>=2.1"
+echo "setup.sh: [3/$STEPS] wiring, editable (pip install -e \".[dev]\"): its dependencies and test tools (pyproject.toml)"
+install -e ".[dev]"
 if [ "$ACCEL" = 1 ]; then
   if .venv/bin/python -c "import torch_scatter, torch_sparse" 2>/dev/null; then
-    echo "torch-scatter and torch-sparse: already installed"
+    echo "setup.sh: [4/$STEPS] torch-scatter and torch-sparse: already installed"
   else
-    echo "building torch-scatter and torch-sparse against this torch (about 11 minutes on 2 cores the first time) ..."
-    .venv/bin/python -m pip install -q setuptools wheel
-    .venv/bin/python -m pip install -q --no-build-isolation "torch-scatter>=2.1" "torch-sparse>=0.6"
+    echo "setup.sh: [4/$STEPS] building torch-scatter and torch-sparse against this torch (about 11 minutes on 2 cores the first time) ..."
+    install setuptools wheel
+    install --no-build-isolation "torch-scatter>=2.1" "torch-sparse>=0.6"
   fi
 fi
 echo "environment ready: .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -213,6 +213,28 @@ def test_train_help_shows_the_real_default_run_directory():
         assert str(default_run_dir(cfg)) == expected
 
 
+def test_help_shows_each_flags_real_default(tmp_path):
+    """--help names the default of every flag that has one: wiring.train's from the Config
+    dataclass (its parser suppresses argparse's defaults), the other commands' from argparse."""
+    def flag_help(module: str, flag: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path, env=ENV,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        entries: list[str] = []                       # one per flag: its line and the help lines below it
+        for line in proc.stdout.splitlines():
+            if line.startswith("  -"):
+                entries.append(line)
+            elif entries and line.startswith("      "):
+                entries[-1] += line
+        return " ".join(next(e for e in entries if e.split()[0].rstrip(",") == flag).split())
+
+    assert "(default: 12000)" in flag_help("wiring.train", "--edges")
+    assert "(default: 30)" in flag_help("wiring.train", "--epochs")
+    assert "(default: 0.1)" in flag_help("wiring.train", "--lr")
+    assert "(default: 80 120)" in flag_help("wiring.train", "--milestones")
+    assert flag_help("wiring.study", "--executor").endswith("(default: jobs)")
+
+
 def test_candidate_grad_every_has_help():
     from wiring.train.config import build_parser
     text = " ".join(build_parser().format_help().split())

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 import torch
 import yaml
@@ -111,3 +113,23 @@ def test_readme_library_example_results():
 def test_the_native_kernel_source_ships_with_the_package():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert "kernels.cpp" in data["wiring.backends"] and (ROOT / "wiring" / "backends" / "kernels.cpp").is_file()
+
+
+@pytest.mark.skipif(Path(sys.prefix).resolve() != (ROOT / ".venv").resolve(),
+                    reason="runs ./setup.sh, which updates the .venv it makes: only from that environment")
+def test_setup_sh_says_what_it_installs_at_each_step():
+    """./setup.sh, run again over its .venv (as the README's commands do): a line per step
+    naming what it installs, then what pip installed there, then 'environment ready'."""
+    import subprocess
+
+    from wiring import __version__
+    proc = subprocess.run(["./setup.sh"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    steps = [i for i, line in enumerate(lines) if re.match(r"setup\.sh: \[\d/\d\] ", line)]
+    assert [lines[i][:15] for i in steps] == ["setup.sh: [1/3]", "setup.sh: [2/3]", "setup.sh: [3/3]"], lines
+    assert "pip" in lines[steps[0]] and "PyTorch" in lines[steps[1]] and '".[dev]"' in lines[steps[2]]
+    for i in steps:
+        assert lines[i + 1].startswith(("  installed: ", "  already installed")), lines
+    assert f"wiring-{__version__}" in lines[steps[2] + 1].split()      # an editable install is made again
+    assert lines[-1].startswith("environment ready: .venv (torch ")

@@ -28,7 +28,8 @@ from typing import Callable, NoReturn, Sequence
 
 from wiring.errors import UserError
 
-__all__ = ["ArgumentParser", "die", "error_line", "os_error_message", "run_cli", "UserError"]
+__all__ = ["ArgumentParser", "HelpFormatter", "die", "error_line", "help_with_default", "os_error_message",
+           "run_cli", "UserError"]
 
 #: errors of a full disk or a file-size limit: what was being written is not kept
 FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -101,8 +102,41 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], prog: str,
     return 0 if code is None else int(code)
 
 
+def help_with_default(text: str | None, default: object) -> str | None:
+    """``text`` with `` (default: VALUE)`` appended, for ``--help``: unless the text already
+    names its default, there is no text, or the default says nothing (``None``, a switch's
+    ``False``). A list shows as its values, space-separated, as it is typed.
+
+    >>> help_with_default("training epochs", 30)
+    'training epochs (default: 30)'
+    >>> help_with_default("multistep: epochs where lr is multiplied by gamma", [80, 120])
+    'multistep: epochs where lr is multiplied by gamma (default: 80 120)'
+    >>> help_with_default("resize images (default: native)", None), help_with_default("a switch", False)
+    ('resize images (default: native)', 'a switch')
+    """
+    if not text or text == argparse.SUPPRESS or "default" in text or default is None or default is False \
+            or default == argparse.SUPPRESS or default == []:
+        return text
+    shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+    return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help with each flag's default shown (:func:`help_with_default`)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.option_strings and action.nargs != 0:
+            return help_with_default(action.help, action.default)
+        return action.help
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage block) and exit status 2."""
+    """argparse with one-line errors (no usage block), exit status 2, and each flag's
+    default in ``--help`` (:class:`HelpFormatter`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         die(self.prog, message)

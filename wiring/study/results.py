@@ -30,7 +30,7 @@ CSV_FIELDS = ("setting", "mode", "edges", "seed", "test_acc", "best_acc", "epoch
 
 # Config fields that do not change what a cell computes: not part of its recorded settings.
 NOT_SETTINGS = ("out", "data_dir", "progress", "resume", "overwrite", "config", "from_run", "device", "backend",
-                "eval_batch_size", "debug", "check_wiring_every", "snapshot_every")
+                "eval_batch_size", "debug", "check_wiring_every", "snapshot_every", "progress_every")
 
 
 def results_path(report: Path) -> Path:

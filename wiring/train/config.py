@@ -21,6 +21,7 @@ import yaml
 
 from models import MODELS, SETTINGS
 from wiring.backends import CHOICES as BACKENDS
+from wiring.cli import help_with_default
 from wiring.errors import UserError
 from wiring.files import NotText, read_text
 from wiring.modes import DROP_FRACTION, DROP_SCHEDULE, DROP_SCHEDULES, DROP_UNTIL, MODES, UPDATE_EVERY, mode_class
@@ -101,6 +102,7 @@ class Config:
     snapshot_every: int = 10
     eval_batch_size: int = 512
     progress: str = "auto"
+    progress_every: float = 30.0
     tensorboard: bool = False
     config: str | None = None
 
@@ -184,6 +186,8 @@ class Config:
             raise bad("image_size", f"must be at least 8, got {self.image_size}")
         if self.progress not in ("auto", "bar", "lines", "none"):
             raise bad("progress", "choose from auto, bar, lines, none")
+        if self.progress_every <= 0:
+            raise bad("progress_every", f"must be positive (seconds between two progress lines), got {self.progress_every}")
         if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise bad("tensorboard", "needs the tensorboard package: pip install tensorboard "
                                      "(or pip install 'wiring[tensorboard]')")
@@ -204,7 +208,7 @@ _HELP = {
     "rtol": "continuous setting: relative tolerance", "atol": "continuous setting: absolute tolerance",
     "self_loops": "dynamic settings: allow self-loop candidates",
     "graph_file": "GraphML wiring to start from (with --graph graphml)",
-    "edges": "k, the number of real edges (default 12000; with --mode complete: all candidates)",
+    "edges": "k, the number of real edges (with --mode complete: all candidates)",
     "init": "initial weights: authors (PyTorch's module defaults, as the authors' code: edges U(+-1/sqrt(fan-in)), "
             "node kernels U(+-1/3)) or kaiming (this engine's earlier init)",
     "mode": "how real edges are chosen and updated", "td_rho": "targeted dropout probability (--mode td)",
@@ -239,6 +243,8 @@ _HELP = {
     "deterministic": "use only deterministic algorithms (bit-exact reruns and resumes on one machine)",
     "debug": "check the wiring invariants after every step, not only every epoch", "snapshot_every": "save the wiring every N steps",
     "eval_batch_size": "evaluation batch size", "progress": "auto (bar on a terminal, lines otherwise), bar, lines, none",
+    "progress_every": "progress as lines (--progress lines, or auto without a terminal): a line for the epoch under "
+                      "way every SECONDS",
     "tensorboard": "also log the epoch scalars and the ranked wiring picture for TensorBoard to RUN_DIR/tb "
                    "(needs the tensorboard package)",
     "config": "YAML file of settings (command-line flags win)",
@@ -261,7 +267,8 @@ def build_parser(prog: str = "python -m wiring.train") -> argparse.ArgumentParse
                            argument_default=argparse.SUPPRESS)
     for f in fields(Config):
         flag = "--from" if f.name == "from_run" else "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f.name, "help": _HELP.get(f.name)}
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        kwargs: dict[str, Any] = {"dest": f.name, "help": help_with_default(_HELP.get(f.name), default)}
         if f.type in ("bool",) or isinstance(f.default, bool):
             kwargs["action"] = "store_true"
         elif f.name == "milestones":

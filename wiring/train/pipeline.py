@@ -74,7 +74,7 @@ from wiring.train.trainer import (
 # --overwrite removes exactly the files this run writes: wiring.io.run_files (the one list of them).
 # Settings that may change when a run is resumed.
 RESUMABLE = {"epochs", "resume", "overwrite", "device", "backend", "out", "progress", "eval_batch_size", "config",
-             "debug", "deterministic", "check_wiring_every", "tensorboard"}
+             "debug", "deterministic", "check_wiring_every", "tensorboard", "progress_every"}
 
 
 class UsageError(UserError, ValueError):
@@ -421,7 +421,7 @@ def _run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None, lock: RunLo
                 (run_dir / TB_DIR).rmdir()
         run_dir.mkdir(parents=True, exist_ok=True)
 
-    progress = Progress(cfg.progress if info.is_main else "none")
+    progress = Progress(cfg.progress if info.is_main else "none", every=cfg.progress_every)
     say = print if info.is_main else (lambda *a, **k: None)
     say(describe(cfg, model, data_info, train_set, test_set, device, run_dir), flush=True)
     if info.enabled:

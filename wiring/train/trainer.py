@@ -209,15 +209,22 @@ def _ignore_stop_signals(worker_id: int) -> None:
 
 
 class Progress:
-    """A bar on a terminal, plain lines otherwise (CI logs), or nothing."""
+    """A bar on a terminal, plain lines otherwise (CI logs), or nothing. As lines, the
+    epoch under way prints a line of its own (``  epoch 1/30 loss ... batch 12/40``) once
+    ``every`` seconds have passed since the last line, so a log shows a long epoch going on."""
 
-    def __init__(self, style: str = "auto", stream=None) -> None:
+    def __init__(self, style: str = "auto", stream=None, every: float = 30.0) -> None:
         self.stream = stream or sys.stderr
         if style == "auto":
             style = "bar" if getattr(self.stream, "isatty", lambda: False)() else "lines"
         self.style = style
+        self.every = every
+        self._last = time.monotonic()
 
     def update(self, text: str, done: int, total: int) -> None:
+        if self.style == "lines" and time.monotonic() - self._last >= self.every:
+            print(f"  {text}  batch {done}/{total}", flush=True)
+            self._last = time.monotonic()
         if self.style != "bar":
             return
         width = 24
@@ -232,6 +239,7 @@ class Progress:
         if self.style == "bar":
             self.stream.write("\r\033[K")
         print(text, file=self.stream if self.style == "bar" else sys.stdout, flush=True)
+        self._last = time.monotonic()
 
 
 class Trainer:
@@ -428,7 +436,8 @@ class Trainer:
             self.progress.line(
                 f"epoch {metrics['epoch']:>3}/{self.epochs}  loss {metrics['loss']:.4f}  "
                 f"train {metrics['train_acc']:.4f}  test {metrics['test_acc']:.4f}  "
-                f"swapped {metrics['swapped']:>5}  lr {lr:.4g}  {metrics['seconds']:.1f}s")
+                f"swapped {metrics['swapped']:>5}  lr {lr:.4g}  {metrics['seconds']:.1f}s"
+                + (f"  nfe {metrics['nfe']:g}" if "nfe" in metrics else ""))   # continuous: per forward
         self._call("on_fit_end")
         return self.history
 
