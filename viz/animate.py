@@ -10,7 +10,7 @@ Contract:
   2,000 edges: the strongest stand out, the rest fade). Only the swaps since the
   previous shown frame are highlighted, as thin lines: added edges green, removed
   ones dashed orange. The caption (top) gives the step, the epoch that step lies
-  in (:func:`viz.render.epoch_of`: ``metrics.jsonl`` records each epoch's last
+  in (:func:`viz.sources.epoch_of`: ``metrics.jsonl`` records each epoch's last
   step), the test accuracy of the last epoch finished at that step, k and
   density, dead nodes and the swaps (edges added / removed since the previous
   frame's step). A strip under the graph counts those swaps per level pair, on
@@ -250,7 +250,7 @@ class EvolutionFigure:
 def caption(info: Mapping, title: str = "") -> str:
     """Two lines: ``title · step 50 · epoch 5 · test acc (after epoch 4)`` and
     ``k · density · dead · swaps since step 40``; the epoch is the one the step lies
-    in (:func:`viz.render.epoch_of`: step 50 of 12 steps per epoch is in epoch 5),
+    in (:func:`viz.sources.epoch_of`: step 50 of 12 steps per epoch is in epoch 5),
     the accuracy the last measured at or before the step; always the edge count (k)
     and the density together."""
     first = [title] if title else []

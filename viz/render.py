@@ -37,10 +37,10 @@ A run directory gives its final wiring (``wiring.graphml``, else the last
 Shared by the viz CLIs (``viz.animate`` and ``viz.plots`` import them from here):
 
 * what to draw, read through :mod:`wiring.io` only: :func:`load_source` (a run
-  directory's final wiring or a GraphML file), :func:`final_wiring` /
-  :func:`initial_wiring` (``wiring.graphml`` / ``initial.graphml``, else the last /
-  first ``history.pt`` snapshot), :func:`metrics_at` (the last epoch record whose
-  ``step`` is at most a step), :func:`epoch_of` (the epoch a step lies in),
+  directory's final wiring or a GraphML file), :func:`viz.sources.final_wiring` /
+  :func:`viz.sources.initial_wiring` (``wiring.graphml`` / ``initial.graphml``, else the last /
+  first ``history.pt`` snapshot), :func:`viz.sources.metrics_at` (the last epoch record whose
+  ``step`` is at most a step), :func:`viz.sources.epoch_of` (the epoch a step lies in),
   :func:`wiring_info` and :func:`stats_line`;
 * command-line plumbing: :class:`UsageError` (a user mistake), an
   :class:`ArgumentParser` whose errors are one line and exit 2, :func:`die`,

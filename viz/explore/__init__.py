@@ -18,7 +18,7 @@ Contract:
   keys left / right / space / Home / End; ``page.html#frame=N`` opens frame N. Hover a node or an edge for its id,
   level, weight and the step it appeared (the first step of its current run of
   consecutive frames as a real edge). The side panel gives the step, the epoch
-  it lies in (:func:`viz.render.epoch_of`), the test accuracy (the last epoch
+  it lies in (:func:`viz.sources.epoch_of`), the test accuracy (the last epoch
   record of ``metrics.jsonl`` whose ``step`` is at most the frame's step, and
   which epoch that was), k, density, dead nodes, the churn (edges added / removed
   since the previous frame) and the level-to-level edge counts of the frame.

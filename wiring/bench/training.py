@@ -34,7 +34,7 @@ instead (:mod:`wiring.bench.mobilenet`).
 the same weights, full training steps as ``wiring.train`` takes them, and reports ms per step and
 the ratios to dnw and fixed (:mod:`wiring.bench.modes`; ``--update-every``: the rewiring modes' Delta T).
 
-``--nodes N`` scales the network (:func:`levels_for`); ``--table FILE.md`` runs a grid of
+``--nodes N`` scales the network (:func:`wiring.bench.contest.levels_for`); ``--table FILE.md`` runs a grid of
 node and edge counts and writes its Markdown table into ``FILE.md`` between two marker
 comments (the rest of the file is kept). ``--inference ...`` hands over to
 :mod:`wiring.bench.inference` (eval-mode forwards of the reference, the engine and the

@@ -20,7 +20,7 @@ into a :class:`CompactTiny`:
   image, so their contribution is computed once and folded into the inputs of the
   nodes they feed (or, for output nodes, into the head's bias);
 * each level's real in-edges between the kept nodes as one operator, CSR or dense by
-  how much of its rectangle they fill (:data:`DENSE_FILL`), run on one preallocated
+  how much of its rectangle they fill (:data:`wiring.compact.runtime.DENSE_FILL`), run on one preallocated
   node-major state buffer;
 * the stem's BatchNorms folded into its convolutions; instance norm (no running
   statistics: the same in train and eval mode) -> ReLU -> depthwise 3x3 for kept nodes

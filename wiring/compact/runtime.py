@@ -25,7 +25,7 @@ VERSION = 1
 class CompactMobileNet(nn.Module):
     """Inference-only MobileNetV1-DNW: live nodes, sparse real edges, folded BatchNorm.
 
-    Built from the plain ``state`` dict :func:`compact_state` makes (and
+    Built from the plain ``state`` dict :func:`wiring.compact.extract.compact_state` makes (and
     :meth:`state` returns). Node features are node-major ``[nodes, batch*H*W]``.
     """
 
@@ -155,7 +155,7 @@ _TINY_STEM = ("stem_weight", "stem_bias", "stem_dw_weight", "stem_dw_bias", "ste
 class CompactTiny(nn.Module):
     """Inference-only static tiny classifier: kept nodes, real edges, folded constants.
 
-    Built from the plain ``state`` dict :func:`tiny_state` makes (and :meth:`state`
+    Built from the plain ``state`` dict :func:`wiring.compact.extract.tiny_state` makes (and :meth:`state`
     returns): ``level_sizes`` kept nodes per level (op levels, then outputs), the stem
     with its BatchNorms folded (rows of the pointwise conv for the kept input nodes
     only), per op level the instance norm's affine pair and the 3x3 depthwise kernels

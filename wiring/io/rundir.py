@@ -113,7 +113,7 @@ def run_paths(folder: PathLike, wiring_keys=("",)) -> list[Path]:
 
 
 def temp_files(folder: PathLike, names) -> list[Path]:
-    """The temporary files :func:`atomic_path` left in ``folder`` (a write cut short by a
+    """The temporary files :func:`wiring.files.atomic_path` left in ``folder`` (a write cut short by a
     kill) for the files ``names``; other hidden files are not touched."""
     folder = Path(folder)
     wanted = {(Path(n).stem, Path(n).suffix) for n in names}

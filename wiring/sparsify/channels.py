@@ -31,7 +31,7 @@ def _effective_mask(m: nn.Module) -> Tensor:
 def layer_density(model: nn.Module) -> "OrderedDict[str, float]":
     """Fraction of real weights of every conv / linear layer: the real mask of DNW
     layers, the nonzero weights of plain ones (1.0 when dense; the same numbers after
-    :func:`densify`, unless a real weight is exactly 0)."""
+    :func:`wiring.sparsify.densify`, unless a real weight is exactly 0)."""
     with torch.no_grad():
         return OrderedDict((n, float(_effective_mask(m).float().mean()))
                            for n, m in _layers_for_topology(model).items())
