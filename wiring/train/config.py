@@ -50,6 +50,17 @@ class ConfigError(UserError, ValueError):
 
 @dataclass
 class Config:
+    """Every setting of a training run, one field per ``wiring.train`` flag (``--edges`` is
+    ``edges``; the help text of each is ``_HELP``'s). Made once, by :func:`parse_config`
+    (argparse over an optional ``--config`` YAML: flags win) or :func:`config_from_dict`
+    (a study cell, a saved run), checked there (:class:`ConfigError` names the setting), then
+    only read: it is saved as ``config.yaml`` in the run folder and inside every checkpoint.
+
+    >>> cfg = config_from_dict({"data": "digits", "edges": 500})
+    >>> cfg.model, cfg.mode, cfg.edges, cfg.seed
+    ('tiny', 'dnw', 500, 0)
+    """
+
     # model and wiring
     model: str = "tiny"
     width: float | None = None

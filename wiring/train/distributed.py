@@ -29,6 +29,13 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class DistInfo:
+    """Where this process stands in a torchrun job: its ``rank`` among ``world_size`` processes
+    and its ``local_rank`` on its machine; world size 1 without torchrun.
+
+    >>> DistInfo().enabled, DistInfo(rank=1, world_size=2).is_main
+    (False, False)
+    """
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0

@@ -77,6 +77,22 @@ def wiring_stats(layer: WiredGraph) -> dict[str, Any]:
 
 
 class RunRecorder:
+    """The :class:`~wiring.train.trainer.Trainer` hook that writes a run folder as training goes.
+
+    Args:
+        run_dir: the run folder (made by the caller; locked by it).
+        config: the resolved configuration as plain types (``config.yaml``, inside every checkpoint).
+        snapshot_every: a history frame of the real edges every this many steps.
+        initial_model: the model's state before training (saved for lottery rewinds).
+        resumed: the run continues from ``run_dir``'s checkpoint (its files are checked, not restarted).
+        extra_state: plain-typed entries added to every checkpoint (``data_info``...).
+        run_id: the run's identity, written in every metrics line, history and checkpoint;
+            ``None`` for a run saved before run ids.
+
+    Raises (from :meth:`start`, on a resumed run): :class:`~wiring.train.checkpoint.CheckpointError` when the
+    folder's metrics or history belong to another run than the checkpoint.
+    """
+
     def __init__(self, run_dir: str | Path, config: dict[str, Any], *, snapshot_every: int,
                  initial_model: dict[str, torch.Tensor] | None = None, resumed: bool = False,
                  extra_state: dict[str, Any] | None = None, run_id: str | None = None) -> None:
