@@ -161,3 +161,13 @@ def test_mode_rejects_an_unknown_mode_in_one_line(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--mode", "magic"])
     assert exit_.value.code == 2 and "--mode" in capsys.readouterr().err
+
+
+def test_race_progress_in_a_log_is_one_line_per_round(capsys) -> None:
+    """Without a terminal (a log, CI), each round's progress is its own line, not a run-on ``\\r`` line."""
+    from wiring.bench.contest import race
+    calls = []
+    medians = race({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, progress=True)
+    assert calls == ["a", "b", "b", "a", "a", "b"]          # every other round in reverse order
+    assert set(medians) == {"a", "b"}
+    assert capsys.readouterr().err == "repeat 1/3\nrepeat 2/3\nrepeat 3/3\n"

@@ -39,10 +39,12 @@ def race(steps: dict, repeats: int, progress: bool = False) -> dict[str, float]:
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
-        if progress:
+        if progress and sys.stderr.isatty():
             print(f"\rrepeat {i + 1}/{repeats}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print("\r", end="", file=sys.stderr)
+        elif progress:                  # a log: one line per round, never a run-on line of \r
+            print(f"repeat {i + 1}/{repeats}", file=sys.stderr, flush=True)
+    if progress and sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
