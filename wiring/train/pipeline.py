@@ -55,7 +55,7 @@ from wiring.sparsify import budget_of, sparse_layers
 from wiring.train import distributed
 from wiring.train.allocator import tune_malloc
 from wiring.train.build import build_model
-from wiring.train.checkpoint import CheckpointError, check_weights, load_checkpoint
+from wiring.train.checkpoint import CheckpointError, check_resumable, check_weights, load_checkpoint
 from wiring.train.config import WIDTH_BUDGET_MODELS, Config, parse_config, saved_values
 from wiring.train.data import check_dataset, load_dataset, subset
 from wiring.train.monitor import edge_budget, find_wirings
@@ -163,15 +163,6 @@ def claim(lock: RunLock) -> None:
         lock.acquire()
     except RunFolderBusy as err:
         raise UsageError(str(err)) from None
-
-
-def check_resumable(saved: dict[str, Any], run_dir: Path) -> None:
-    """A training checkpoint has the state a resume needs; anything else is refused."""
-    needed = {"model": dict, "optimizer": dict, "epoch": int, "step": int, "config": dict}
-    for key, kind in needed.items():
-        if not isinstance(saved.get(key), kind):
-            raise CheckpointError(f"{run_dir / CHECKPOINT_FILE} is not a wiring.train checkpoint "
-                                  f"({key!r} missing or not a {kind.__name__})")
 
 
 def check_resume_config(cfg: Config, saved: dict[str, Any], old_form: bool = False) -> None:
@@ -331,7 +322,7 @@ def _run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None, lock: RunLo
         path = run_dir / CHECKPOINT_FILE
         saved = preloaded[1] if preloaded is not None and preloaded[0] == path else load_checkpoint(path)
     if saved is not None:
-        check_resumable(saved, run_dir)
+        check_resumable(saved, run_dir / CHECKPOINT_FILE)
         check_resume_config(cfg, saved.get("config", {}), old_form="edges" not in saved)
 
     if cfg.deterministic:
@@ -388,7 +379,7 @@ def _run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None, lock: RunLo
     run_id = saved.get("run_id") if saved is not None else uuid.uuid4().hex[:16]
     recorder = RunRecorder(run_dir, cfg.to_dict(), snapshot_every=cfg.snapshot_every,
                            initial_model=initial_model, resumed=resuming,
-                           extra_state={"data_info": dataclasses.asdict(data_info), "edges": edge_budget(model)[0]}, run_id=run_id)
+                           data_info=dataclasses.asdict(data_info), edges=edge_budget(model)[0], run_id=run_id)
     trainer = Trainer(model, optimizer, train_set, test_set, epochs=cfg.epochs, batch_size=cfg.batch_size,
                       device=device, scheduler=scheduler, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed,
                       hooks=_hooks(cfg, recorder, run_dir, info.is_main), progress=progress, debug=cfg.debug,
