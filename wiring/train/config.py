@@ -202,6 +202,8 @@ class Config:
 def check_model(cfg: "Config") -> None:
     """Refuse a ``--width`` or ``--setting`` the model's registry spec does not declare
     (:mod:`models.registry`): a config is checked against the spec, never by building."""
+    if cfg.model not in MODELS:         # a config read back from a file is not validated
+        raise ConfigError(f"--model: unknown model {cfg.model!r}; choose from {', '.join(MODELS)}")
     spec = MODELS[cfg.model]
     if cfg.width is not None and not spec.takes("width"):
         raise ConfigError(f"--width: model {cfg.model} has no width multiplier")
