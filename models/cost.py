@@ -21,8 +21,8 @@ Live nodes that no input reaches are kept (they compute an input-independent map
 still reaches an output); ``wiring.compact`` folds them into constants and BatchNorm into
 its operators, so the compact file stores a different number of values (it prints both).
 
->>> from models import build_model
->>> m = build_model("micro", in_channels=1, num_classes=10, image_size=8, edges=200, mode="complete")
+>>> from models import create_model
+>>> m = create_model("micro", in_channels=1, num_classes=10, image_size=8, edges=200, mode="complete")
 >>> inference_parameters(m) == sum(p.numel() for p in m.parameters())   # every candidate real and live
 True
 """

@@ -34,7 +34,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from models.tiny import GRID, Stem, centre_pool, node_major
+from models.registry import DEFAULT_EDGES, register
+from models.tiny import GRID, Stem, TinyClassifier, centre_pool, node_major
 from wiring.graph import dynamic_graph
 from wiring.layer import WiredGraph
 from wiring.modes import Selection
@@ -62,7 +63,7 @@ class DynamicClassifier(nn.Module):
     """Stem -> a dynamic graph run for ``steps`` (discrete) or over [0, 1] (continuous) -> head."""
 
     def __init__(self, *, setting: str = "discrete", in_channels: int = 3, num_classes: int = 10,
-                 image_size: int = 32, edges: int | None = 12000, mode: str = "dnw", preset: str = "random_k",
+                 image_size: int = 32, edges: int | None = DEFAULT_EDGES, mode: str = "dnw", preset: str = "random_k",
                  seed: int = 0, nodes: int = 800, inputs: int = 32, outputs: int = 100, steps: int = 5,
                  solver: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-3, ode_steps: int = 1,
                  self_loops: bool = False,
@@ -129,3 +130,27 @@ class DynamicClassifier(nn.Module):
         out = {"nfe": round(self._nfe / self._forwards, 2), "nfe_total": self._nfe}
         self._nfe = self._forwards = 0
         return out
+
+
+# ----------------------------------------------------------------------------- the registered classifiers
+
+#: the options of the tiny and micro classifiers besides the common ones: the dynamic settings'
+SETTING_OPTIONS = ("steps", "solver", "rtol", "atol", "ode_steps", "self_loops")
+
+
+@register("tiny", options=SETTING_OPTIONS, settings=("static", "discrete", "continuous"))
+def tiny_classifier(setting: str = "static", **options) -> nn.Module:
+    """The paper's tiny classifier: static (900 nodes, 325,760 candidates) or dynamic
+    (800 nodes, 639,200 candidates: all ordered pairs)."""
+    if setting == "static":
+        return TinyClassifier(**options)
+    return DynamicClassifier(setting=setting, **options)
+
+
+@register("micro", options=SETTING_OPTIONS, settings=("static", "discrete", "continuous"))
+def micro_classifier(setting: str = "static", **options) -> nn.Module:
+    """A narrow version for tests and quick demos: static 66 nodes / 1,712 candidates,
+    dynamic 56 nodes / 3,080 candidates."""
+    if setting == "static":
+        return TinyClassifier(levels=(8, 16, 16, 16), outputs=10, **options)
+    return DynamicClassifier(setting=setting, nodes=56, inputs=8, outputs=10, **options)

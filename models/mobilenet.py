@@ -86,6 +86,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.registry import register
 from wiring.graph import GraphError, Wiring, apportion, static_graph
 from wiring.layer import WiredGraph
 from wiring.nodeops import NormReLUConv, node_major
@@ -435,3 +436,24 @@ def _graph_presets(preset: str, options: dict | None, names: list[str],
         raise GraphError(f"the wiring file has {have} nodes but the graphs of this model have "
                          f"{', '.join(map(str, sizes))}")
     return out
+
+
+# ----------------------------------------------------------------------------- the registered networks
+
+@register("mobilenetv1", budget="width", options=("width",))
+def mobilenetv1(width: float = 1.0, **options) -> nn.Module:
+    """Dense MobileNetV1 x ``width`` (no learned wiring): the baseline."""
+    return MobileNetV1(width=width, **options)
+
+
+@register("mobilenetv1_dnw", budget="width", options=("width", "node_width", "budget"))
+def mobilenetv1_dnw(width: float = 1.0, **options) -> nn.Module:
+    """MobileNetV1-DNW: each stage's pointwise convolutions are one learned graph with
+    k = the dense pointwise weights of MobileNetV1 x ``width`` (see :mod:`models.mobilenet`)."""
+    return MobileNetV1DNW(width=width, **options)
+
+
+@register("mobilenetv1_dnw_small", budget="width", options=("width", "node_width", "budget"))
+def mobilenetv1_dnw_small(width: float = 1.0, **options) -> nn.Module:
+    """MobileNetV1-DNW-small: the classifier is a learned graph too."""
+    return MobileNetV1DNW(width=width, small=True, **options)

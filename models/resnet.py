@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from models.registry import register
 from wiring.graph import GraphError
 from wiring.modes import SPARSE_MODES, every_candidate_real, mode_class
 from wiring.sparsify import SCOPES, sparsify
@@ -175,7 +176,11 @@ def _build(first_dense: bool, in_channels: int = 3, num_classes: int = 1000, ima
         raise GraphError(f"{name}: {err}") from None
 
 
-def resnet50(**options) -> ResNet:
+RESNET_OPTIONS = ("scope", "zero_init_residual", "conv_init")
+
+
+@register("resnet50", options=RESNET_OPTIONS)
+def resnet50(setting: str = "static", **options) -> ResNet:
     """Registry factory: ResNet-50 with ``edges`` real weights (None: dense) over every
     convolution and the classifier, ``mode`` dnw / dnw_no_update / fixed (complete:
     dense). Each layer keeps the same fraction (``scope="layer"``, as the authors'
@@ -183,7 +188,8 @@ def resnet50(**options) -> ResNet:
     return _build(False, **options)
 
 
-def resnet50_first_dense(**options) -> ResNet:
+@register("resnet50_first_dense", options=RESNET_OPTIONS)
+def resnet50_first_dense(setting: str = "static", **options) -> ResNet:
     """As :func:`resnet50` with the 7x7 stem convolution dense (the paper's "first
     layer dense" rows); ``edges`` counts the other layers' real weights."""
     return _build(True, **options)

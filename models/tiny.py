@@ -35,6 +35,7 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.registry import DEFAULT_EDGES
 from wiring import fused
 from wiring.graph import static_graph
 from wiring.layer import WiredGraph
@@ -89,7 +90,7 @@ class TinyClassifier(nn.Module):
     """Stem -> learned static graph on 8x8 maps -> output-node head."""
 
     def __init__(self, *, in_channels: int = 3, num_classes: int = 10, image_size: int = 32,
-                 edges: int | None = 12000, mode: str = "dnw", preset: str = "random_k", seed: int = 0,
+                 edges: int | None = DEFAULT_EDGES, mode: str = "dnw", preset: str = "random_k", seed: int = 0,
                  levels: tuple[int, ...] = (32, 192, 192, 192, 192), outputs: int = 100,
                  preset_options: dict | None = None, mode_options: dict | None = None,
                  init: str = "authors", candidate_grad_every: int = 1) -> None:

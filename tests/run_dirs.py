@@ -56,12 +56,12 @@ def checkpoint_run(path: Path, argv: Sequence[str], *,
     (e.g. BatchNorm calibration) before saving. Faster than training through the CLI."""
     from wiring.train.checkpoint import save_checkpoint
     from wiring.train.config import parse_config
-    from wiring.train.pipeline import build
+    from wiring.train.build import build_model
 
     path.mkdir(parents=True, exist_ok=True)
     cfg = parse_config([*argv, "--data", "digits"])
     torch.manual_seed(0)
-    model = build(cfg, SimpleNamespace(**DIGITS_INFO))
+    model = build_model(cfg, SimpleNamespace(**DIGITS_INFO))
     opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
     for _ in range(2):
         loss = F.cross_entropy(model(torch.randn(8, 1, 8, 8)), torch.arange(8))

@@ -28,6 +28,7 @@ from wiring.modes import (
     every_candidate_real,
     make_mode,
     mode_class,
+    mode_options,
     top_scores,
 )
 
@@ -222,14 +223,13 @@ def test_mode_class_and_every_candidate_real():
     assert not every_candidate_real("dnw", "random_k") and not every_candidate_real("magic")
 
 
-def test_config_options_only_td_rigl_and_set_take_options():
-    class Cfg:
-        td_rho = 0.25
-        update_every, drop_fraction, drop_schedule, drop_until, seed = 7, 0.4, "constant", 0.5, 3
-    assert make_mode("td", 3, **mode_class("td").config_options(Cfg())).rho == 0.25
-    assert all(cls.config_options(Cfg()) == {} for name, cls in MODES.items() if name not in ("td", "rigl", "set"))
+def test_mode_options_only_td_rigl_and_set_take_options():
+    offered = {"rho": 0.25, "update_every": 7, "drop_fraction": 0.4, "drop_schedule": "constant",
+               "drop_until": 0.5, "seed": 3, "total_steps": 40}
+    assert make_mode("td", 3, **mode_options("td", offered)).rho == 0.25
+    assert all(mode_options(name, offered) == {} for name in MODES if name not in ("td", "rigl", "set"))
     for name in ("rigl", "set"):
-        mode = make_mode(name, 3, **mode_class(name).config_options(Cfg(), total_steps=40))
+        mode = make_mode(name, 3, **mode_options(name, offered))
         assert (mode.update_every, mode.drop_fraction, mode.drop_schedule, mode.drop_until, mode.total_steps,
                 mode.seed) == (7, 0.4, "constant", 0.5, 40, 3)
         assert mode.updates_planned() == [7, 14]

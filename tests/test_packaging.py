@@ -48,7 +48,7 @@ DATA_SHAPES = {"imagenet": (3, 1000, 224), "cifar10": (3, 10, 32)}
 def test_every_paper_config_parses_and_builds():
     from types import SimpleNamespace
 
-    from wiring.train.pipeline import build
+    from wiring.train.build import build_model
     paths = sorted((ROOT / "configs" / "paper").glob("*.yaml"))
     assert len(paths) >= 20
     built: dict[tuple, int] = {}
@@ -59,7 +59,7 @@ def test_every_paper_config_parses_and_builds():
         key = (cfg.model, cfg.width, cfg.setting, cfg.mode == "complete", cfg.data)
         if key in built:                                  # same network, other mode or schedule
             continue
-        model = build(cfg, SimpleNamespace(channels=channels, num_classes=classes, image_size=size))
+        model = build_model(cfg, SimpleNamespace(channels=channels, num_classes=classes, image_size=size))
         built[key] = sum(p.numel() for p in model.parameters())
         del model
     assert len(built) >= 10

@@ -8,7 +8,7 @@ import networkx as nx
 import pytest
 import torch
 
-from models import build_model
+from models import create_model
 from models.cost import inference_parameters
 from models.mobilenet import MobileNetV1DNW
 from wiring.graph import dynamic_graph
@@ -79,7 +79,7 @@ def test_live_nodes_matches_networkx_reverse_reachability():
 
 @pytest.mark.parametrize("width, macs, params", [(0.25, 41e6, 0.47e6), (0.5, 149e6, 1.3e6)])
 def test_dense_mobilenet_standard_figures(width, macs, params):
-    m = build_model("mobilenetv1", width=width, num_classes=1000, image_size=224)
+    m = create_model("mobilenetv1", width=width, num_classes=1000, image_size=224)
     cost = profile_model(m, image_size=224)
     assert cost["macs"] == pytest.approx(macs, rel=0.03)
     assert cost["params"] == pytest.approx(params, rel=0.03)
@@ -87,7 +87,7 @@ def test_dense_mobilenet_standard_figures(width, macs, params):
 
 
 def test_untrained_dnw_counts_every_real_edge_when_all_live():
-    m = build_model("mobilenetv1_dnw", width=0.0625, node_width=0.0625, num_classes=10, image_size=8,
+    m = create_model("mobilenetv1_dnw", width=0.0625, node_width=0.0625, num_classes=10, image_size=8,
                     edges=None)                                  # every candidate real: all live
     cost = profile_model(m)
     assert [p["edges"] for p in cost["parts"][1:-1]] == [f"{s.graph.k}/{s.graph.k}" for s in m.stages]
@@ -101,7 +101,7 @@ def test_untrained_dnw_counts_every_real_edge_when_all_live():
 
 
 def test_tiny_classifier_counts_real_edges_into_live_nodes_and_live_node_ops():
-    m = build_model("micro", num_classes=10, image_size=8, edges=100)
+    m = create_model("micro", num_classes=10, image_size=8, edges=100)
     cost = profile_model(m, in_channels=3, image_size=8)
     total = sum(p.numel() for p in m.parameters())
     live = live_nodes(m.graph)
@@ -219,6 +219,6 @@ def test_cli_user_mistakes_exit_2_with_one_line(argv, needle, capsys):
 def test_generic_counts_see_every_real_edge_whichever_kernels_run():
     # one more real edge is 64 more MACs (an 8x8 map, batch 1): the graph was counted,
     # also where the native kernels would run the whole graph as one fused node
-    costs = [profile_model(build_model("micro", num_classes=10, image_size=8, edges=k), in_channels=3,
+    costs = [profile_model(create_model("micro", num_classes=10, image_size=8, edges=k), in_channels=3,
                            image_size=8)["macs"] for k in (100, 101)]
     assert costs[1] - costs[0] == 64

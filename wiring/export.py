@@ -37,7 +37,7 @@ from wiring.graph import Wiring
 from wiring.io import BEST_FILE, CHECKPOINT_FILE, to_pyg, write_edgelist, write_graphml
 from wiring.train.checkpoint import CheckpointError, load_checkpoint
 from wiring.train.monitor import find_wirings
-from wiring.train.pipeline import model_from_checkpoint
+from wiring.train.build import model_from_checkpoint
 from wiring.train.recorder import wiring_file_stem
 
 FORMATS = {"graphml": ".graphml", "pyg": ".pt", "edgelist": ".txt"}

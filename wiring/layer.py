@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from wiring.graph import OUTPUT, Block, GraphError, NeuralGraph, Wiring, check_edges
+from wiring.graph import OUTPUT, Block, GraphError, NeuralGraph, Wiring
 from wiring.modes import Mode, Selection, clear_optimizer_state, make_mode
 from wiring.ops import propagate
 from wiring.presets import authors_bound, init_std, initial_weights
@@ -42,18 +42,20 @@ class WiredGraph(nn.Module):
     def __init__(self, graph: NeuralGraph, edges: int | None, mode: str | Mode = "dnw", preset: str = "random_k",
                  seed: int = 0, preset_options: dict | None = None, mode_options: dict | None = None,
                  init: str = "kaiming", candidate_grad_every: int = 1) -> None:
-        """``edges``: the budget k (None: every candidate). ``candidate_grad_every = N > 1``
+        """``edges``: the budget k (None: every candidate), checked once, by the preset that
+        draws the initial weights (:func:`wiring.presets.initial_weights`).
+        ``candidate_grad_every = N > 1``
         gives the hallucinated edges a weight gradient only on every N-th training forward
         (real edges get theirs every step): an opt-in speed knob; 1 is exact DNW."""
         super().__init__()
         self.graph = graph
-        self.k = graph.num_candidates if edges is None else check_edges(edges, graph.num_candidates)
         if isinstance(candidate_grad_every, bool) or not isinstance(candidate_grad_every, int) \
                 or candidate_grad_every < 1:
             raise GraphError(f"candidate_grad_every must be an integer of at least 1, got {candidate_grad_every!r}")
+        self.k = graph.num_candidates if edges is None else edges
+        weight = initial_weights(preset, graph, self.k, seed, init=init, **(preset_options or {}))   # checks k
         self.mode = mode if isinstance(mode, Mode) else make_mode(mode, self.k, **(mode_options or {}))
         self.preset, self.seed, self.init = preset, seed, init
-        weight = initial_weights(preset, graph, self.k, seed, init=init, **(preset_options or {}))
         self.weight = nn.Parameter(weight)
         # Structure buffers follow the module's device but are not saved: the graph
         # rebuilds them. Checkpoints hold the weights and the frozen real set.

@@ -12,7 +12,9 @@ attributes, read with :func:`mode_class`): its :attr:`~Mode.label` (plots) and
 :attr:`~Mode.phrase` (report text), whether it takes the real set from the layer's
 frozen mask (``uses_frozen``), makes every candidate real (``all_real``, no budget),
 starts from a trained source run (``needs_source``, ``--from``), rewinds the weights to
-that run's initialisation (``rewinds``) or selects by chance (``stochastic``).
+that run's initialisation (``rewinds``) or selects by chance (``stochastic``), and the
+constructor options it takes (``options``, whose values the caller gives: :func:`mode_options`;
+no mode reads a training config).
 
 =============== ================================================ =====================
 mode            real edges                                       gradient to weights
@@ -51,7 +53,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
@@ -94,6 +96,9 @@ class Mode:
     grad_all = False
     #: whether the stored (frozen) real set is rewired during training (:class:`DynamicSparse`)
     updates = False
+    #: the constructor options the mode takes besides ``k``; the caller gives their values
+    #: (:func:`mode_options` picks them from what it offers)
+    options: tuple[str, ...] = ()
 
     def __init__(self, k: int) -> None:
         self.k = k
@@ -102,12 +107,6 @@ class Mode:
 
     def select(self, weight: Tensor, frozen: Tensor, training: bool) -> Selection:
         raise NotImplementedError
-
-    @classmethod
-    def config_options(cls, cfg: Any, total_steps: int = 0) -> dict[str, Any]:
-        """The constructor options this mode takes from a training config (none) and the
-        run's ``total_steps`` (epochs x steps per epoch)."""
-        return {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(k={self.k})"
@@ -174,17 +173,13 @@ class TargetedDropout(Mode):
     name = "td"
     label = phrase = "targeted dropout"
     stochastic = True
+    options = ("rho",)
 
     def __init__(self, k: int, rho: float = 0.95) -> None:
         super().__init__(k)
         if not 0.0 <= rho <= 1.0:
             raise GraphError(f"targeted dropout rho must be in [0, 1], got {rho}")
         self.rho = rho
-
-    @classmethod
-    def config_options(cls, cfg: Any, total_steps: int = 0) -> dict[str, Any]:
-        """``rho`` from the config's ``td_rho``."""
-        return {"rho": cfg.td_rho}
 
     def select(self, weight, frozen, training):
         top = topk_mask(weight, self.k, self.topk_hint)
@@ -292,6 +287,7 @@ class DynamicSparse(Mode):
     uses_frozen = True
     per_weight = True
     updates = True
+    options = ("update_every", "drop_fraction", "drop_schedule", "drop_until", "total_steps", "seed")
     #: how a newly grown edge's weight starts: "zero" (RigL) or "random" (SET: drawn like the initial weights)
     grow_init = "zero"
 
@@ -316,14 +312,6 @@ class DynamicSparse(Mode):
     def last_update(self) -> int:
         """``T_end``: the last step after which an update may happen (``floor(drop_until x total_steps)``)."""
         return int(math.floor(self.drop_until * self.total_steps + 1e-9))
-
-    @classmethod
-    def config_options(cls, cfg: Any, total_steps: int = 0) -> dict[str, Any]:
-        """``update_every``, ``drop_fraction``, ``drop_schedule``, ``drop_until`` and ``seed`` from the
-        training config, ``total_steps`` from the run (epochs x steps per epoch)."""
-        return {"update_every": cfg.update_every, "drop_fraction": cfg.drop_fraction,
-                "drop_schedule": cfg.drop_schedule, "drop_until": cfg.drop_until,
-                "total_steps": int(total_steps), "seed": cfg.seed}
 
     def select(self, weight, frozen, training):
         return Selection(frozen, self.grad_all)
@@ -457,6 +445,16 @@ def clear_optimizer_state(optimizer: Any, param: Tensor, where: Tensor) -> None:
     for value in optimizer.state.get(param, {}).values():
         if isinstance(value, Tensor) and value.shape == param.shape:
             value[where.to(value.device)] = 0
+
+
+def mode_options(name: str, offered: Mapping[str, Any]) -> dict[str, Any]:
+    """The options mode ``name`` takes (its :attr:`Mode.options`) among those ``offered`` by the
+    caller (``wiring.train`` offers every one a config gives: ``rho``, ``update_every``, ...).
+
+    >>> mode_options("td", {"rho": 0.5, "update_every": 10}), mode_options("dnw", {"rho": 0.5})
+    ({'rho': 0.5}, {})
+    """
+    return {key: offered[key] for key in mode_class(name).options if key in offered}
 
 
 def make_mode(name: str, k: int, **options) -> Mode:

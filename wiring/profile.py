@@ -36,7 +36,13 @@ Usage::
 
     python -m wiring.profile --model mobilenetv1 --width 0.25 --image-size 224 [--classes 1000] [--json]
     python -m wiring.profile --model mobilenetv1_dnw --width 0.225 [--node-width 1] [--edges K is ignored]
+    python -m wiring.profile --model resnet50 [--edges K] [--mode complete]
     python -m wiring.profile --run RUN_DIR [--best] [--json]
+
+``--model`` builds what ``python -m wiring.train`` builds from the same flags
+(:func:`wiring.train.build.build_model`): ``--edges`` defaults to the trainer's
+(:data:`models.registry.DEFAULT_EDGES`) for every model whose budget is its edges
+(ResNet-50 included; ``--mode complete`` for the dense network).
 
 ``--json`` prints ``{"macs": ..., "params": ...}``. User mistakes exit 2 with one line.
 """
@@ -51,7 +57,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from models import MODELS, build_model
+from models import DEFAULT_EDGES, MODELS
 from models.cost import inference_parameters, node_rows
 from wiring.backends import kernels
 from wiring.cli import ArgumentParser, run_cli
@@ -59,10 +65,10 @@ from wiring.errors import UserError
 from wiring.graph import GraphError
 from wiring.io import BEST_FILE, CHECKPOINT_FILE
 from wiring.layer import WiredGraph
-from wiring.modes import every_candidate_real
 from wiring.nodeops import NormReLUConv
 from wiring.train.checkpoint import CheckpointError, load_checkpoint
-from wiring.train.pipeline import model_from_checkpoint
+from wiring.train.build import build_model, model_from_checkpoint
+from wiring.train.config import Config
 
 
 def live_nodes(layer: WiredGraph, outputs: Tensor | None = None) -> Tensor:
@@ -192,8 +198,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=224, help="input side in pixels (default 224)")
     parser.add_argument("--classes", type=int, default=1000, help="output classes (default 1000)")
     parser.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
-    parser.add_argument("--edges", type=int, help="real edges (tiny, micro; the MobileNetV1-DNW models ignore it: "
-                                                  "their budget per graph comes from --width)")
+    parser.add_argument("--edges", type=int, help=f"real edges, as wiring.train's --edges (default {DEFAULT_EDGES}; "
+                                                  f"the MobileNetV1 models ignore it: their budget per graph comes "
+                                                  f"from --width)")
     parser.add_argument("--mode", default="dnw", help="how real edges are chosen (default dnw; complete: every "
                                                       "candidate real)")
     parser.add_argument("--graph", default="random_k", help="initial wiring preset")
@@ -209,25 +216,15 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 raise GraphError(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
             if args.image_size < 8 or args.classes < 1 or args.in_channels < 1:
                 raise GraphError("--image-size must be at least 8, --classes and --in-channels at least 1")
-            options: dict[str, Any] = dict(in_channels=args.in_channels, num_classes=args.classes,
-                                           image_size=args.image_size, mode=args.mode, preset=args.graph,
-                                           seed=args.seed)
-            if args.edges is not None or args.model in ("tiny", "micro"):
-                options["edges"] = args.edges if args.edges is not None else 12000
-            if every_candidate_real(args.mode, args.graph):
-                options["edges"] = None                           # every candidate real, as wiring.train
-            if args.width is not None:
-                options["width"] = args.width
+            cfg = Config(model=args.model, width=args.width, edges=DEFAULT_EDGES if args.edges is None else args.edges,
+                         mode=args.mode, graph=args.graph, seed=args.seed)     # what wiring.train builds
+            options: dict[str, Any] = {}
             if args.node_width is not None:
-                if not args.model.startswith("mobilenetv1_dnw"):
+                if not MODELS[args.model].takes("node_width"):
                     raise GraphError(f"--node-width: model {args.model} has no graph nodes to scale")
                 options["node_width"] = args.node_width
-            try:
-                model = build_model(args.model, **options)
-            except TypeError as err:
-                if "width" in str(err):
-                    raise GraphError(f"--width: model {args.model} has no width multiplier") from None
-                raise
+            data = SimpleNamespace(channels=args.in_channels, num_classes=args.classes, image_size=args.image_size)
+            model = build_model(cfg, data, **options)
             in_channels, image_size = args.in_channels, args.image_size
             width = f" x{args.width:g}" if args.width is not None else ""
             title = f"{args.model}{width} at {image_size}x{image_size}, {args.classes} classes"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-from models import build_model
+from models import create_model
 from run_dirs import checkpoint_run
 from wiring.compact import load_compact
 from wiring.compact.command import main
@@ -32,7 +33,7 @@ TINY = dict(width=0.03125, node_width=0.0625, num_classes=10, image_size=8)
 def trained(name: str = "mobilenetv1_dnw", steps: int = 3, **options):
     """A small model after a few SGD steps (so BN statistics and the wiring moved), in eval mode."""
     torch.manual_seed(0)
-    m = build_model(name, **{**TINY, **options})
+    m = create_model(name, **{**TINY, **options})
     opt = torch.optim.SGD(m.parameters(), lr=0.2, momentum=0.9)
     gen = torch.Generator().manual_seed(1)
     m.train()
@@ -174,7 +175,7 @@ def test_module_imports_only_torch_at_top_level():
 
 def test_save_is_atomic_an_error_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     import wiring.compact.extract as compact_mod
-    model = compact_model(build_model("micro", in_channels=1, num_classes=10, image_size=8, edges=100))
+    model = compact_model(create_model("micro", in_channels=1, num_classes=10, image_size=8, edges=100))
     path = tmp_path / "model.pt"
     save_compact(model, path)
     before = path.read_bytes()
@@ -192,7 +193,7 @@ def test_save_is_atomic_an_error_leaves_the_old_file_and_no_temporary(tmp_path, 
 
 def test_unsupported_model():
     with pytest.raises(ValueError, match="MobileNetV1-DNW models .* and the static tiny classifier"):
-        compact_model(build_model("mobilenetv1", width=0.25, num_classes=10, image_size=8))
+        compact_model(create_model("mobilenetv1", width=0.25, num_classes=10, image_size=8))
 
 
 # ----------------------------------------------------------------------------- the static tiny classifier
@@ -203,7 +204,7 @@ def tiny_trained(name: str = "micro", steps: int = 2, image_size: int = 8, in_ch
     norms' biases are then non-zero, so constant nodes compute non-zero maps), BatchNorm
     statistics calibrated, in eval mode."""
     torch.manual_seed(0)
-    m = build_model(name, **{"num_classes": 10, "image_size": image_size, "in_channels": in_channels,
+    m = create_model(name, **{"num_classes": 10, "image_size": image_size, "in_channels": in_channels,
                              **options})
     opt = torch.optim.SGD(m.parameters(), lr=0.2, momentum=0.9)
     gen = torch.Generator().manual_seed(1)
@@ -372,7 +373,8 @@ def test_load_compact_refuses_other_files(tmp_path):
 def run_dir(tmp_path_factory):
     """A run directory as wiring.train leaves it (config, data_info, model state), written
     directly to keep the test fast; the registry gets narrow nodes for the time of the module."""
-    small_nodes = functools.partial(models.mobilenetv1_dnw_small, node_width=0.0625)
+    spec = models.MODELS["mobilenetv1_dnw_small"]
+    small_nodes = dataclasses.replace(spec, factory=functools.partial(spec.factory, node_width=0.0625))
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(models.MODELS, "mobilenetv1_dnw_small", small_nodes)
         yield checkpoint_run(tmp_path_factory.mktemp("compact") / "run",

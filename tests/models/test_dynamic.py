@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import build_model
+from models import create_model
 from models.dynamic import DynamicClassifier
 from wiring.graph import dynamic_graph
 from wiring.layer import WiredGraph
@@ -74,7 +74,7 @@ def test_model_gradient_to_real_edges_equals_finite_difference(setting):
 @pytest.mark.parametrize("setting", ["discrete", "continuous"])
 def test_exactly_k_real_edges_and_dnw_swaps(setting):
     torch.manual_seed(0)
-    model = build_model("micro", setting=setting, in_channels=1, image_size=8, edges=200, mode="dnw",
+    model = create_model("micro", setting=setting, in_channels=1, image_size=8, edges=200, mode="dnw",
                         **({"solver": "rk4"} if setting == "continuous" else {}))
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
@@ -91,17 +91,17 @@ def test_exactly_k_real_edges_and_dnw_swaps(setting):
 
 
 def test_dynamic_candidates_allow_cycles_and_no_self_loops_by_default():
-    model = build_model("micro", setting="discrete", in_channels=1, image_size=8, edges=100)
+    model = create_model("micro", setting="discrete", in_channels=1, image_size=8, edges=100)
     ei = model.graph.edge_index
     assert model.graph.num_candidates == 56 * 55
     assert not bool((ei[0] == ei[1]).any())
-    with_loops = build_model("micro", setting="discrete", in_channels=1, image_size=8, edges=100, self_loops=True)
+    with_loops = create_model("micro", setting="discrete", in_channels=1, image_size=8, edges=100, self_loops=True)
     assert with_loops.graph.num_candidates == 56 * 56
 
 
 def test_ode_setting_trains_and_the_loss_goes_down():
     torch.manual_seed(0)
-    model = build_model("micro", setting="continuous", in_channels=1, image_size=8, edges=300)
+    model = create_model("micro", setting="continuous", in_channels=1, image_size=8, edges=300)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     x, y = torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,))      # a tiny batch to fit
     losses = []
@@ -118,18 +118,18 @@ def test_ode_setting_trains_and_the_loss_goes_down():
 
 
 def test_ode_steps_split_the_interval_into_equal_fixed_steps():
-    model = build_model("micro", setting="continuous", in_channels=1, image_size=8, edges=100, solver="rk4",
+    model = create_model("micro", setting="continuous", in_channels=1, image_size=8, edges=100, solver="rk4",
                         ode_steps=3)
     model(torch.randn(2, 1, 8, 8))
     assert model.pop_metrics() == {"nfe": 12.0, "nfe_total": 12}      # 3 rk4 steps of 1/3, 4 evaluations each
-    euler = build_model("micro", setting="continuous", in_channels=1, image_size=8, edges=100, solver="euler",
+    euler = create_model("micro", setting="continuous", in_channels=1, image_size=8, edges=100, solver="euler",
                         ode_steps=5)
     euler(torch.randn(2, 1, 8, 8))
     assert euler.pop_metrics()["nfe"] == 5.0
 
 
 def test_fixed_step_solver_counts_exactly_its_evaluations():
-    model = build_model("micro", setting="continuous", in_channels=1, image_size=8, edges=100, solver="rk4")
+    model = create_model("micro", setting="continuous", in_channels=1, image_size=8, edges=100, solver="rk4")
     model(torch.randn(2, 1, 8, 8))
     model(torch.randn(2, 1, 8, 8))
     assert model.pop_metrics() == {"nfe": 4.0, "nfe_total": 8}        # rk4 over the grid [0, 1]: 4 each
@@ -165,7 +165,7 @@ def test_missing_torchdiffeq_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     from models.dynamic import MissingDependency
     with pytest.raises(MissingDependency, match="pip install torchdiffeq"):
-        build_model("micro", setting="continuous", in_channels=1, image_size=8, edges=100)
+        create_model("micro", setting="continuous", in_channels=1, image_size=8, edges=100)
 
 
 def test_cli_trains_both_dynamic_settings(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import MODELS, build_model
+from models import MODELS, create_model
 from models.mobilenet import (
     STAGES,
     MobileNetV1,
@@ -29,21 +29,21 @@ SMALL = dict(width=0.03125, node_width=0.0625, num_classes=10, image_size=8)
 
 def dnw(name: str = "mobilenetv1_dnw", **options):
     torch.manual_seed(0)
-    return build_model(name, **{**SMALL, **options})
+    return create_model(name, **{**SMALL, **options})
 
 
 def test_registered_with_width():
     for name in ("mobilenetv1", "mobilenetv1_dnw", "mobilenetv1_dnw_small"):
         assert name in MODELS
     assert {"tiny", "micro"} <= set(MODELS)
-    assert isinstance(build_model("mobilenetv1", width=0.25, num_classes=10, image_size=32), MobileNetV1)
+    assert isinstance(create_model("mobilenetv1", width=0.25, num_classes=10, image_size=32), MobileNetV1)
     small = dnw("mobilenetv1_dnw_small")
     assert isinstance(small, MobileNetV1DNW) and small.small
 
 
 @pytest.mark.parametrize("size, channels_in", [(16, 3), (8, 1), (66, 3)])
 def test_dense_shapes(size, channels_in):
-    m = build_model("mobilenetv1", width=0.25, num_classes=7, image_size=size, in_channels=channels_in,
+    m = create_model("mobilenetv1", width=0.25, num_classes=7, image_size=size, in_channels=channels_in,
                     edges=12000, mode="dnw", preset="random_k", seed=0)      # wiring options ignored
     assert m(torch.randn(2, channels_in, size, size)).shape == (2, 7)
     assert m.stem[0].stride == (stem_stride(size),) * 2
@@ -196,16 +196,16 @@ def test_budget_override_and_all_candidates():
 @pytest.mark.parametrize("width", [0, -0.5, float("nan"), 0.01, "wide", True])
 def test_bad_width(width):
     with pytest.raises(GraphError, match="width"):
-        build_model("mobilenetv1_dnw", width=width, num_classes=10, image_size=16)
+        create_model("mobilenetv1_dnw", width=width, num_classes=10, image_size=16)
     with pytest.raises(GraphError, match="width"):
-        build_model("mobilenetv1", width=width, num_classes=10, image_size=16)
+        create_model("mobilenetv1", width=width, num_classes=10, image_size=16)
 
 
 def test_bad_options():
     with pytest.raises(GraphError, match="node_width"):
         dnw(width=0.0625, node_width=0.03125)
     with pytest.raises(GraphError, match="static"):
-        build_model("mobilenetv1_dnw", setting="discrete", width=0.125)
+        create_model("mobilenetv1_dnw", setting="discrete", width=0.125)
     with pytest.raises(GraphError, match="built for 8x8"):
         dnw()(torch.randn(1, 3, 16, 16))
 
@@ -214,9 +214,9 @@ def test_trainer_build_passes_width(tmp_path):
     from types import SimpleNamespace
 
     from wiring.train.config import parse_config
-    from wiring.train.pipeline import build
+    from wiring.train.build import build_model
     cfg = parse_config(["--model", "mobilenetv1", "--width", "0.25", "--data", "digits"])
-    m = build(cfg, SimpleNamespace(channels=1, num_classes=10, image_size=8))
+    m = build_model(cfg, SimpleNamespace(channels=1, num_classes=10, image_size=8))
     assert isinstance(m, MobileNetV1) and m.width == 0.25
     assert m(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 

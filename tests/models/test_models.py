@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import models.tiny
-from models import MODELS, build_model
+from models import MODELS, create_model
 from models.tiny import GRID, Stem, TinyClassifier, stem_strides
 from wiring.graph import static_graph
 from wiring.layer import WiredGraph
@@ -110,14 +110,14 @@ def test_head_reads_output_nodes_window(model, monkeypatch):
 
 def test_build_model():
     assert "tiny" in MODELS
-    m = build_model("tiny", in_channels=1, num_classes=10, image_size=8, edges=500)
+    m = create_model("tiny", in_channels=1, num_classes=10, image_size=8, edges=500)
     assert isinstance(m, TinyClassifier) and m.graph.k == 500
     with pytest.raises(ValueError, match="unknown model 'resnet'.*tiny"):
-        build_model("resnet")
+        create_model("resnet")
 
 
 def test_micro_model():
-    m = build_model("micro", in_channels=1, num_classes=10, image_size=8, edges=200)
+    m = create_model("micro", in_channels=1, num_classes=10, image_size=8, edges=200)
     assert m.graph.graph.num_nodes == 66
     assert m.graph.num_candidates == 8 * 16 + 24 * 16 + 40 * 16 + 56 * 10
     assert m(torch.randn(3, 1, 8, 8)).shape == (3, 10)
@@ -198,10 +198,10 @@ def test_authors_initial_scales_dynamic_and_micro():
     """Dynamic graphs: the authors' one dense nodes x nodes conv, U(+-1/sqrt(nodes)); micro's
     static graph: 56 sending nodes, U(+-1/sqrt(56))."""
     torch.manual_seed(0)
-    d = build_model("tiny", setting="discrete", in_channels=1, image_size=8, edges=12000)
+    d = create_model("tiny", setting="discrete", in_channels=1, image_size=8, edges=12000)
     _check_uniform(d.graph.weight, 1 / 800 ** 0.5, rel=0.01)
     _check_uniform(d.node_op.conv_weight, 1 / 3, rel=0.03)
-    micro = build_model("micro", in_channels=1, image_size=8, edges=300)
+    micro = create_model("micro", in_channels=1, image_size=8, edges=300)
     _check_uniform(micro.graph.weight, 1 / 56 ** 0.5, rel=0.05)
 
 
@@ -210,7 +210,7 @@ def test_authors_initial_scales_mobilenet_per_stage():
     c_in + (blocks - 1) c_out channels, so its edges are U(+-1/sqrt of that); kernels U(+-1/3)."""
     from models.mobilenet import STAGES, channels
     torch.manual_seed(0)
-    m = build_model("mobilenetv1_dnw_small", width=0.0625, node_width=0.125, num_classes=10, image_size=16)
+    m = create_model("mobilenetv1_dnw_small", width=0.0625, node_width=0.125, num_classes=10, image_size=16)
     for stage, (c_in, c_out, _, blocks) in zip(m.stages, STAGES):
         n_in, n_out = channels(c_in, 0.125), channels(c_out, 0.125)
         w = stage.graph.weight.detach()

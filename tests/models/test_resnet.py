@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from models import MODELS, build_model
+from models import MODELS, create_model
 from models.resnet import RESNET50_PARAMETERS, Bottleneck, resnet50_dense, resnet_tiny, sparse_budget
 from wiring.graph import GraphError
 from wiring.sparsify import budget_of, check_sparse, num_real, sparse_layers
@@ -62,7 +62,7 @@ def test_zero_init_residual():
 
 def test_registry_builds_a_sparse_resnet50_with_exactly_edges_real_weights():
     edges = 2_000_000
-    model = build_model("resnet50", edges=edges, **OPTIONS)
+    model = create_model("resnet50", edges=edges, **OPTIONS)
     assert "resnet50" in MODELS and "resnet50_first_dense" in MODELS
     layers = sparse_layers(model)
     assert len(layers) == 54 and "conv1" in layers and "fc" in layers
@@ -78,14 +78,14 @@ def test_registry_builds_a_sparse_resnet50_with_exactly_edges_real_weights():
 
 
 def test_first_dense_and_dense_variants():
-    model = build_model("resnet50_first_dense", edges=1000, **OPTIONS)
+    model = create_model("resnet50_first_dense", edges=1000, **OPTIONS)
     assert type(model.conv1) is nn.Conv2d
     assert budget_of(model).total == CONV_WEIGHTS - STEM + 2048 * 10
-    dense = build_model("resnet50", edges=None, **OPTIONS)
+    dense = create_model("resnet50", edges=None, **OPTIONS)
     assert not sparse_layers(dense)
-    same = build_model("resnet50", edges=None, **OPTIONS)
+    same = create_model("resnet50", edges=None, **OPTIONS)
     assert torch.equal(dense.conv1.weight, same.conv1.weight)           # seeded
-    complete = build_model("resnet50", **{**OPTIONS, "mode": "complete"}, edges=5)
+    complete = create_model("resnet50", **{**OPTIONS, "mode": "complete"}, edges=5)
     assert not sparse_layers(complete)
 
 
@@ -93,12 +93,12 @@ def test_first_dense_and_dense_variants():
                                              ({"edges": 10 ** 9}, "edges="), ({"image_size": 16}, "at least 32")])
 def test_factory_rejects_what_it_cannot_do(change, message):
     with pytest.raises(GraphError, match=message):
-        build_model("resnet50", **{**OPTIONS, "edges": 1000, **change})
+        create_model("resnet50", **{**OPTIONS, "edges": 1000, **change})
 
 
 def test_factory_has_no_width():
     with pytest.raises(TypeError, match="width"):
-        build_model("resnet50", edges=None, width=0.5, **OPTIONS)
+        create_model("resnet50", edges=None, width=0.5, **OPTIONS)
 
 
 @pytest.mark.parametrize("name, model, density, first_dense", [
@@ -123,7 +123,7 @@ def test_a_few_sparse_resnet50_training_steps_at_low_resolution():
     from wiring.sparsify import num_real, real_masks
     torch.manual_seed(0)
     edges = 500_000                                           # about 2% of the 25.5M weights
-    model = build_model("resnet50", in_channels=3, num_classes=10, image_size=32, edges=edges, mode="dnw",
+    model = create_model("resnet50", in_channels=3, num_classes=10, image_size=32, edges=edges, mode="dnw",
                         preset="random_k", seed=0, preset_options={}, mode_options={})
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     x, y = torch.randn(2, 3, 32, 32), torch.tensor([1, 7])

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import collections
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +13,7 @@ import torch
 import wiring.train.checkpoint as checkpoint
 from wiring.graph import static_graph
 from wiring.layer import WiredGraph
+from processes import process_env, run_main
 from wiring.train.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 
 
@@ -176,3 +181,73 @@ def test_ordered_dict_state_accepted(tmp_path):
     path = tmp_path / "c.pt"
     save_checkpoint({"model": collections.OrderedDict(w=torch.ones(2))}, path)
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
+
+
+# ----------------------------------------------------------------------------- format_version
+
+#: a real checkpoint of ``python -m wiring.train --model micro --edges 90 --data digits --epochs 1
+#: --train-subset 64 --test-subset 32 --batch-size 32 --seed 0`` (wiring 0.1.0, format 1), written
+#: again with ``format_version`` 0: a format older than this wiring reads
+OLD_FORMAT = Path(__file__).parent / "fixtures" / "checkpoint-format0.pt"
+
+
+def run_with(tmp_path, format_version):
+    """A run folder holding the fixture's checkpoint with ``format_version`` (None: the fixture's own)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    state = torch.load(OLD_FORMAT, weights_only=True)
+    if format_version is not None:
+        state["format_version"] = format_version
+    torch.save(state, run / "checkpoint.pt")
+    return run
+
+
+def test_the_old_format_fixture_is_a_real_checkpoint_but_for_its_number(tmp_path):
+    from wiring.train.build import model_from_checkpoint
+    state = torch.load(OLD_FORMAT, weights_only=True)
+    assert state["format_version"] == 0 and state["config"]["model"] == "micro"
+    model = model_from_checkpoint(load_checkpoint(run_with(tmp_path, FORMAT_VERSION) / "checkpoint.pt"))
+    assert model.graph.k == state["edges"] == 90
+
+
+def test_an_older_format_is_refused_in_one_line_by_every_reader(tmp_path, capsys):
+    """Was: format_version written but never read, so every reader took a format-0 file as its own."""
+    from wiring.export import main as export_main
+    from wiring.train.pipeline import main as train_main
+    run = run_with(tmp_path, None)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    line = (f"{run / 'checkpoint.pt'} is checkpoint format 0 (written by wiring 0.1.0), older than format 1, the "
+            f"one this wiring reads, which has no reader for it: use the version that wrote it, or train the run again")
+    done = subprocess.run([sys.executable, "-m", "wiring.profile", "--run", str(run)], cwd=tmp_path, env=process_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"python -m wiring.profile: error: {line}\n")
+    capsys.readouterr()
+    assert run_main(export_main, [run]) == 2
+    assert capsys.readouterr().err == f"python -m wiring.export: error: {line}\n"
+    assert run_main(train_main, ["--out", run, "--resume", "--progress", "none"]) == 2
+    assert capsys.readouterr().err == f"python -m wiring.train: error: {line}\n"
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before          # nothing written
+
+
+@pytest.mark.parametrize("number, words", [(2, "is checkpoint format 2 (written by wiring 0.1.0), newer than format 1"),
+                                           ("1", "its format_version '1' is no format number"),
+                                           (True, "its format_version True is no format number")])
+def test_a_newer_or_unnumbered_format_is_refused(tmp_path, number, words):
+    run = run_with(tmp_path, number)
+    with pytest.raises(CheckpointError, match=re.escape(words)):
+        load_checkpoint(run / "checkpoint.pt")
+
+
+def test_a_checkpoint_without_format_version_is_refused(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint({"model": {"w": torch.ones(2)}}, path, tag=False)
+    with pytest.raises(CheckpointError, match="not a wiring checkpoint \\(no format_version"):
+        load_checkpoint(path)
+
+
+def test_only_training_checkpoint_adds_the_run_keys():
+    with pytest.raises(ValueError, match="config"):
+        checkpoint.training_checkpoint({"model": {}, "config": {}}, config={}, data_info={}, edges=1)
+    state = checkpoint.training_checkpoint({"model": {}}, config={"a": 1}, data_info={"channels": 1}, edges=3,
+                                           run_id="r", initial_model={"w": torch.ones(1)})
+    assert list(state) == ["model", "config", "version", "data_info", "edges", "run_id", "initial_model"]

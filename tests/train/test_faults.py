@@ -35,7 +35,7 @@ import pytest
 import torch
 import yaml
 
-from models import build_model
+from models import create_model
 from processes import kill9, process_env
 from processes import run_main as run_command
 from wiring.graph import Wiring, static_graph
@@ -274,7 +274,7 @@ def test_a_cifar10_batch_that_would_run_code_is_refused_and_nothing_runs(tmp_pat
 def test_a_starting_graphml_is_the_initial_real_set_whatever_its_weights(tmp_path, weights):
     """Was: 0 of a file's edges with weight 0 reached initial.graphml (the random
     candidates below them ranked higher)."""
-    graph = build_model("micro", in_channels=1, image_size=8, edges=100).graph
+    graph = create_model("micro", in_channels=1, image_size=8, edges=100).graph
     pick = torch.randperm(graph.num_candidates, generator=torch.Generator().manual_seed(5))[:100]
     edge_index = graph.edge_index[:, pick]
     values = {"zero": torch.zeros(100), "tiny": torch.full((100,), 1e-9),

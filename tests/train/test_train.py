@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from models import build_model
+from models import create_model
 from wiring.io import WiringHistory, read_graphml
 from wiring.train.pipeline import main
 from wiring.train.trainer import Trainer
@@ -64,7 +64,7 @@ def run_steps(mode: str, epochs: int = 2, lr: float = 0.5):
     from wiring.train.data import load_dataset
     torch.manual_seed(0)
     train_set, test_set, info = load_dataset("digits")
-    model = build_model("micro", in_channels=1, num_classes=10, image_size=8, edges=150, mode=mode)
+    model = create_model("micro", in_channels=1, num_classes=10, image_size=8, edges=150, mode=mode)
     check = KCheck()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     trainer = Trainer(model, opt, train_set, test_set, epochs=epochs, batch_size=128, hooks=[check])
@@ -145,7 +145,7 @@ def test_fine_tune_and_lottery_start_from_a_trained_run(tmp_path):
         initial = read_graphml(out / "initial.graphml")
         final = read_graphml(out / "wiring.graphml")
         assert torch.equal(initial.edge_index, final.edge_index), "the frozen wiring must not change"
-        cands = build_model("micro", in_channels=1, image_size=8, edges=100).graph.edge_index
+        cands = create_model("micro", in_channels=1, image_size=8, edges=100).graph.edge_index
         assert torch.equal(initial.edge_index, cands[:, top])
 
 
@@ -236,7 +236,7 @@ def test_debug_checks_invariants_every_step(monkeypatch):
     monkeypatch.setattr(WiredGraph, "check_invariants", lambda self: calls.append(1) or real(self))
     from wiring.train.data import load_dataset
     train_set, test_set, _ = load_dataset("digits")
-    model = build_model("micro", in_channels=1, num_classes=10, image_size=8, edges=100)
+    model = create_model("micro", in_channels=1, num_classes=10, image_size=8, edges=100)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     Trainer(model, opt, train_set, test_set, epochs=1, batch_size=512, debug=True).fit()
     assert len(calls) == 3 + 1                              # 3 steps, then the epoch check
@@ -290,7 +290,7 @@ def test_a_run_saved_before_init_existed_resumes_with_kaiming(tmp_path):
     assert main(["--out", str(out), "--resume", "--epochs", "2", "--progress", "none"]) == 0
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2 and state["config"]["init"] == "kaiming"
-    from wiring.train.pipeline import model_from_checkpoint
+    from wiring.train.build import model_from_checkpoint
     assert model_from_checkpoint(state).graph.init == "kaiming"
 
 

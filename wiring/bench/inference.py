@@ -36,12 +36,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
-from models import build_model
 from models.tiny import TinyClassifier
 from wiring.bench.reference import DenseReference
 from wiring.cli import ArgumentParser, run_cli
@@ -49,6 +49,8 @@ from wiring.compact.command import load_run_model, time_alternating
 from wiring.compact.extract import compact_model
 from wiring.errors import UserError
 from wiring.train.allocator import tune_malloc
+from wiring.train.build import build_model
+from wiring.train.config import Config
 
 DENSITIES = (0.01, 0.05, 0.20)
 NAMES = ("reference", "engine", "compact")
@@ -100,11 +102,12 @@ def inference_table(densities: Sequence[float] = DENSITIES, batch: int = 64, ima
     settings = {"batch_size": batch, "threads": torch.get_num_threads(), "repeats": repeats}
     rows = []
     try:
-        candidates = build_model(model, num_classes=10, image_size=image_size, edges=1).graph.num_candidates
+        data = SimpleNamespace(channels=3, num_classes=10, image_size=image_size)
+        candidates = build_model(Config(model=model, edges=1), data).graph.num_candidates
         for i, density in enumerate(densities):
             edges = max(1, round(density * candidates))
             torch.manual_seed(seed + i)
-            engine = build_model(model, num_classes=10, image_size=image_size, edges=edges, seed=seed + i)
+            engine = build_model(Config(model=model, edges=edges, seed=seed + i), data)
             x = torch.randn(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed + i))
             rows.append({**compare(engine, x, repeats), **settings, "image_size": image_size,
                          "source": "random_k"})

@@ -53,6 +53,7 @@ from typing import Sequence
 
 import torch
 
+from models import DEFAULT_EDGES
 from models.mobilenet import check_width
 from models.tiny import TinyClassifier
 from wiring import backends
@@ -241,7 +242,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
                         help="--model mobilenetv1_dnw: the width multiplier that sets each stage's edges (default 0.225)")
     parser.add_argument("--nodes", type=int, default=PAPER_NODES,
                         help="scale the tiny classifier to this many nodes (default 900, the paper's)")
-    parser.add_argument("--edges", type=int, default=12000, help="k, the real edges (default 12000)")
+    parser.add_argument("--edges", type=int, default=DEFAULT_EDGES, help=f"k, the real edges (default {DEFAULT_EDGES})")
     parser.add_argument("--batch-size", type=int, default=128, help="images per training step (default 128)")
     parser.add_argument("--image-size", type=int, default=32, help="input side in pixels (default 32)")
     parser.add_argument("--repeats", type=int, default=10, help="timed steps of each contestant (median; default 10)")

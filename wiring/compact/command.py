@@ -24,7 +24,7 @@ from wiring.errors import UserError
 from wiring.io import BEST_FILE, CHECKPOINT_FILE
 from wiring.train.allocator import tune_malloc
 from wiring.train.checkpoint import CheckpointError, load_checkpoint
-from wiring.train.pipeline import model_from_checkpoint
+from wiring.train.build import model_from_checkpoint
 
 
 def load_run_model(run_dir: Path, checkpoint: Path | None = None, best: bool = False) -> nn.Module:

@@ -62,7 +62,7 @@ def _candidates(study: Study, setting: str) -> tuple[int, str]:
 
     from wiring.train.data import DatasetInfo
     from wiring.train.monitor import edge_budget
-    from wiring.train.pipeline import build
+    from wiring.train.build import build_model
     from wiring.train.config import config_from_dict
 
     base = study.base_config()
@@ -72,7 +72,7 @@ def _candidates(study: Study, setting: str) -> tuple[int, str]:
     cfg = config_from_dict({**study.base, "setting": setting, "mode": modes[0], "edges": 1})
     state = torch.random.get_rng_state()
     try:
-        model = build(cfg, info)
+        model = build_model(cfg, info)
     except Exception as err:  # noqa: BLE001 - any refusal of the model is the study's refusal
         raise StudyError(f"study {study.name}: model {base.model} (setting {setting}) cannot be built: "
                          f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None

@@ -2,8 +2,9 @@
 
 The path of one run, one module per step:
 :mod:`~wiring.train.config` (arguments and YAML -> one ``Config``, flowing one way) ->
-:mod:`~wiring.train.data` -> :mod:`~wiring.train.pipeline` (the model registry builds the
-network; build / run / resume, :func:`~wiring.train.pipeline.model_from_checkpoint`) ->
+:mod:`~wiring.train.data` -> :mod:`~wiring.train.build` (the one config -> model path of every
+command: :func:`~wiring.train.build.build_model` through the model registry,
+:func:`~wiring.train.build.model_from_checkpoint`) -> :mod:`~wiring.train.pipeline` (run / resume) ->
 :mod:`~wiring.train.trainer` (the loop and its hooks, :mod:`~wiring.train.schedule` for the
 learning rate, :mod:`~wiring.train.monitor` for the wiring's bookkeeping,
 :mod:`~wiring.train.distributed` for DDP) -> :mod:`~wiring.train.recorder` (snapshots,

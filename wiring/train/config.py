@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from models import MODELS, SETTINGS
+from models import DEFAULT_EDGES, MODELS, SETTINGS
 from wiring.backends import CHOICES as BACKENDS
 from wiring.cli import help_with_default
 from wiring.errors import UserError
@@ -36,8 +36,8 @@ INITS = ("authors", "kaiming")
 LEGACY_INIT = "kaiming"
 
 
-# models whose real-edge budget is a property of --width, one per stage, not --edges
-WIDTH_BUDGET_MODELS = ("mobilenetv1", "mobilenetv1_dnw", "mobilenetv1_dnw_small")
+# models whose real-edge budget is a property of --width, one per stage, not --edges (their spec says so)
+WIDTH_BUDGET_MODELS = tuple(name for name, spec in MODELS.items() if spec.budget == "width")
 
 
 #: the largest --seed: numpy's and scikit-learn's seeds are 32-bit
@@ -73,7 +73,7 @@ class Config:
     self_loops: bool = False
     graph: str = "random_k"
     graph_file: str | None = None
-    edges: int | None = 12000
+    edges: int | None = DEFAULT_EDGES
     mode: str = "dnw"
     td_rho: float = 0.95
     candidate_grad_every: int = 1
@@ -136,6 +136,7 @@ class Config:
             raise bad("width", f"must be positive, got {self.width}")
         if self.setting not in SETTINGS:
             raise bad("setting", f"unknown setting {self.setting!r}; choose from {', '.join(SETTINGS)}")
+        check_model(self)
         if self.steps <= 0:
             raise bad("steps", f"must be positive, got {self.steps}")
         if self.ode_steps <= 0:
@@ -207,6 +208,19 @@ class Config:
         if self.backend is not None and self.backend not in BACKENDS:
             raise bad("backend", f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
         return self
+
+
+def check_model(cfg: "Config") -> None:
+    """Refuse a ``--width`` or ``--setting`` the model's registry spec does not declare
+    (:mod:`models.registry`): a config is checked against the spec, never by building."""
+    if cfg.model not in MODELS:         # a config read back from a file is not validated
+        raise ConfigError(f"--model: unknown model {cfg.model!r}; choose from {', '.join(MODELS)}")
+    spec = MODELS[cfg.model]
+    if cfg.width is not None and not spec.takes("width"):
+        raise ConfigError(f"--width: model {cfg.model} has no width multiplier")
+    if cfg.setting not in spec.settings:
+        raise ConfigError(f"--setting: model {cfg.model} has {' / '.join(spec.settings)} graphs only, not the "
+                          f"{cfg.setting!r} setting")
 
 
 _HELP = {

@@ -1,7 +1,8 @@
 """The training pipeline behind ``python -m wiring.train``: train a network while learning its wiring.
 
 The path of one run: arguments -> :class:`~wiring.train.config.Config` -> data ->
-model registry (the preset builds the graph) -> :class:`~wiring.train.trainer.Trainer`
+:func:`~wiring.train.build.build_model` (the model registry; the preset builds the graph) ->
+:class:`~wiring.train.trainer.Trainer`
 with a :class:`~wiring.train.recorder.RunRecorder` writing the run directory. Every
 argument is validated before any work; user mistakes exit with status 2 and one
 line on stderr, and nothing is written to an existing run directory unless
@@ -22,12 +23,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Sequence
 
 import torch
 
-from models import build_model
 from models.cost import inference_parameters
 from models.dynamic import FIXED_STEP_SOLVERS
 from wiring import __version__, backends
@@ -44,7 +43,6 @@ from wiring.io import (
     RunFolderBusy,
     RunLock,
     WiringFileError,
-    read_graphml,
     run_files,
     run_paths,
     load_metrics,
@@ -56,8 +54,9 @@ from wiring.modes import every_candidate_real, mode_class
 from wiring.sparsify import budget_of, sparse_layers
 from wiring.train import distributed
 from wiring.train.allocator import tune_malloc
-from wiring.train.checkpoint import CheckpointError, check_data_info, check_weights, load_checkpoint
-from wiring.train.config import WIDTH_BUDGET_MODELS, Config, config_from_saved, parse_config, saved_values
+from wiring.train.build import build_model
+from wiring.train.checkpoint import CheckpointError, check_resumable, check_weights, load_checkpoint
+from wiring.train.config import WIDTH_BUDGET_MODELS, Config, parse_config, saved_values
 from wiring.train.data import check_dataset, load_dataset, subset
 from wiring.train.monitor import edge_budget, find_wirings
 from wiring.train.recorder import RunRecorder
@@ -166,15 +165,6 @@ def claim(lock: RunLock) -> None:
         raise UsageError(str(err)) from None
 
 
-def check_resumable(saved: dict[str, Any], run_dir: Path) -> None:
-    """A training checkpoint has the state a resume needs; anything else is refused."""
-    needed = {"model": dict, "optimizer": dict, "epoch": int, "step": int, "config": dict}
-    for key, kind in needed.items():
-        if not isinstance(saved.get(key), kind):
-            raise CheckpointError(f"{run_dir / CHECKPOINT_FILE} is not a wiring.train checkpoint "
-                                  f"({key!r} missing or not a {kind.__name__})")
-
-
 def check_resume_config(cfg: Config, saved: dict[str, Any], old_form: bool = False) -> None:
     """Refuse a resume whose settings differ from the saved ones (those of :data:`RESUMABLE`
     may change). ``old_form``: a checkpoint written before the effective k was recorded
@@ -209,52 +199,6 @@ def finished_run(cfg: Config, saved: dict[str, Any], model: torch.nn.Module,
     acc = f", test accuracy {last['test_acc']:.4f}" if isinstance(last.get("test_acc"), float) else ""
     return (f"{run_dir} is finished: it trained {saved['epoch']} epochs (step {saved['step']}){acc}; nothing "
             f"was changed (a larger --epochs on --resume trains on)"), last
-
-
-def build(cfg: Config, info) -> torch.nn.Module:
-    """The model for ``cfg`` and a data set described by ``info``."""
-    preset_options: dict[str, Any] = {}
-    if cfg.graph == "graphml":
-        preset_options["wiring"] = read_graphml(cfg.graph_file)
-    all_real = every_candidate_real(cfg.mode, cfg.graph)
-    steps = cfg.epochs * math.ceil(getattr(info, "train_size", 0) / cfg.batch_size)    # rigl / set: drop_until
-    mode_options = mode_class(cfg.mode).config_options(cfg, total_steps=steps)
-    setting: dict[str, Any] = {}
-    if cfg.setting == "discrete":
-        setting = {"setting": "discrete", "steps": cfg.steps, "self_loops": cfg.self_loops}
-    elif cfg.setting == "continuous":
-        setting = {"setting": "continuous", "solver": cfg.solver, "rtol": cfg.rtol, "atol": cfg.atol,
-                   "ode_steps": cfg.ode_steps, "self_loops": cfg.self_loops}
-    if cfg.width is not None:
-        setting["width"] = cfg.width
-    try:
-        return build_model(cfg.model, in_channels=info.channels, num_classes=info.num_classes,
-                           image_size=info.image_size, edges=None if all_real else cfg.edges, mode=cfg.mode,
-                           preset=cfg.graph, seed=cfg.seed, preset_options=preset_options,
-                           mode_options=mode_options, init=cfg.init,
-                           candidate_grad_every=cfg.candidate_grad_every, **setting)
-    except ImportError as err:
-        raise UsageError(str(err)) from None
-    except TypeError as err:
-        if "width" in str(err):
-            raise UsageError(f"--width: model {cfg.model} has no width multiplier") from None
-        raise
-
-
-def model_from_checkpoint(checkpoint: dict[str, Any]) -> torch.nn.Module:
-    """Rebuild the model a ``wiring.train`` checkpoint was saved from, with its weights."""
-    if "data_info" not in checkpoint or "config" not in checkpoint:
-        raise CheckpointError("the checkpoint lacks its config or data_info: was it written by wiring.train?")
-    check_data_info(checkpoint["data_info"], checkpoint.get("model"), checkpoint["config"])  # before building
-    cfg = config_from_saved(checkpoint["config"])
-    cfg.graph = "random_k" if cfg.graph == "graphml" else cfg.graph   # weights come from the checkpoint
-    model = build(cfg, SimpleNamespace(**checkpoint["data_info"]))
-    check_weights(checkpoint["model"], model.state_dict())
-    try:
-        model.load_state_dict(checkpoint["model"])
-    except RuntimeError as err:
-        raise CheckpointError(f"the checkpoint does not fit its model ({str(err).splitlines()[0]})") from None
-    return model
 
 
 def start_from_run(cfg: Config, model: torch.nn.Module) -> str:
@@ -378,7 +322,7 @@ def _run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None, lock: RunLo
         path = run_dir / CHECKPOINT_FILE
         saved = preloaded[1] if preloaded is not None and preloaded[0] == path else load_checkpoint(path)
     if saved is not None:
-        check_resumable(saved, run_dir)
+        check_resumable(saved, run_dir / CHECKPOINT_FILE)
         check_resume_config(cfg, saved.get("config", {}), old_form="edges" not in saved)
 
     if cfg.deterministic:
@@ -390,7 +334,7 @@ def _run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None, lock: RunLo
     if cfg.batch_size > len(train_set) and info.is_main:
         print(f"{PROG}: warning: --batch-size {cfg.batch_size} is more than the {len(train_set):,} training "
               f"images: every epoch is one step on all of them", file=sys.stderr, flush=True)
-    model = build(cfg, data_info)
+    model = build_model(cfg, data_info)
     done = finished_run(cfg, saved, model, run_dir) if saved is not None else None
     if done is not None:                # --resume of a finished run: one line, exit 0, the folder untouched
         if info.is_main:
@@ -435,7 +379,7 @@ def _run(cfg: Config, preloaded: tuple[Path, dict[str, Any]] | None, lock: RunLo
     run_id = saved.get("run_id") if saved is not None else uuid.uuid4().hex[:16]
     recorder = RunRecorder(run_dir, cfg.to_dict(), snapshot_every=cfg.snapshot_every,
                            initial_model=initial_model, resumed=resuming,
-                           extra_state={"data_info": dataclasses.asdict(data_info), "edges": edge_budget(model)[0]}, run_id=run_id)
+                           data_info=dataclasses.asdict(data_info), edges=edge_budget(model)[0], run_id=run_id)
     trainer = Trainer(model, optimizer, train_set, test_set, epochs=cfg.epochs, batch_size=cfg.batch_size,
                       device=device, scheduler=scheduler, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed,
                       hooks=_hooks(cfg, recorder, run_dir, info.is_main), progress=progress, debug=cfg.debug,

@@ -6,11 +6,10 @@
 * ``metrics.jsonl``: one JSON object per epoch (loss, accuracies, lr, seconds,
   ``swapped`` edges, ``edges`` (k), ``density``, ``depth``, ``dead`` nodes);
 * ``checkpoint.pt`` (every epoch, and where a run is stopped: SIGINT, SIGTERM) and
-  ``best.pt`` (best test accuracy): model, optimizer, scheduler, RNG, step, the
-  config as a dict, the library version, ``run_id`` (the run's identity, also in
-  every metrics line and history), ``data_info`` (channels, classes, image size:
-  enough to rebuild the model) and the model's initial state (for lottery
-  rewinds); tensors and plain types only;
+  ``best.pt`` (best test accuracy), as :func:`wiring.train.checkpoint.training_checkpoint`
+  builds them (that module's table is their schema): the trainer's state, the config,
+  ``data_info``, k, ``run_id`` (also in every metrics line and history) and the model's
+  initial state; tensors and plain types only;
 * ``initial.graphml`` and, at the end, ``wiring.graphml``: the real wiring;
 * ``history.pt``: a :class:`~wiring.io.WiringHistory` of the real edges every
   ``snapshot_every`` steps (plus step 0 and the last step);
@@ -36,7 +35,6 @@ from typing import Any
 import torch
 import yaml
 
-from wiring import __version__
 from wiring.files import append_line
 from wiring.io import (
     BEST_FILE,
@@ -57,7 +55,7 @@ from wiring.io import (
 from wiring.layer import WiredGraph
 from wiring.sparsify import export_sparse, sparse_layers
 from wiring.topology import summary
-from wiring.train.checkpoint import CheckpointError, save_checkpoint
+from wiring.train.checkpoint import CheckpointError, save_checkpoint, training_checkpoint
 from wiring.train.monitor import edge_budget
 
 
@@ -95,13 +93,13 @@ class RunRecorder:
 
     def __init__(self, run_dir: str | Path, config: dict[str, Any], *, snapshot_every: int,
                  initial_model: dict[str, torch.Tensor] | None = None, resumed: bool = False,
-                 extra_state: dict[str, Any] | None = None, run_id: str | None = None) -> None:
+                 data_info: dict[str, Any], edges: int, run_id: str | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
         self.snapshot_every = snapshot_every
         self.initial_model = initial_model
         self.resumed = resumed
-        self.extra_state = extra_state or {}
+        self.data_info, self.edges = data_info, edges     # for the checkpoints (wiring.train.checkpoint)
         self.run_id = run_id            # None: a run saved before run ids (nothing to check)
         self.histories: dict[str, WiringHistory] = {}
         self.best_acc = -1.0
@@ -247,13 +245,9 @@ class RunRecorder:
             write_graphml(layer.wiring(**attrs), self.path(name, "wiring", ".graphml", count))
 
     def checkpoint_state(self, trainer) -> dict[str, Any]:
-        state = trainer.state_dict()
-        state.update(config=self.config, version=__version__, **self.extra_state)
-        if self.run_id is not None:
-            state["run_id"] = self.run_id
-        if self.initial_model is not None:
-            state["initial_model"] = self.initial_model
-        return state
+        """The checkpoint of this moment: :func:`wiring.train.checkpoint.training_checkpoint`."""
+        return training_checkpoint(trainer.state_dict(), config=self.config, data_info=self.data_info,
+                                   edges=self.edges, run_id=self.run_id, initial_model=self.initial_model)
 
 
 def _truncated(history: WiringHistory, keep, candidates: torch.Tensor) -> WiringHistory:
