@@ -227,7 +227,9 @@ _HELP = {
     "backend": "real-edge product: auto (measured fastest per device), native, torch, torch_sparse, torch_scatter "
                "(default: $WIRING_BACKEND, else auto)",
     "out": "run directory (default runs/<data>-<model>-<graph>-<mode>-<edges>-s<seed>, with <model>-<setting> "
-           "for a discrete or continuous setting and 'all' for <edges> when every candidate is real)",
+           "for a discrete or continuous setting and 'all' for <edges> when every candidate is real, then each "
+           "other setting that differs from its default, e.g. -rk4-sub5000-e1, or -h<hash> when they would "
+           "read long; --resume finds it whatever --epochs)",
     "candidate_grad_every": "give the hallucinated (not real) candidates their gradient only every N-th training "
                             "step (default 1: every step, as DNW; N > 1 trades swap speed for step time)",
     "update_every": f"--mode rigl / set: training steps between two rewirings (Delta T; default {UPDATE_EVERY}: "
