@@ -542,8 +542,22 @@ PROG = "python -m wiring.train"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command: its exit status (0 done, 1 stopped by a non-finite weight, 2 a user
-    mistake as one line ``python -m wiring.train: error: ...``, 128 + N stopped by signal N)."""
-    return run_cli(_main, PROG, argv)
+    mistake as one line ``python -m wiring.train: error: ...``, 128 + N stopped by signal N).
+    Under torchrun rank 0 says a mistake; the other ranks exit 2 silently (:func:`_other_rank`)."""
+    return run_cli(_main if distributed.from_environment().is_main else _other_rank, PROG, argv)
+
+
+def _other_rank(argv: Sequence[str] | None = None) -> int:
+    """A rank other than 0: a user mistake is rank 0's to say. This rank waits for torchrun to
+    stop it (it does once rank 0 has ended) and exits 2 without a word; a mistake rank 0 did
+    not meet (torchrun has not stopped this rank within distributed.REPORT_WAIT seconds) is
+    said here."""
+    try:
+        return _main(argv)
+    except UserError:
+        if distributed.stopped_within(distributed.REPORT_WAIT):
+            return 2
+        raise
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
@@ -571,6 +585,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
             finally:
                 if lock is not None:
                     lock.release()
+                distributed.close()             # an error under torchrun: out of the process group first
     except TrainingStopped as err:
         print(stop_message(err, where), file=sys.stderr)
         return 1
