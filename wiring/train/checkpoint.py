@@ -33,10 +33,12 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
 
 from wiring.errors import UserError
 from wiring.files import atomic_write, load_refusal
+from wiring.lazy import lazy_module
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 FORMAT_VERSION = 1
 
