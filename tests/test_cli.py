@@ -235,12 +235,7 @@ def test_help_shows_each_flags_real_default(tmp_path):
     assert flag_help("wiring.study", "--executor").endswith("(default: jobs)")
 
 
-#: the commands whose --help still loads torch: the benchmarks build their parser from the contest's
-#: modules (and default --threads to torch.get_num_threads())
-HELP_LOADS_TORCH = ("wiring.bench", "wiring.bench_inference")
-
-
-@pytest.mark.parametrize("module", [m for m in COMMANDS if m not in HELP_LOADS_TORCH])
+@pytest.mark.parametrize("module", COMMANDS)
 def test_help_answers_without_importing_torch_or_the_engines_networks(module, tmp_path):
     """``python -m MODULE --help`` in a real process: the help, exit 0, and among the modules it
     imported (``-X importtime``) neither torch nor the networks (models.tiny, wiring.layer)."""
