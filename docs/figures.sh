@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate the README pictures (docs/*.png, docs/evolution.gif) from the default run.
+# Regenerate the README pictures (docs/*.png, docs/evolution.gif) from the default run, and copy
+# that run's metrics.jsonl beside them (docs/wiring_metrics.jsonl).
 #
 #   docs/figures.sh                 # train the default run and its --mode fixed twin if missing, then draw
 #   FORCE=1 docs/figures.sh         # retrain both (--overwrite) first
@@ -37,6 +38,7 @@ fi
 "$PY" -m viz.animate "$RUN" -o docs/evolution.gif --max-frames 13 --quiet   # 1280 x 720, ~3 MB
 "$PY" -m viz.plots "$RUN" -o docs/plots.png
 "$PY" -m viz.compare "$RUN" "$FIXED" -o docs/compare.png
+cp "$RUN/metrics.jsonl" docs/wiring_metrics.jsonl   # the drawn run's epochs, beside its pictures
 
 if [ -z "$CHROMIUM" ]; then
   echo "docs/figures.sh: no chromium found: docs/explorer.png left as it is (set CHROMIUM=...)" >&2

@@ -16,8 +16,14 @@ A factory registered with :func:`register` takes the options every model takes
 
 Commands never read a factory's signature: ``wiring.train``'s config checks ``--width`` and
 ``--setting`` against the spec, and :func:`wiring.train.build.build_model` turns a config into
-the keyword options. A new network is one module under ``models/`` with one decorated factory,
-imported by ``models/__init__.py``.
+the keyword options. A new network is one module under ``models/`` with one decorated factory.
+
+The registry is read without importing the networks (so a command's ``--help`` lists the
+models without loading PyTorch): :func:`discover` reads each module's source and takes the
+``@register(...)`` calls' arguments, which are literals or module-level constants bound to
+literals; a factory's module is imported the first time :attr:`ModelSpec.factory` is read,
+and its decorator then binds the function (a decorator outside the package, e.g. in a
+user's script, registers its model as it runs).
 
 >>> spec = model_spec("micro")
 >>> spec.budget, "steps" in spec.options, spec.settings
@@ -25,15 +31,19 @@ imported by ``models/__init__.py``.
 """
 from __future__ import annotations
 
+import ast
+import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
-
-from torch import nn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from wiring.graph import GraphError
 
+if TYPE_CHECKING:
+    from torch import nn
+
 __all__ = ["BUDGETS", "COMMON_OPTIONS", "DEFAULT_EDGES", "MODELS", "SETTINGS", "ModelSpec", "create_model",
-           "model_spec", "register"]
+           "discover", "model_spec", "register"]
 
 #: the default budget k of an ``edges`` model (``--edges``; the paper's tiny classifier)
 DEFAULT_EDGES = 12000
@@ -51,43 +61,122 @@ COMMON_OPTIONS = ("in_channels", "num_classes", "image_size", "edges", "mode", "
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered network: its ``factory`` and what it declares (see the module)."""
+    """A registered network: what it declares (see the module), the module that defines its
+    factory, and the first line of the factory's docstring."""
 
     name: str
-    factory: Callable[..., nn.Module]
+    module: str
     budget: str
     options: tuple[str, ...]
     settings: tuple[str, ...]
+    summary: str = ""
 
     @property
-    def summary(self) -> str:
-        """The first line of the factory's docstring."""
-        return (self.factory.__doc__ or "").strip().splitlines()[0] if self.factory.__doc__ else self.name
+    def factory(self) -> Callable[..., nn.Module]:
+        """The factory (imports its module the first time)."""
+        if self.name not in _FACTORIES:
+            importlib.import_module(self.module)
+        if self.name not in _FACTORIES:
+            raise ValueError(f"model {self.name!r}: {self.module} has no @register({self.name!r}) factory")
+        return _FACTORIES[self.name]
 
     def takes(self, option: str) -> bool:
         """Whether the factory takes ``option``."""
         return option in COMMON_OPTIONS or option in self.options
 
 
-#: every registered model by name, in registration order
+#: every registered model by name, in the order of the modules' names and then of the source
 MODELS: dict[str, ModelSpec] = {}
+
+#: the factories bound so far (a module's decorators run when it is imported)
+_FACTORIES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def _check(name: str, budget: str, settings: tuple[str, ...]) -> None:
+    if budget not in BUDGETS:
+        raise ValueError(f"model {name!r}: budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    if not settings or any(s not in SETTINGS for s in settings):
+        raise ValueError(f"model {name!r}: settings must be some of {', '.join(SETTINGS)}, got {settings!r}")
 
 
 def register(name: str, *, budget: str = "edges", options: tuple[str, ...] = (),
              settings: tuple[str, ...] = ("static",)) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register the factory as model ``name`` (see the module for ``budget``,
-    ``options`` and ``settings``); returns the factory unchanged."""
-    if budget not in BUDGETS:
-        raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
-    if not settings or any(s not in SETTINGS for s in settings):
-        raise ValueError(f"settings must be some of {', '.join(SETTINGS)}, got {settings!r}")
+    ``options`` and ``settings``); returns the factory unchanged.
+
+    >>> @register("doc_example", options=("width",))
+    ... def doc_example(**options):
+    ...     "A model made up for this example."
+    >>> model_spec("doc_example").summary, model_spec("doc_example").takes("width")
+    ('A model made up for this example.', True)
+    >>> del MODELS["doc_example"], _FACTORIES["doc_example"]
+    """
+    _check(name, budget, tuple(settings))
 
     def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in MODELS:
+        spec = ModelSpec(name, factory.__module__, budget, tuple(options), tuple(settings),
+                         _first_line(factory.__doc__))
+        known = MODELS.get(name)
+        if name in _FACTORIES or (known is not None and known.module != spec.module):
             raise ValueError(f"model {name!r} is registered twice")
-        MODELS[name] = ModelSpec(name, factory, budget, tuple(options), tuple(settings))
+        if known is not None and known != spec:
+            raise ValueError(f"model {name!r}: {spec.module} declares {spec}, its source was read as {known}")
+        MODELS[name] = spec
+        _FACTORIES[name] = factory
         return factory
     return add
+
+
+def _first_line(doc: str | None) -> str:
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+
+
+def _literal(node: ast.expr, constants: dict[str, Any], where: str) -> Any:
+    if isinstance(node, ast.Name) and node.id in constants:
+        return constants[node.id]
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise ValueError(f"{where}: @register's arguments must be literals or module-level constants "
+                         f"bound to literals, got {ast.unparse(node)!r}") from None
+
+
+def _registrations(source: str, module: str) -> Iterable[ModelSpec]:
+    """The :class:`ModelSpec` of every ``@register(...)`` decorator in ``source``."""
+    tree = ast.parse(source)
+    constants: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                constants[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for deco in node.decorator_list:
+            if not (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Name) and deco.func.id == "register"):
+                continue
+            where = f"{module}.{node.name}"
+            name = _literal(deco.args[0], constants, where)
+            kw = {k.arg: _literal(k.value, constants, where) for k in deco.keywords}
+            spec = ModelSpec(name, module, kw.get("budget", "edges"), tuple(kw.get("options", ())),
+                             tuple(kw.get("settings", ("static",))), _first_line(ast.get_docstring(node)))
+            _check(spec.name, spec.budget, spec.settings)
+            yield spec
+
+
+def discover(path: Iterable[str], package: str) -> None:
+    """Add to :data:`MODELS` the models registered in the modules of ``package`` (its
+    ``__path__``), read from their source: nothing is imported."""
+    for folder in path:
+        for file in sorted(Path(folder).glob("*.py")):
+            if file.stem.startswith("_") or file.stem == "registry":
+                continue
+            for spec in _registrations(file.read_text(encoding="utf-8"), f"{package}.{file.stem}"):
+                known = MODELS.get(spec.name)
+                if known is not None and known.module != spec.module:
+                    raise ValueError(f"model {spec.name!r} is registered twice ({known.module}, {spec.module})")
+                MODELS[spec.name] = spec
 
 
 def model_spec(name: str) -> ModelSpec:

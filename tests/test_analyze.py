@@ -136,7 +136,7 @@ def test_imports_only_io_topology_and_the_cli_helpers():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == str(["wiring", "wiring.analyze", "wiring.cli", "wiring.errors", "wiring.files",
                                        "wiring.graph", "wiring.io", "wiring.io.convert", "wiring.io.graphml",
-                                       "wiring.io.history", "wiring.io.rundir", "wiring.topology"])
+                                       "wiring.io.history", "wiring.io.rundir", "wiring.lazy", "wiring.topology"])
 
 
 def test_runs_with_several_wirings_report_the_one_named(tmp_path, capsys):

@@ -16,7 +16,7 @@ PACKAGES = ("wiring", "models", "viz")
 
 #: floor of a module, by its longest matching name prefix
 FLOORS = {
-    "wiring": 0, "wiring.errors": 0, "wiring.files": 0, "wiring.cli": 0,
+    "wiring": 0, "wiring.errors": 0, "wiring.files": 0, "wiring.cli": 0, "wiring.lazy": 0,
     "wiring.graph": 1, "wiring.topk": 1, "wiring.modes": 1, "wiring.presets": 1, "wiring.ops": 1,
     "wiring.backends": 1, "wiring.nodeops": 1, "wiring.layer": 1, "wiring.fused": 1, "wiring.sparsify": 1,
     "wiring.io": 2, "wiring.topology": 2, "wiring.picture": 2,

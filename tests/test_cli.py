@@ -235,6 +235,20 @@ def test_help_shows_each_flags_real_default(tmp_path):
     assert flag_help("wiring.study", "--executor").endswith("(default: jobs)")
 
 
+@pytest.mark.parametrize("module", COMMANDS)
+def test_help_answers_without_importing_torch_or_the_engines_networks(module, tmp_path):
+    """``python -m MODULE --help`` in a real process: the help, exit 0, and among the modules it
+    imported (``-X importtime``) neither torch nor the networks (models.tiny, wiring.layer)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", module, "--help"], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m "), proc.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert len(imported) > 20, proc.stderr[-2000:]                      # the importtime lines were read
+    heavy = sorted(m for m in imported if m.split(".")[0] in ("torch", "torchvision", "torch_geometric")
+                   or m in ("models.tiny", "models.dynamic", "wiring.layer", "wiring.train.pipeline"))
+    assert heavy == [], f"{module} --help imported {heavy}"
+
+
 def test_candidate_grad_every_has_help():
     from wiring.train.config import build_parser
     text = " ".join(build_parser().format_help().split())

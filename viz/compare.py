@@ -30,7 +30,6 @@ import os
 from typing import Sequence
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -43,6 +42,9 @@ from wiring.cli import ArgumentParser, die, run_cli
 from wiring.graph import OUTPUT, Wiring
 from wiring.io import RunData
 from wiring.modes import mode_label
+from wiring.lazy import lazy_module
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 __all__ = ["PANELS", "pair_counts", "pair_difference", "column_in_degree", "compare_runs", "main"]
 

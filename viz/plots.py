@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -44,6 +43,9 @@ from wiring.cli import ArgumentParser, die, run_cli
 from wiring.graph import GraphError, Wiring
 from wiring.io import RunData, WiringFileError, read_wiring_file, to_networkx, unchosen_wiring
 from wiring.topology import level_edges
+from wiring.lazy import lazy_module
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 __all__ = ["PANELS", "level_matrix", "in_degrees", "skip_fraction", "plot_run", "main"]
 

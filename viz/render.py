@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import to_rgba
@@ -106,12 +105,14 @@ from wiring.io import (
 )
 from wiring.picture import STRONG_EDGES, ranked_style
 from wiring.topology import dead_nodes
+from wiring.lazy import lazy_module
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 __all__ = [
     "STRONG_EDGES", "weight_range", "edge_style", "resolve_style", "strongest", "dead_of", "WiringDrawing",
     "column_names", "draw_flow", "draw_adjacency", "new_figure", "save_figure", "render_wiring", "main",
 ]
-
 
 
 # ----------------------------------------------------------------------------- sources

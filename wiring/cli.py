@@ -28,7 +28,7 @@ from typing import Callable, NoReturn, Sequence
 
 from wiring.errors import UserError
 
-__all__ = ["ArgumentParser", "HelpFormatter", "die", "error_line", "help_with_default", "os_error_message",
+__all__ = ["ArgumentParser", "HelpFormatter", "asks_for_help", "die", "error_line", "help_with_default", "os_error_message",
            "run_cli", "UserError"]
 
 #: errors of a full disk or a file-size limit: what was being written is not kept
@@ -100,6 +100,21 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], prog: str,
         print(f"\n{prog}: interrupted", file=sys.stderr)
         return 130
     return 0 if code is None else int(code)
+
+
+def asks_for_help(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` holds ``-h`` or ``--help`` before any ``--``: a command then builds its
+    parser alone and lets it answer, without importing PyTorch or the engine (fast ``--help``).
+
+    >>> asks_for_help(["RUN", "--help"]), asks_for_help(["-o", "x.png"]), asks_for_help(["--", "-h"])
+    (True, False, False)
+    """
+    for arg in argv:
+        if arg == "--":
+            return False
+        if arg in ("-h", "--help"):
+            return True
+    return False
 
 
 def help_with_default(text: str | None, default: object) -> str | None:

@@ -28,23 +28,23 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from wiring.cli import ArgumentParser, run_cli
-from wiring.compact.command import main as compact_main
 from wiring.files import atomic_write
 from wiring.graph import Wiring
 from wiring.io import BEST_FILE, CHECKPOINT_FILE, to_pyg, write_edgelist, write_graphml
+from wiring.lazy import lazy_module
 from wiring.train.checkpoint import CheckpointError, load_checkpoint
-from wiring.train.monitor import find_wirings
-from wiring.train.build import model_from_checkpoint
-from wiring.train.recorder import wiring_file_stem
+
+# the model, the trainer's modules and torch load when the command runs, not for --help
+torch = lazy_module("torch")
 
 FORMATS = {"graphml": ".graphml", "pyg": ".pt", "edgelist": ".txt"}
 
 
 def load_wirings(checkpoint: dict, all_candidates: bool = False) -> dict[str, Wiring]:
     """The wirings of a training checkpoint, by module name."""
+    from wiring.train.monitor import find_wirings
+    from wiring.train.build import model_from_checkpoint
     model = model_from_checkpoint(checkpoint)
     step = int(checkpoint.get("step", 0))
     return {name: layer.wiring(all_candidates, step=step) for name, layer in find_wirings(model).items()}
@@ -62,6 +62,7 @@ def save_pyg(w: Wiring, path: Path) -> None:
 def export(run_dir: Path, fmt: str, *, out: Path | None = None, checkpoint: Path | None = None,
            best: bool = False, all_candidates: bool = False) -> list[Path]:
     """Write the wirings of a run's checkpoint; returns the files written."""
+    from wiring.train.recorder import wiring_file_stem
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory {run_dir}")
     source = checkpoint or run_dir / (BEST_FILE if best else CHECKPOINT_FILE)
@@ -125,6 +126,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
                              "operators); see python -m wiring.compact --help")
     args = parser.parse_args(argv)
     if args.compact:
+        from wiring.compact.command import main as compact_main
         forward = [str(args.run_dir)] + (["--best"] if args.best else []) + \
             (["--checkpoint", str(args.checkpoint)] if args.checkpoint else []) + \
             (["-o", str(args.out)] if args.out else [])

@@ -30,12 +30,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
-from torch import Tensor
+from wiring.lazy import lazy_module
 
 from wiring.errors import UserError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 INPUT, HIDDEN, OUTPUT = 0, 1, 2
 ROLE_NAMES = ("input", "hidden", "output")
@@ -187,7 +191,7 @@ def apportion(total: int, weights: Sequence[float], caps: Sequence[int], minimum
 def validate_edge_index(edge_index: Tensor, num_nodes: int, *, allow_self_loops: bool) -> None:
     """Raise :class:`GraphError` unless ``edge_index`` is a valid ``[2, C]``
     long tensor of distinct in-range pairs (no self-loops unless allowed)."""
-    if not isinstance(edge_index, Tensor):
+    if not isinstance(edge_index, torch.Tensor):
         raise GraphError(f"edge_index must be a torch.Tensor, got {type(edge_index).__name__}")
     if edge_index.dtype != torch.long:
         raise GraphError(f"edge_index must have dtype torch.long, got {edge_index.dtype}")
@@ -292,7 +296,7 @@ def from_edge_index(edge_index: Tensor, level: Tensor | Sequence[int] | None = N
     if num_nodes is None:
         if level is not None:
             num_nodes = len(level)
-        elif isinstance(edge_index, Tensor) and edge_index.numel():
+        elif isinstance(edge_index, torch.Tensor) and edge_index.numel():
             num_nodes = int(edge_index.max()) + 1
         else:
             num_nodes = 0

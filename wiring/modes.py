@@ -53,13 +53,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
-from torch import Tensor
+from wiring.lazy import lazy_module
 
 from wiring.graph import GraphError
 from wiring.topk import topk_mask
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 
 @dataclass(frozen=True)
@@ -436,15 +440,15 @@ def every_candidate_real(mode: str, preset: str = "") -> bool:
     return (mode in MODES and MODES[mode].all_real) or preset == "complete"
 
 
-@torch.no_grad()
 def clear_optimizer_state(optimizer: Any, param: Tensor, where: Tensor) -> None:
     """Zero ``optimizer``'s per-entry state of ``param`` (SGD's momentum, Adam's moments) at the
     entries ``where`` (bool, ``param``'s shape): a grown edge starts with no momentum, as RigL's."""
     if optimizer is None:
         return
-    for value in optimizer.state.get(param, {}).values():
-        if isinstance(value, Tensor) and value.shape == param.shape:
-            value[where.to(value.device)] = 0
+    with torch.no_grad():
+        for value in optimizer.state.get(param, {}).values():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                value[where.to(value.device)] = 0
 
 
 def mode_options(name: str, offered: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,13 +30,17 @@ This module imports nothing from the trainer or from :mod:`viz` (both use it).
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from wiring.graph import OUTPUT
+from wiring.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 __all__ = ["POSITIVE", "NEGATIVE", "STRONG_EDGES", "edge_ranks", "rank_emphasis", "ranked_params", "ranked_style",
            "is_dynamic", "columns", "node_positions", "wiring_picture"]

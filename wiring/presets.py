@@ -39,15 +39,19 @@ only decide *which* candidates receive the k largest magnitudes.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import networkx as nx
-import torch
-from torch import Tensor
+from wiring.lazy import lazy_module
 
 from wiring.graph import GraphError, NeuralGraph, Wiring, check_edges
 
-Preset = Callable[..., Tensor]
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
+
+Preset = Callable[..., "Tensor"]
 PRESETS: dict[str, Preset] = {}
 #: the initial weight distributions (see the module doc); the engine's default is "kaiming"
 INITS = ("authors", "kaiming")

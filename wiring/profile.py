@@ -52,23 +52,25 @@ import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Sequence
-
-import torch
-from torch import Tensor, nn
+from typing import TYPE_CHECKING, Any, Sequence
 
 from models import DEFAULT_EDGES, MODELS
-from models.cost import inference_parameters, node_rows
 from wiring.backends import kernels
 from wiring.cli import ArgumentParser, run_cli
 from wiring.errors import UserError
 from wiring.graph import GraphError
 from wiring.io import BEST_FILE, CHECKPOINT_FILE
-from wiring.layer import WiredGraph
-from wiring.nodeops import NormReLUConv
+from wiring.lazy import lazy_module
 from wiring.train.checkpoint import CheckpointError, load_checkpoint
-from wiring.train.build import build_model, model_from_checkpoint
 from wiring.train.config import Config
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from wiring.layer import WiredGraph
+
+# the networks, their costs and torch load when the command runs, not for --help
+torch = lazy_module("torch")
 
 
 def live_nodes(layer: WiredGraph, outputs: Tensor | None = None) -> Tensor:
@@ -77,6 +79,7 @@ def live_nodes(layer: WiredGraph, outputs: Tensor | None = None) -> Tensor:
     :meth:`wiring.layer.WiredGraph.live_nodes`.
 
     >>> from wiring.graph import static_graph
+    >>> from wiring.layer import WiredGraph
     >>> layer = WiredGraph(static_graph([2, 2, 1]), edges=8)
     >>> live_nodes(layer).tolist()
     [True, True, True, True, True]
@@ -89,6 +92,11 @@ def _generic_cost(model: nn.Module, in_channels: int, image_size: int) -> dict[s
     aggregations, each counted for its live rows only (:func:`models.cost.node_rows`: a
     dead node's op and stem channel, an edge into a dead node cost nothing). Parameters:
     :func:`models.cost.inference_parameters`."""
+    from torch import nn
+
+    from models.cost import inference_parameters, node_rows
+    from wiring.layer import WiredGraph
+    from wiring.nodeops import NormReLUConv
     macs = 0
     rows = node_rows(model)
     live_share = {id(m): int(live.sum()) / max(live.numel(), 1) for m, live in rows}
@@ -171,6 +179,7 @@ def _report(title: str, cost: dict[str, Any]) -> str:
 def _from_run(run_dir: Path, best: bool) -> tuple[nn.Module, Any, str]:
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory {run_dir}")
+    from wiring.train.build import model_from_checkpoint
     ckpt = load_checkpoint(run_dir / (BEST_FILE if best else CHECKPOINT_FILE))
     model = model_from_checkpoint(ckpt)
     info = SimpleNamespace(**ckpt["data_info"])
@@ -216,6 +225,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
                 raise GraphError(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
             if args.image_size < 8 or args.classes < 1 or args.in_channels < 1:
                 raise GraphError("--image-size must be at least 8, --classes and --in-channels at least 1")
+            from wiring.train.build import build_model
             cfg = Config(model=args.model, width=args.width, edges=DEFAULT_EDGES if args.edges is None else args.edges,
                          mode=args.mode, graph=args.graph, seed=args.seed)     # what wiring.train builds
             options: dict[str, Any] = {}

@@ -7,11 +7,17 @@ re-exports it as ``wiring.ops.topk_mask``).
 """
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
+
+from wiring.lazy import lazy_module
 
 from wiring.backends import kernels
 from wiring.graph import check_edges
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 HINT_MARGIN = 0.9   # the pre-filter keeps |w| >= 0.9 x the previous threshold
 

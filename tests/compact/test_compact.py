@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ast
-import dataclasses
 import functools
 import subprocess
 import sys
@@ -373,10 +372,9 @@ def test_load_compact_refuses_other_files(tmp_path):
 def run_dir(tmp_path_factory):
     """A run directory as wiring.train leaves it (config, data_info, model state), written
     directly to keep the test fast; the registry gets narrow nodes for the time of the module."""
-    spec = models.MODELS["mobilenetv1_dnw_small"]
-    small_nodes = dataclasses.replace(spec, factory=functools.partial(spec.factory, node_width=0.0625))
+    factory = models.MODELS["mobilenetv1_dnw_small"].factory        # imports the module, binds the factory
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(models.MODELS, "mobilenetv1_dnw_small", small_nodes)
+        mp.setitem(models.registry._FACTORIES, "mobilenetv1_dnw_small", functools.partial(factory, node_width=0.0625))
         yield checkpoint_run(tmp_path_factory.mktemp("compact") / "run",
                              ["--model", "mobilenetv1_dnw_small", "--width", "0.03125"],
                              prepare=lambda m: calibrate(m, 1))

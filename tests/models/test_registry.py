@@ -105,3 +105,29 @@ def test_profile_builds_what_train_builds():
         assert profile_main(["--model", "micro", "--edges", "90", "--mode", "td", "--seed", "3", "--image-size", "8",
                              "--classes", "10", "--in-channels", "1", "--json"]) == 0
     assert json.loads(out.getvalue())["params"] == inference_parameters(model)
+
+
+def test_the_registry_read_from_source_is_what_the_decorators_register():
+    """models reads each module's @register calls from its source (no torch for --help); importing
+    the modules runs the decorators, which refuse any spec that differs from the one read."""
+    import importlib
+
+    from models import registry
+    before = dict(MODELS)
+    for spec in before.values():
+        importlib.import_module(spec.module)
+        assert registry._FACTORIES[spec.name] is spec.factory and spec.factory.__module__ == spec.module
+    assert MODELS == before
+    assert model_spec("mobilenetv1_dnw").options == ("width", "node_width", "budget")
+    assert model_spec("tiny").summary.startswith("The paper's tiny classifier")
+
+
+def test_a_registration_the_source_reader_cannot_read_is_named(tmp_path):
+    from models.registry import _registrations
+    source = 'from models.registry import register\n\n@register("x", options=make())\ndef x(**o):\n    pass\n'
+    with pytest.raises(ValueError, match=r"pkg.mod.x: @register's arguments must be literals .* got 'make\(\)'"):
+        list(_registrations(source, "pkg.mod"))
+    source = 'OPTS = ("a",)\n\n@register("y", budget="width", options=OPTS)\ndef y(**o):\n    "Y."\n'
+    (spec,) = _registrations(source, "pkg.mod")
+    assert (spec.name, spec.module, spec.budget, spec.options, spec.settings, spec.summary) == (
+        "y", "pkg.mod", "width", ("a",), ("static",), "Y.")

@@ -1,7 +1,9 @@
 """Distributed training with torchrun on CPU (gloo over loopback)."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -52,6 +54,39 @@ def test_two_ranks_equal_one_process_and_write_one_run_directory(tmp_path):
     wa = torch.topk(a["model"]["graph.weight"].abs(), 100).indices.sort().values
     wb = torch.topk(b["model"]["graph.weight"].abs(), 100).indices.sort().values
     assert torch.equal(wa, wb), "the learned wiring must be the same"
+    # the README's tolerance: not bit for bit (the ranks sum gradients in another order), but the
+    # epoch-1 loss within 1e-4 of the single process's, relative
+    loss = [[json.loads(line)["loss"] for line in (d / "metrics.jsonl").read_text().splitlines()]
+            for d in (single, work / "ddp")]
+    assert len(loss[0]) == len(loss[1]) == 2
+    assert abs(loss[0][0] - loss[1][0]) <= 1e-4 * abs(loss[0][0]), loss
+
+
+def torchrun(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node 2 -m wiring.train ARGS`` on CPU (gloo), run in ``cwd``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), "-m", "wiring.train", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("case", ["existing run folder", "bad flag value"])
+def test_under_torchrun_one_rank_says_a_mistake_and_every_rank_exits_2(tmp_path, case):
+    (tmp_path / "ex").mkdir()
+    (tmp_path / "ex" / "config.yaml").write_text("seed: 0\n")         # a run stopped before its first checkpoint
+    bad = ["--out", "ex"] if case == "existing run folder" else ["--out", "new", "--lr", "nan"]
+    proc = torchrun(tmp_path, *ARGS, *bad)
+    said = proc.stdout + proc.stderr
+    ours = [line for line in said.splitlines() if "error:" in line]
+    assert said.count("error:") == len(ours) == 1 and ours[0].startswith("python -m wiring.train: error: "), \
+        proc.stderr[-3000:]
+    assert ("holds a run stopped before its first checkpoint" if case == "existing run folder" else "--lr") in ours[0]
+    # torchrun's own summary follows: both ranks exited 2, none was stopped by its SIGTERM
+    codes = re.findall(r"exitcode\s+: (-?\d+)", proc.stderr)     # per rank, in the summary
+    assert proc.returncode != 0 and sorted(codes) == ["2", "2"], proc.stderr[-3000:]
+    assert "SIGTERM)" not in proc.stderr and "interrupted" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ex"]
+    assert sorted(p.name for p in (tmp_path / "ex").iterdir()) == ["config.yaml"]    # nothing written
 
 
 def _worker(rank: int, world: int, init: str, results) -> None:

@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from viz.cli import UsageError
 from viz.sources import load_run_dir, source_path
 from wiring.graph import GraphError, Wiring
 from wiring.io import RunData, WiringFileError, read_graphml
 from wiring.modes import mode_label
+from wiring.lazy import lazy_module
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 ADDED = "#00c853"       # viz.animate.ADDED
 REMOVED = "#ff8f00"     # viz.animate.REMOVED
@@ -167,6 +169,5 @@ def load_frames(path: str | Path, wiring: str | None = None) -> "Frames":
     frames.title = path.name
     frames.subtitle = _subtitle(frames.attrs)
     return frames
-
 
 

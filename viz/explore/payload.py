@@ -18,7 +18,6 @@ import math
 from typing import Mapping
 
 import numpy as np
-import torch
 
 from viz.explore.frames import ADDED, REMOVED, Frames
 from viz.layout import columns, is_dynamic, node_positions
@@ -41,6 +40,9 @@ from viz.style import (
     ROLE_STYLE,
 )
 from wiring.picture import STRONG_EDGES
+from wiring.lazy import lazy_module
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 FORMAT_VERSION = 1
 

@@ -44,10 +44,14 @@ import contextlib
 import importlib
 import os
 from types import ModuleType
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import torch
-from torch import Tensor
+from wiring.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 NAMES = ("native", "torch", "torch_sparse", "torch_scatter")
 CHOICES = ("auto", *NAMES)

@@ -38,14 +38,19 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+from wiring.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 SOURCE = Path(__file__).with_name("kernels.cpp")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu++17")
 ABI_VERSION = 1
-_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
+_DTYPES = {"torch.float32": "f32", "torch.float64": "f64"}   # by str(dtype): torch loads on first use
 
 _state: dict = {}      # "lib": the loaded library or None, "reason": why not, "path": its file, "off"
 
@@ -142,7 +147,7 @@ def enabled(*tensors: Tensor) -> bool:
     if _state.get("off") or not tensors or any(t.device.type != "cpu" for t in tensors):
         return False
     dtype = tensors[0].dtype
-    if dtype not in _DTYPES or any(t.dtype != dtype for t in tensors):
+    if str(dtype) not in _DTYPES or any(t.dtype != dtype for t in tensors):
         return False
     return library() is not None
 
@@ -152,7 +157,7 @@ def _ptr(t: Tensor) -> ctypes.c_void_p:
 
 
 def _fn(name: str, dtype: torch.dtype):
-    return getattr(library(), f"{name}_{_DTYPES[dtype]}")
+    return getattr(library(), f"{name}_{_DTYPES[str(dtype)]}")
 
 
 _I64 = ctypes.c_int64
@@ -165,7 +170,7 @@ def _check(ok: bool, message: str) -> None:
 
 
 def _same_kind(x: Tensor, *others: Tensor) -> None:
-    _check(x.device.type == "cpu" and x.dtype in _DTYPES, f"native kernels take float32/float64 CPU tensors, "
+    _check(x.device.type == "cpu" and str(x.dtype) in _DTYPES, f"native kernels take float32/float64 CPU tensors, "
            f"got {x.dtype} on {x.device}")
     _check(all(t.device == x.device and t.dtype == x.dtype for t in others), "native kernels take tensors of one "
            "dtype and device")

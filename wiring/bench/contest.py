@@ -24,9 +24,8 @@ from torch import Tensor, nn
 from models.tiny import TinyClassifier
 from wiring import backends
 from wiring.backends import kernels
+from wiring.bench.cli import PAPER_NODES  # noqa: F401 - 900, the paper's tiny classifier (re-exported)
 from wiring.bench.reference import DenseReference
-
-PAPER_NODES = 900          # the tiny classifier of DNW Table 1: levels 32 + 4 x 192, 100 outputs
 
 
 def race(steps: dict, repeats: int, progress: bool = False) -> dict[str, float]:

@@ -43,8 +43,9 @@ import torch
 from torch import Tensor
 
 from models.tiny import TinyClassifier
+from wiring.bench.cli import DENSITIES, INFERENCE_PROG, inference_parser
 from wiring.bench.reference import DenseReference
-from wiring.cli import ArgumentParser, run_cli
+from wiring.cli import run_cli
 from wiring.compact.command import load_run_model, time_alternating
 from wiring.compact.extract import compact_model
 from wiring.errors import UserError
@@ -52,7 +53,6 @@ from wiring.train.allocator import tune_malloc
 from wiring.train.build import build_model
 from wiring.train.config import Config
 
-DENSITIES = (0.01, 0.05, 0.20)
 NAMES = ("reference", "engine", "compact")
 
 
@@ -142,7 +142,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-PROG = "python -m wiring.bench_inference"
+PROG = INFERENCE_PROG
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -151,21 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES),
-                        help="real-edge densities k / candidates (default 0.01 0.05 0.2)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward (default 64)")
-    parser.add_argument("--image-size", type=int, default=32, help="input side in pixels (default 32)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed forwards of each model (median)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help="torch threads (default: torch's, here %(default)s)")
-    parser.add_argument("--model", choices=("tiny", "micro"), default="tiny",
-                        help="the static classifier to time (default tiny)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random wirings and weights (default 0)")
-    parser.add_argument("--run", type=Path, action="append", default=[], metavar="RUN_DIR",
-                        help="also a trained static tiny classifier run directory (repeatable)")
-    parser.add_argument("--json", action="store_true", help="one JSON line per row")
+    parser = inference_parser()
     args = parser.parse_args(argv)
+    args.threads = args.threads or torch.get_num_threads()
     tune_malloc()                                   # an entry point: freed blocks stay warm (see wiring.train.allocator)
     try:
         rows = inference_table(args.densities, args.batch_size, args.image_size, args.repeats,

@@ -19,12 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wiring.bench.cli import BENCH_MODES  # noqa: F401 - re-exported: the --mode choices
 from wiring.bench.contest import batch, levels_for, make_engine, race
-from wiring.modes import MODES, mode_class
+from wiring.modes import mode_class
 from wiring.train.monitor import WiringMonitor
-
-#: the modes the benchmark can time: every mode that needs no trained source run
-BENCH_MODES = tuple(name for name, cls in MODES.items() if not cls.needs_source)
 
 
 def training_cycle(model: nn.Module, x: Tensor, y: Tensor, steps: int):

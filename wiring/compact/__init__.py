@@ -47,7 +47,15 @@ it, checks the two agree on a random batch, times both (alternating, median) and
 writes ``RUN_DIR/compact.pt`` (or ``-o``); ``python -m wiring.export RUN_DIR --compact``
 does the same. User mistakes exit 2 with one line.
 """
-# only the torch-only runtime here, so ``wiring.compact.load_compact`` loads nothing else of the project
-from wiring.compact.runtime import CompactMobileNet, CompactTiny, from_state, load_compact
+from typing import Any
 
 __all__ = ["CompactMobileNet", "CompactTiny", "from_state", "load_compact"]
+
+
+def __getattr__(name: str) -> Any:
+    # only the torch-only runtime, on first use: ``wiring.compact.load_compact`` loads nothing
+    # else of the project, and ``python -m wiring.compact --help`` not even torch
+    if name in __all__:
+        from wiring.compact import runtime
+        return getattr(runtime, name)
+    raise AttributeError(f"module 'wiring.compact' has no attribute {name!r}")

@@ -11,20 +11,20 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import torch
-from torch import Tensor, nn
-
-from models.cost import inference_parameters
 from wiring.cli import ArgumentParser, error_line, run_cli
-from wiring.compact.extract import compact_model, save_compact
-from wiring.compact.runtime import CompactTiny, load_compact
 from wiring.errors import UserError
 from wiring.io import BEST_FILE, CHECKPOINT_FILE
+from wiring.lazy import lazy_module
 from wiring.train.allocator import tune_malloc
 from wiring.train.checkpoint import CheckpointError, load_checkpoint
-from wiring.train.build import model_from_checkpoint
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+# the model, the compactor and torch load when the command runs, not for --help
+torch = lazy_module("torch")
 
 
 def load_run_model(run_dir: Path, checkpoint: Path | None = None, best: bool = False) -> nn.Module:
@@ -32,6 +32,7 @@ def load_run_model(run_dir: Path, checkpoint: Path | None = None, best: bool = F
     model that does not record its input side (the tiny classifier) gets the run's as ``image_size``."""
 
 
+    from wiring.train.build import model_from_checkpoint
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory {run_dir}")
     ckpt = load_checkpoint(checkpoint or run_dir / (BEST_FILE if best else CHECKPOINT_FILE))
@@ -41,20 +42,20 @@ def load_run_model(run_dir: Path, checkpoint: Path | None = None, best: bool = F
     return model
 
 
-@torch.no_grad()
 def time_alternating(models: dict[str, Callable[[Tensor], Tensor]], x: Tensor,
                      repeats: int) -> dict[str, float]:
-    """Median seconds per call of each of ``models`` on ``x``: one warm-up call each, then
-    ``repeats`` rounds calling all of them, in reverse order on every other round."""
-    for fn in models.values():
-        fn(x)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    order = list(models.items())
-    for i in range(repeats):
-        for name, fn in (order if i % 2 == 0 else order[::-1]):
-            start = time.perf_counter()
+    """Median seconds per call of each of ``models`` on ``x`` (no autograd): one warm-up call
+    each, then ``repeats`` rounds calling all of them, in reverse order on every other round."""
+    with torch.no_grad():
+        for fn in models.values():
             fn(x)
-            times[name].append(time.perf_counter() - start)
+        times: dict[str, list[float]] = {name: [] for name in models}
+        order = list(models.items())
+        for i in range(repeats):
+            for name, fn in (order if i % 2 == 0 else order[::-1]):
+                start = time.perf_counter()
+                fn(x)
+                times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -80,6 +81,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8, help="batch size of the check and the timing")
     parser.add_argument("--repeats", type=int, default=10, help="timed forwards of each model")
     args = parser.parse_args(argv)
+    from models.cost import inference_parameters
+    from wiring.compact.extract import compact_model, save_compact
+    from wiring.compact.runtime import CompactTiny, load_compact
     tune_malloc()                                   # an entry point: freed blocks stay warm (see wiring.train.allocator)
     if args.batch < 1 or args.repeats < 1:
         raise UserError("--batch and --repeats must be at least 1")

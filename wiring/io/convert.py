@@ -37,13 +37,17 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
-import torch
-from torch import Tensor
 
 from wiring.graph import HIDDEN, INPUT, OUTPUT, ROLE_NAMES, GraphError, Wiring, _generations, find_cycle
+from wiring.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 PathLike = str | os.PathLike
 
@@ -62,7 +66,7 @@ def plain_scalar(value: Any) -> Any:
     unwrapped), None for None; anything else raises TypeError."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, Tensor) and value.numel() == 1:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()
     item = getattr(value, "item", None)  # numpy scalars
     if callable(item) and getattr(value, "shape", None) == ():
@@ -348,7 +352,7 @@ def from_pyg(data, *, static: bool | None = None) -> Wiring:
     ([[0, 1], [1, 2]], [0, 1, 2])
     """
     edge_index = getattr(data, "edge_index", None)
-    if not isinstance(edge_index, Tensor):
+    if not isinstance(edge_index, torch.Tensor):
         raise GraphError("the PyG data has no edge_index tensor")
     edge_index = edge_index.long()
     n = int(data.num_nodes) if data.num_nodes is not None else \

@@ -7,14 +7,18 @@ a ``.pt`` of tensors and plain types only (``torch.load(..., weights_only=True)`
 from __future__ import annotations
 
 import numbers
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import torch
-from torch import Tensor
 
 from wiring.files import atomic_write, load_refusal
 from wiring.graph import GraphError, Wiring
 from wiring.io.convert import PathLike, WiringFileError, existing_file, plain_attrs
+from wiring.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 _F16_MAX = 65504.0      # weights are stored as float16, clamped to its range
 
@@ -190,7 +194,7 @@ class WiringHistory:
         expected = {"edge_id": torch.int32, "edges": torch.int32, "level": None, "role": None, "steps": None,
                     "ptr": None, "index": torch.int32, "weight": torch.float16}
         for key, dtype in expected.items():
-            if not isinstance(state.get(key), Tensor):
+            if not isinstance(state.get(key), torch.Tensor):
                 raise GraphError(f"key {key!r} missing or not a tensor")
             if dtype is not None and state[key].dtype != dtype:
                 raise GraphError(f"key {key!r} has dtype {state[key].dtype}, expected {dtype}")

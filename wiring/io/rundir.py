@@ -5,7 +5,9 @@ Contract: ``CONFIG_FILE``, ``METRICS_FILE``, ``CHECKPOINT_FILE``, ``BEST_FILE``,
 ``wiring.train`` writes into a run folder (a model with several learned graphs has one
 wiring file set per graph, :func:`wiring_key`); :class:`RunLock` is the exclusive lock
 (``flock``) the training process holds for the run's life (the kernel releases it when the
-process dies); :func:`load_metrics` and :func:`load_run` read a run folder back
+process dies); :func:`run_folder_name` is the one rule for a default run folder's name (every
+setting that differs from the defaults) and :func:`find_run_folder` the folder ``--resume`` finds
+by it; :func:`load_metrics` and :func:`load_run` read a run folder back
 (:class:`RunData`) for the commands and the viz, never the trainer's objects.
 
 >>> run_files()
@@ -13,11 +15,13 @@ process dies); :func:`load_metrics` and :func:`load_run` read a run folder back
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Mapping
 
 from wiring.files import NotText, read_text
 from wiring.graph import Wiring
@@ -123,6 +127,111 @@ def temp_files(folder: PathLike, names) -> list[Path]:
         if match and (match["stem"], match["suffix"]) in wanted and p.is_file():
             out.append(p)
     return out
+
+
+# ----------------------------------------------------------------------------- default run-folder names
+# The one rule for the folder ``wiring.train`` makes without ``--out``: the fixed part names the
+# run's kind, then every other setting that differs from its default, readable while short.
+
+RUNS_ROOT = "runs"                   # where default run folders go (relative to the working directory)
+#: the settings of the fixed part, in order: <data>-<model>[-<setting>]-<graph>-<mode>-<edges>-s<seed>
+NAME_FIXED = ("data", "model", "setting", "graph", "mode", "edges", "seed")
+#: short spellings of settings in the readable part (others: the name without underscores)
+NAME_SHORT = {"epochs": "e", "train_subset": "sub", "test_subset": "test", "batch_size": "b",
+              "ode_steps": "ode", "snapshot_every": "snap", "weight_decay": "wd", "momentum": "mom",
+              "candidate_grad_every": "cge", "update_every": "upd", "drop_fraction": "drop",
+              "drop_schedule": "dsched", "drop_until": "dropuntil", "image_size": "img", "width": "w",
+              "milestones": "ms", "self_loops": "selfloops", "td_rho": "tdrho"}
+#: settings whose value is the token itself (``--solver rk4`` gives ``-rk4``)
+NAME_BARE = ("solver", "schedule", "init")
+NAME_MAX = 40                        # longest readable part; past it a hash stands for the settings
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9.+_]+")
+
+
+def _token(key: str, value) -> str | None:
+    """The readable token of one non-default setting, or None where the value does not read
+    as a file name (a path, free text): a hash then stands for it."""
+    if isinstance(value, bool):
+        return ("" if value else "no") + NAME_SHORT.get(key, key.replace("_", ""))
+    if value is None:
+        text = "none"
+    elif isinstance(value, (list, tuple)):
+        text = "_".join(str(v) for v in value)
+    else:
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+    token = text if key in NAME_BARE else NAME_SHORT.get(key, key.replace("_", "")) + text
+    return token if _SAFE_TOKEN.fullmatch(token) else None
+
+
+def settings_hash(settings: Mapping) -> str:
+    """A short, stable hash of plain settings (8 hex digits of SHA-1 of their sorted JSON).
+
+    >>> settings_hash({"lr": 0.05, "solver": "rk4"}) == settings_hash({"solver": "rk4", "lr": 0.05})
+    True
+    """
+    text = json.dumps(dict(settings), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+
+
+def run_folder_name(settings: Mapping, defaults: Mapping, skip: Iterable[str] = (), last: str = "epochs") -> str:
+    """The name of the default run folder of ``settings`` (plain values by setting name;
+    ``defaults`` the same keys' defaults): the fixed part
+    ``<data>-<model>[-<setting>]-<graph>-<mode>-<edges>-s<seed>`` (``<model>-<setting>`` for a
+    setting other than ``static``, ``all`` for ``edges`` None: every candidate real), then one
+    token per other setting that differs from its default, in the settings' order (``-rk4``,
+    ``-sub5000``, ``-b512``, ``-lr0.05``), and last ``last``'s (``-e1``). Settings in ``skip``
+    (those that may change on ``--resume``) never count. When the tokens would pass
+    :data:`NAME_MAX` characters, or one is not a plain word (a path), they are replaced by
+    ``h`` and a hash of those settings (:func:`settings_hash`). ``last`` stays readable after
+    the hash, so :func:`find_run_folder` finds a run whose ``last`` changed on ``--resume``.
+
+    >>> d = {"data": "digits", "model": "tiny", "setting": "static", "graph": "random_k", "mode": "dnw",
+    ...      "edges": 12000, "seed": 0, "solver": "dopri5", "epochs": 30, "train_subset": None, "out": None}
+    >>> run_folder_name(d, d)
+    'digits-tiny-random_k-dnw-12000-s0'
+    >>> run_folder_name({**d, "setting": "continuous", "solver": "rk4", "epochs": 1, "out": "x"}, d, skip=["out"])
+    'digits-tiny-continuous-random_k-dnw-12000-s0-rk4-e1'
+    >>> run_folder_name({**d, "train_subset": 5000, "solver": "/a/b"}, d)
+    'digits-tiny-random_k-dnw-12000-s0-hfaae7bdc'
+    """
+    model = settings["model"] if settings.get("setting", "static") == "static" else \
+        f"{settings['model']}-{settings['setting']}"
+    edges = "all" if settings.get("edges") is None else settings["edges"]
+    name = f"{settings['data']}-{model}-{settings['graph']}-{settings['mode']}-{edges}-s{settings['seed']}"
+    ignored = set(skip) | set(NAME_FIXED) | {last}
+    differing = {k: v for k, v in settings.items() if k not in ignored and k in defaults and v != defaults[k]}
+    tokens = [_token(k, v) for k, v in differing.items()]
+    readable = "-".join(t for t in tokens if t is not None)
+    if None in tokens or len(readable) > NAME_MAX:
+        readable = "h" + settings_hash(differing)
+    tail = [readable] if readable else []
+    if last in settings and last in defaults and settings[last] != defaults[last] and last not in skip:
+        tail.append(_token(last, settings[last]) or "h" + settings_hash({last: settings[last]}))
+    return "-".join([name, *tail])
+
+
+def find_run_folder(root: PathLike, settings: Mapping, defaults: Mapping, skip: Iterable[str] = (),
+                    last: str = "epochs") -> Path:
+    """The run folder ``--resume`` continues when no ``--out`` names one: ``root /``
+    :func:`run_folder_name` if it holds a run, else the one run folder whose name differs from
+    it only in ``last``'s token (a run started with another ``--epochs``, resumed with a new
+    horizon); the first when there is none (the caller says that nothing is there to continue).
+    Several such runs are a :class:`WiringFileError` naming them."""
+    root = Path(root)
+    exact = root / run_folder_name(settings, defaults, skip, last)
+    if _holds_run(exact):
+        return exact
+    stem = run_folder_name({**settings, last: defaults.get(last)}, defaults, skip, last)
+    pattern = re.compile(re.escape(stem) + rf"(-{re.escape(NAME_SHORT.get(last, last))}[0-9]+)?")
+    found = sorted(p for p in root.iterdir() if pattern.fullmatch(p.name) and _holds_run(p)) if root.is_dir() else []
+    if len(found) > 1:
+        raise WiringFileError(f"--resume: several runs match these settings ({', '.join(map(str, found))}): "
+                              f"pass --out RUN_DIR to say which")
+    return found[0] if found else exact
+
+
+def _holds_run(folder: Path) -> bool:
+    return folder.is_dir() and any((folder / f).is_file() for f in (CONFIG_FILE, CHECKPOINT_FILE))
 
 
 class RunFolderBusy(WiringFileError):

@@ -23,7 +23,6 @@ from wiring.files import atomic_write
 from wiring.io import RunFolderBusy, RunLock
 from wiring.study.checks import MAX_CELLS, check_cells, check_size
 from wiring.study.executors import EXECUTORS, make_executor
-from wiring.study.report import write_report
 from wiring.study.results import (
     cell_state,
     collect,
@@ -33,10 +32,8 @@ from wiring.study.results import (
     torn_record,
     write_csv,
 )
-from wiring.study.runner import StudyStopped, run_study
 from wiring.study.spec import Study, StudyError, load_study, parse_override
 from wiring.train.allocator import tune_malloc
-from wiring.train.trainer import StopRequest, signal_name
 
 REPORT_NAME = "results.md"     # the report's name in the study folder, unless --report names another
 
@@ -127,6 +124,10 @@ def study_lock(out: Path) -> RunLock:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the trainer, the report's plots and torch load here, once --help has had its chance
+    from wiring.study.report import write_report
+    from wiring.study.runner import StudyStopped, run_study
+    from wiring.train.trainer import StopRequest, signal_name
     tune_malloc()
     for name in ("jobs", "max_cells", "cpus_per_cell", "time"):
         value = getattr(args, name)

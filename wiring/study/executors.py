@@ -27,9 +27,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from wiring.study.cell import train_cell
 from wiring.study.results import cell_state, one_line
 from wiring.study.spec import StudyError
+
+
+def train_cell(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """:func:`wiring.study.cell.train_cell`, whose trainer (and torch) load with the first cell,
+    not with ``python -m wiring.study --help``."""
+    from wiring.study.cell import train_cell as train
+    return train(*args, **kwargs)
 
 EXECUTORS = ("jobs", "local", "slurm")
 SUBMITIT_MISSING = "needs the submitit package: pip install submitit (or pip install 'wiring[slurm]')"

@@ -58,11 +58,13 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
 
 from wiring import __version__
 from wiring.errors import UserError
 from wiring.files import atomic_write, load_refusal
+from wiring.lazy import lazy_module
+
+torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 #: the layout of the checkpoints this version writes and reads (see the module)
 FORMAT_VERSION = 1

@@ -21,7 +21,7 @@ import yaml
 
 from models import DEFAULT_EDGES, MODELS, SETTINGS
 from wiring.backends import CHOICES as BACKENDS
-from wiring.cli import help_with_default
+from wiring.cli import help_with_default, run_cli
 from wiring.errors import UserError
 from wiring.files import NotText, read_text
 from wiring.modes import DROP_FRACTION, DROP_SCHEDULE, DROP_SCHEDULES, DROP_UNTIL, MODES, UPDATE_EVERY, mode_class
@@ -252,7 +252,9 @@ _HELP = {
     "backend": "real-edge product: auto (measured fastest per device), native, torch, torch_sparse, torch_scatter "
                "(default: $WIRING_BACKEND, else auto)",
     "out": "run directory (default runs/<data>-<model>-<graph>-<mode>-<edges>-s<seed>, with <model>-<setting> "
-           "for a discrete or continuous setting and 'all' for <edges> when every candidate is real)",
+           "for a discrete or continuous setting and 'all' for <edges> when every candidate is real, then each "
+           "other setting that differs from its default, e.g. -rk4-sub5000-e1, or -h<hash> when they would "
+           "read long; --resume finds it whatever --epochs)",
     "candidate_grad_every": "give the hallucinated (not real) candidates their gradient only every N-th training "
                             "step (default 1: every step, as DNW; N > 1 trades swap speed for step time)",
     "update_every": f"--mode rigl / set: training steps between two rewirings (Delta T; default {UPDATE_EVERY}: "
@@ -306,6 +308,13 @@ def build_parser(prog: str = "python -m wiring.train") -> argparse.ArgumentParse
             kwargs["metavar"] = f.name.upper() if "choices" not in kwargs else None
         parser.add_argument(flag, **{k: v for k, v in kwargs.items() if v is not None})
     return parser
+
+
+def help_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m wiring.train --help`` (or ``-h`` among other flags): the parser's answer,
+    with nothing else imported (PyTorch loads only when a run starts); a mistake before the
+    ``--help`` is the usual one line and exit 2."""
+    return run_cli(lambda args: build_parser().parse_args(args) and 0, "python -m wiring.train", argv)
 
 
 def _from_yaml(path: str) -> dict[str, Any]:

@@ -16,10 +16,17 @@ Contract:
   every rank applies the same update; top-k selection is deterministic (ties go to
   the lower candidate index), so equal weights give equal real sets.
   :func:`same_on_all_ranks` checks that with a hash all-gathered from every rank.
+* A user mistake is reported by rank 0 alone: a rank other than 0 that meets one waits
+  (:func:`stopped_within`) for torchrun to stop it, which torchrun does once rank 0 has ended,
+  and then exits with the same status, silent; only a mistake rank 0 did not meet (its own
+  files, say) is said by the rank that met it, after :data:`REPORT_WAIT` seconds.
 """
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +73,40 @@ def setup(device: torch.device) -> DistInfo:
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
     return info
+
+
+#: seconds a rank other than 0 waits, after a user mistake, for torchrun to stop it (rank 0 said it)
+REPORT_WAIT = 20.0
+
+
+def stopped_within(seconds: float) -> bool:
+    """Wait up to ``seconds`` for SIGTERM or SIGINT (torchrun stops every rank when one ends
+    with an error); True if one came. A signal that came leaves both ignored from then on, so
+    the process ends with the status it chooses (not -15), however long its exit takes. Off the
+    main thread it cannot wait for signals: False at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    came = threading.Event()
+
+    def note(signum, frame) -> None:
+        came.set()
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    end = time.monotonic() + seconds
+    while not came.is_set() and time.monotonic() < end:
+        time.sleep(0.05)
+    if not came.is_set():
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return came.is_set()
+
+
+def close() -> None:
+    """Leave the process group, if this process is in one (a rank that ends on an error
+    leaves it before exiting: gloo aborts a process that exits inside one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def current() -> DistInfo:

@@ -41,8 +41,11 @@ from wiring.io import (
     SPARSE_FILE,
     TB_DIR,
     RunFolderBusy,
+    RUNS_ROOT,
     RunLock,
     WiringFileError,
+    find_run_folder,
+    run_folder_name,
     run_files,
     run_paths,
     load_metrics,
@@ -80,10 +83,16 @@ class UsageError(UserError, ValueError):
     """A user mistake caught before training; exits with status 2."""
 
 
+# Settings that do not name a default run folder (wiring.io.run_folder_name): those that may change
+# on --resume, but --epochs (the horizon a run started with names it: a resume finds it whatever the
+# --epochs now), and where the data lies.
+UNNAMED = (RESUMABLE - {"epochs"}) | {"data_dir"}
+
+
 def default_run_dir(cfg: Config) -> Path:
-    edges = "all" if cfg.edges is None else cfg.edges
-    model = cfg.model if cfg.setting == "static" else f"{cfg.model}-{cfg.setting}"
-    return Path("runs") / f"{cfg.data}-{model}-{cfg.graph}-{cfg.mode}-{edges}-s{cfg.seed}"
+    """``runs/NAME``, NAME by :func:`wiring.io.run_folder_name`: the default run keeps
+    ``runs/digits-tiny-random_k-dnw-12000-s0``, any other gets its non-default settings appended."""
+    return Path(RUNS_ROOT) / run_folder_name(cfg.to_dict(), Config().to_dict(), skip=UNNAMED)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -115,7 +124,16 @@ def on_main_rank(check, info: distributed.DistInfo):
 
 
 def run_dir_of(cfg: Config) -> Path:
-    return Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    """``--out``, else the default run folder; for ``--resume`` the run folder of these settings
+    whatever its ``--epochs`` (:func:`wiring.io.find_run_folder`)."""
+    if cfg.out:
+        return Path(cfg.out)
+    if cfg.resume:
+        try:
+            return find_run_folder(RUNS_ROOT, cfg.to_dict(), Config().to_dict(), skip=UNNAMED)
+        except WiringFileError as err:
+            raise UsageError(str(err)) from None
+    return default_run_dir(cfg)
 
 
 def check_run_dir(cfg: Config, run_dir: Path) -> str:
@@ -468,8 +486,22 @@ PROG = "python -m wiring.train"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command: its exit status (0 done, 1 stopped by a non-finite weight, 2 a user
-    mistake as one line ``python -m wiring.train: error: ...``, 128 + N stopped by signal N)."""
-    return run_cli(_main, PROG, argv)
+    mistake as one line ``python -m wiring.train: error: ...``, 128 + N stopped by signal N).
+    Under torchrun rank 0 says a mistake; the other ranks exit 2 silently (:func:`_other_rank`)."""
+    return run_cli(_main if distributed.from_environment().is_main else _other_rank, PROG, argv)
+
+
+def _other_rank(argv: Sequence[str] | None = None) -> int:
+    """A rank other than 0: a user mistake is rank 0's to say. This rank waits for torchrun to
+    stop it (it does once rank 0 has ended) and exits 2 without a word; a mistake rank 0 did
+    not meet (torchrun has not stopped this rank within distributed.REPORT_WAIT seconds) is
+    said here."""
+    try:
+        return _main(argv)
+    except UserError:
+        if distributed.stopped_within(distributed.REPORT_WAIT):
+            return 2
+        raise
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
@@ -480,6 +512,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         with stop.installed():          # SIGINT / SIGTERM: a resumable stop (see wiring.train.trainer.StopRequest)
             try:
                 cfg = parse_config(argv)
+                if cfg.resume and not cfg.out:  # the folder found now, whatever the saved settings rename
+                    cfg.out = str(run_dir_of(cfg))
                 preloaded = None
                 if not distributed.from_environment().enabled:    # (torchrun: run() locks on rank 0)
                     lock = RunLock(run_dir_of(cfg))
@@ -495,6 +529,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
             finally:
                 if lock is not None:
                     lock.release()
+                distributed.close()             # an error under torchrun: out of the process group first
     except TrainingStopped as err:
         print(stop_message(err, where), file=sys.stderr)
         return 1
