@@ -153,7 +153,7 @@ class EvolutionFigure:
         """The churn strip: one bar up (added) and one down (removed) per level pair."""
         h = self.history
         col = columns(h.level, h.role)
-        names = column_names(h.level, h.role)
+        names = column_names(h.level, h.role, short=True)   # ticks: in, 1, ..., out
         index = np.unique(col, return_inverse=True)[1] if col.size else col
         c = max(len(names), 1)
         cand = h.candidates.numpy()

@@ -115,7 +115,7 @@ def compare_runs(run_a: RunData, run_b: RunData, path: str | os.PathLike | None 
             or not torch.equal(a.role.long(), b.role.long()):
         raise UsageError(f"the runs have different nodes ({a.num_nodes:,} vs {b.num_nodes:,} nodes, or other levels "
                          f"or roles): compare two runs of one graph")
-    names = column_names(a.level, a.role)
+    names = column_names(a.level, a.role, short=True)   # axis ticks: in, 1, ..., out
     (name_a, what_a), (name_b, what_b) = _label(run_a, a), _label(run_b, b)
     fig = new_figure(size, dpi)
     axes = [fig.add_axes(box) for box in ((0.04, 0.11, 0.30, 0.68), (0.42, 0.11, 0.26, 0.68),

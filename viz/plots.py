@@ -10,7 +10,8 @@ colorbars, so ``len(fig.axes) == len(PANELS)``):
 5. ``levels start`` and 6. ``levels end``: heatmaps of the number of edges per
    (source level, target level), from :func:`wiring.topology.level_edges`,
    on one colour scale, with the share of edges that skip a level; the end
-   panel also prints each cell's change since the start.
+   panel also prints each cell's change since the start. The ticks name the
+   levels as every picture does (``in``, ``1`` ..., ``out``: :func:`level_ticks`).
 
 Start is ``initial.graphml`` or the first history snapshot, end is
 ``wiring.graphml`` or the last one. Missing data leaves a panel with a note.
@@ -43,9 +44,10 @@ from viz.style import FORMATS, plain
 from wiring.cli import ArgumentParser, die, run_cli
 from wiring.graph import GraphError, Wiring
 from wiring.io import RunData, WiringFileError, read_wiring_file, to_networkx, unchosen_wiring
+from wiring.picture import level_name
 from wiring.topology import level_edges
 
-__all__ = ["PANELS", "level_matrix", "in_degrees", "skip_fraction", "plot_run", "main"]
+__all__ = ["PANELS", "level_matrix", "level_ticks", "in_degrees", "skip_fraction", "plot_run", "main"]
 
 PANELS = ("loss", "accuracy", "churn", "in-degree", "levels start", "levels end")
 START, END = "#9a9a9a", "#1f5fbf"
@@ -62,6 +64,14 @@ def level_matrix(wiring: Wiring, num_levels: int | None = None) -> np.ndarray:
     for (s, t), c in counts.items():
         m[s, t] = c
     return m
+
+
+def level_ticks(wiring: Wiring | None, num_levels: int) -> list[str]:
+    """The tick label of each of ``num_levels`` levels: the short names of every picture
+    (:func:`wiring.picture.level_name`: ``in``, ``1`` ..., ``out``)."""
+    level = wiring.level.long().numpy() if wiring is not None else np.zeros(0, dtype=np.int64)
+    role = wiring.role.long().numpy() if wiring is not None else np.zeros(0, dtype=np.int64)
+    return [level_name(v, role[level == v], short=True) for v in range(num_levels)]
 
 
 def in_degrees(wiring: Wiring) -> np.ndarray:
@@ -152,7 +162,7 @@ def skip_fraction(matrix: np.ndarray) -> float:
     return float(matrix[t > s + 1].sum()) / total if total else 0.0
 
 
-def _heatmap(ax, matrix: np.ndarray | None, title: str, vmax: float,
+def _heatmap(ax, matrix: np.ndarray | None, title: str, vmax: float, ticks: Sequence[str],
              before: np.ndarray | None = None) -> None:
     ax.set_title(title, fontsize=10)
     if matrix is None:
@@ -162,8 +172,8 @@ def _heatmap(ax, matrix: np.ndarray | None, title: str, vmax: float,
         ax.set_title(f"{title}: {100 * skip_fraction(matrix):.1f}% skip a level", fontsize=10)
     ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(vmax, 1), origin="upper")
     n = matrix.shape[0]
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
+    ax.set_xticks(range(n), ticks[:n])
+    ax.set_yticks(range(n), ticks[:n])
     ax.set_xlabel("target level")
     ax.set_ylabel("source level")
     if n <= 12:
@@ -193,8 +203,9 @@ def plot_run(run: RunData, path: str | os.PathLike | None = None, *, size: Seque
     m_end = level_matrix(end, levels) if end is not None else None
     vmax = max((float(m.max()) for m in (m_start, m_end) if m is not None), default=1.0)
     step = lambda w: f" (step {w.attrs['step']:,})" if w is not None and _is_int(w.attrs.get("step")) else ""
-    _heatmap(ax[4], m_start, "level pairs, start" + step(start), vmax)
-    _heatmap(ax[5], m_end, "level pairs, end" + step(end), vmax, before=m_start)
+    ticks = level_ticks(end if end is not None else start, levels)
+    _heatmap(ax[4], m_start, "level pairs, start" + step(start), vmax, ticks)
+    _heatmap(ax[5], m_end, "level pairs, end" + step(end), vmax, ticks, before=m_start)
     head = title if title is not None else plain(run.path.name)
     if end is not None:
         info = wiring_info(end, metrics)

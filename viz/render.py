@@ -104,7 +104,7 @@ from wiring.io import (
     atomic_path,
     to_networkx,
 )
-from wiring.picture import STRONG_EDGES, ranked_style
+from wiring.picture import STRONG_EDGES, level_name, level_names, ranked_style
 from wiring.topology import dead_nodes
 
 __all__ = [
@@ -287,8 +287,7 @@ class WiringDrawing:
         if column_labels:
             for c in cols:
                 ids = np.flatnonzero(self.pos[:, 0] == c)
-                outputs = bool(ids.size) and bool((self.role[ids] == 2).all())
-                name = "outputs" if outputs else "inputs" if (self.role[ids] == 0).all() else f"level {int(c)}"
+                name = level_name(int(c), self.role[ids])
                 ax.text(c, label_y, f"{name} ({ids.size:,})", ha="center", va="bottom", fontsize=7,
                         color="#333333")
 
@@ -432,16 +431,11 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int | None = None,
     return path
 
 
-def column_names(level, role) -> list[str]:
-    """A short name per layout column (:func:`viz.layout.columns`), in column order:
-    ``in`` (inputs only), ``out`` (outputs only), else the level number."""
-    col = columns(level, role)
-    role = torch.as_tensor(role).long().cpu().numpy()
-    names = []
-    for c in np.unique(col):
-        r = role[col == c]
-        names.append("in" if (r == 0).all() else "out" if (r == 2).all() else str(int(c)))
-    return names
+def column_names(level, role, *, short: bool = False) -> list[str]:
+    """The name of each layout column (:func:`viz.layout.columns`), in column order: the
+    one naming of every picture, :func:`wiring.picture.level_names` (``inputs``,
+    ``level 1`` ..., ``outputs``; ``short``, for axis ticks: ``in``, ``1`` ..., ``out``)."""
+    return level_names(level, role, short=short)
 
 
 def _pair_table(wiring: Wiring) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -480,7 +474,8 @@ def draw_flow(ax, wiring: Wiring, dead: Iterable[int] = ()) -> None:
     col, count, abs_sum, nodes = _pair_table(wiring)
     fill = count / np.maximum(np.outer(nodes, nodes), 1)
     hi = float(fill.max()) if count.any() else 1.0
-    names = column_names(wiring.level, wiring.role)
+    names = column_names(wiring.level, wiring.role)         # column headers: inputs, level 1, ..., outputs
+    ticks = column_names(wiring.level, wiring.role, short=True)  # band labels: -> 1, ..., -> out
     c = len(names)
     dead_per = np.bincount(col[np.array(sorted(dead), dtype=np.int64)], minlength=c) if len(dead) else np.zeros(c, int)
     out_total, in_total = count.sum(1), count.sum(0)
@@ -512,7 +507,7 @@ def draw_flow(ax, wiring: Wiring, dead: Iterable[int] = ()) -> None:
                                    edgecolor="white", linewidth=0.5, alpha=0.85 if t == s + 1 else 0.6,
                                    zorder=1 if t == s + 1 else 2))
             if h >= 0.03:
-                labels.append((x0 + 0.16, y0s - h / 2, f"{n:,} → {names[t]}", t - s > 1))
+                labels.append((x0 + 0.16, y0s - h / 2, f"{n:,} → {ticks[t]}", t - s > 1))
     for s in range(c):
         ax.add_patch(Rectangle((s - bar / 2, 0.5 - heights[s] / 2), bar, heights[s], facecolor="#4d4d4d",
                                edgecolor="none", zorder=3))
@@ -570,7 +565,7 @@ def draw_adjacency(ax, wiring: Wiring, dead: Iterable[int] = (), *, bins: int | 
     ax.set_xlim(-0.025 * n, n)
     ax.set_ylim(n, -0.025 * n)
     ax.set_aspect("equal")
-    names = column_names(real.level, real.role)
+    names = column_names(real.level, real.role, short=True)
     uniq = np.unique(col)
     bounds = [0] + [int((col <= c).sum()) for c in uniq]
     for x in bounds:

@@ -19,6 +19,14 @@ Contract:
   the smallest on top; for a dynamic wiring (:func:`is_dynamic`) a circle of radius
   0.5 around ``(0.5, 0.5)``, node 0 on top, ids clockwise. :mod:`viz.layout` and
   :func:`wiring_picture` both use them.
+* :func:`level_name` / :func:`level_names`: the one naming of the layout's columns
+  that every picture and the explorer use: ``inputs``, ``level 1`` ... ``level N``,
+  ``outputs`` in titles, column labels, legends and hover text; the same names cut
+  to ``in``, ``1`` ... ``N``, ``out`` (``short=True``) where they are axis ticks or
+  table headers under a "level" axis title (:mod:`viz.render`'s adjacency view,
+  :mod:`viz.plots`, :mod:`viz.compare`, :mod:`viz.animate`'s churn strip, the
+  explorer's level table). A level is never named by its number alone when it
+  holds only inputs or only outputs.
 * :func:`wiring_picture` draws a wiring given as ``level``, ``role``,
   ``edge_index`` and ``weight`` tensors in the ranked style (levels as columns,
   outputs in the last column; a circle when every node shares one level) and
@@ -36,10 +44,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from wiring.graph import OUTPUT
+from wiring.graph import INPUT, OUTPUT
 
 __all__ = ["POSITIVE", "NEGATIVE", "STRONG_EDGES", "edge_ranks", "rank_emphasis", "ranked_params", "ranked_style",
-           "is_dynamic", "columns", "node_positions", "wiring_picture"]
+           "is_dynamic", "columns", "level_name", "level_names", "node_positions", "wiring_picture"]
 
 POSITIVE = "#1f5fbf"   # blue: positive weight
 NEGATIVE = "#d62728"   # red: negative weight
@@ -128,6 +136,37 @@ def columns(level: Tensor, role: Tensor) -> np.ndarray:
             top = int(level[~out].max()) + 1
         col[out] = top
     return col
+
+
+def level_name(column: int, roles, *, short: bool = False) -> str:
+    """The name of a layout column (:func:`columns`) holding nodes of these ``roles``:
+    ``inputs`` when they are all inputs, ``outputs`` when all outputs, else ``level N``
+    (N the column, which is the nodes' level); ``short``: ``in``, ``out``, ``N``.
+
+    >>> level_name(0, [0, 0]), level_name(3, [1, 1]), level_name(5, [2])
+    ('inputs', 'level 3', 'outputs')
+    >>> level_name(0, [0, 0], short=True), level_name(3, [1, 1], short=True), level_name(5, [2], short=True)
+    ('in', '3', 'out')
+    """
+    roles = torch.as_tensor(roles).long().cpu().numpy() if isinstance(roles, Tensor) else np.asarray(roles)
+    if roles.size and (roles == INPUT).all():
+        return "in" if short else "inputs"
+    if roles.size and (roles == OUTPUT).all():
+        return "out" if short else "outputs"
+    return str(int(column)) if short else f"level {int(column)}"
+
+
+def level_names(level: Tensor, role: Tensor, *, short: bool = False) -> list[str]:
+    """:func:`level_name` of each column of the layered layout, in column order.
+
+    >>> level_names(torch.tensor([0, 0, 1, 2, 2]), torch.tensor([0, 0, 1, 1, 2]))
+    ['inputs', 'level 1', 'level 2', 'outputs']
+    >>> level_names(torch.tensor([0, 0, 1, 2, 2]), torch.tensor([0, 0, 1, 1, 2]), short=True)
+    ['in', '1', '2', 'out']
+    """
+    col = columns(level, role)
+    role = torch.as_tensor(role).long().cpu().numpy()
+    return [level_name(int(c), role[col == c], short=short) for c in np.unique(col)]
 
 
 def node_positions(level: Tensor, role: Tensor, *, dynamic: bool = False) -> np.ndarray:

@@ -139,6 +139,8 @@ def test_default_size_is_1280_by_720_and_the_strip_counts_swaps_per_level_pair(t
         if a.get_height() or r.get_height():
             got[name] = [int(a.get_height()), int(-r.get_height())]
     assert got == {f"{names[s]}→{names[t]}": v for (s, t), v in expected.items()}
+    # the strip's ticks as drawn: the short level names of every picture (wiring.picture.level_name)
+    assert [t.get_text() for t in fig.strip.get_xticklabels()] == fig.pair_names
     assert sum(v[0] for v in got.values()) == info["added"] > 0
 
 

@@ -69,6 +69,9 @@ def test_figure_names_both_runs_and_prints_the_differences(tmp_path):
     assert {"+0\n(2)", "-2\n(0)", "+0\n(1)"} == cells
     legend = " ".join(t.get_text() for t in fig.axes[2].get_legend().get_texts())
     assert "A: mean 1.0" in legend and "B: mean 3.0" in legend
+    # the levels named as every picture's ticks name them (wiring.picture.level_name)
+    for ax, axis in ((fig.axes[0], "x"), (fig.axes[0], "y"), (fig.axes[1], "x")):
+        assert [t.get_text() for t in getattr(ax, f"get_{axis}ticklabels")()] == ["in", "1", "out"]
 
 
 @pytest.mark.parametrize("mode, label", [("rigl", "RigL"), ("set", "SET"), ("an_old_mode", "an_old_mode")])

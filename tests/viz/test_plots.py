@@ -40,6 +40,10 @@ def test_panels_and_heatmaps(tmp_path):
     assert np.array_equal(np.asarray(end), expected_matrix(run.final, 4))
     assert np.array_equal(level_matrix(h.frame(0)), expected_matrix(h.frame(0), 4))
     assert int(np.asarray(end).sum()) == 14
+    # the levels named as every picture names them (wiring.picture.level_name), never 0 and 3
+    for ax in fig.axes[4:6]:
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["in", "1", "2", "out"]
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["in", "1", "2", "out"]
     # training curves drawn from the metrics
     assert len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 2
     assert [p.get_height() for p in fig.axes[2].patches] == [3, 2]

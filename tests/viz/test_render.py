@@ -362,3 +362,27 @@ def test_dynamic_wirings_in_the_large_views(tmp_path, capsys):
         render.main([str(path), "--view", "flow", "-o", str(tmp_path / "f.png")])
     assert exc.value.code == 2 and "use --view adjacency" in one_error_line(capsys)
     assert not (tmp_path / "f.png").exists()
+
+
+def test_every_view_names_the_levels_one_way(tmp_path):
+    """One naming (wiring.picture.level_name), read back from the drawn text artists: the
+    graph's column labels and the flow's column headers say inputs / level N / outputs,
+    the adjacency ticks and the flow's band labels in / N / out; never a bare 0 or 3
+    for the inputs or outputs."""
+    from matplotlib.figure import Figure
+    g = static_graph([2, 3, 3, 2])
+    w = Wiring(g.edge_index, torch.linspace(-1, 1, g.num_candidates), g.level, g.role,
+               torch.ones(g.num_candidates, dtype=torch.bool), {"static": True})
+    fig = render_wiring(w, size=(6, 4), dpi=50)
+    labels = [t.get_text() for t in fig.axes[0].texts if "(" in t.get_text()]
+    assert labels == ["inputs (2)", "level 1 (3)", "level 2 (3)", "outputs (2)"]
+    fig = render_wiring(w, view="adjacency", size=(6, 6), dpi=50)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["in", "1", "2", "out"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["in", "1", "2", "out"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("source level", "target level")
+    ax = Figure(figsize=(8, 5)).add_subplot()
+    render.draw_flow(ax, w)
+    texts = [t.get_text() for t in ax.texts]
+    assert [t.split("\n")[0] for t in texts[:4]] == ["inputs", "level 1", "level 2", "outputs"]
+    assert {t.split(" → ")[1] for t in texts[4:]} <= {"1", "2", "out"} and "6 → 1" in texts   # 2 x 3 inputs -> 1
