@@ -15,7 +15,14 @@ Contract:
   are highlighted (added green, removed dashed orange; from 2,000 edges thin,
   fainter the more there are, as in :mod:`viz.animate`).
 * Controls: a slider over the snapshots, play / pause, previous / next, speed;
-  keys left / right / space / Home / End; ``page.html#frame=N`` opens frame N. Hover a node or an edge for its id,
+  keys left / right / space / Home / End. The page opens at the last frame (the learned
+  wiring; Home goes to the first, the initial wiring). Frames count from 1 wherever a user
+  sees them: ``page.html#frame=N`` opens the frame labelled "frame N / S" (clamped to 1..S;
+  only the scripting hook ``window.explorer.frame`` / ``goTo`` counts from 0). Levels are
+  named as in every picture, by the names the payload carries
+  (:func:`wiring.picture.level_name`: ``inputs``, ``level N``, ``outputs`` in the column
+  labels and hover text, ``in``, ``N``, ``out`` in the level table; a dynamic wiring's
+  nodes by role). Hover a node or an edge for its id,
   level, weight and the step it appeared (the first step of its current run of
   consecutive frames as a real edge). The side panel gives the step, the epoch
   it lies in (:func:`viz.render.epoch_of`), the test accuracy (the last epoch

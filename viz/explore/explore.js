@@ -385,9 +385,15 @@
   // ---------------------------------------------------------------- hover
   let hovered = null;
   const fmtStep = (s) => (s === null || s === undefined ? "n/a" : s.toLocaleString("en-US"));
+  // a static wiring's levels are named as in every picture, by the names the payload carries
+  // (wiring.picture.level_name: "inputs", "level N", "outputs"; short "in", "N", "out" in the level table)
+  const COL = Int32Array.from(D.nodes.column || []);
+  const COLNAME = new Map((D.nodes.column_names || []).map(([c, name]) => [c, name]));
+  const COLSHORT = new Map((D.nodes.column_names || []).map(([c, , short]) => [c, short]));
+  const colName = (i) => (COL.length ? COLNAME.get(COL[i]) : "");
   function levelName(i) {
     const r = ST.role_names[role[i]] || "node";
-    return `level ${level[i]} (${r})`;
+    return COL.length ? `${colName(i)} (${r})` : r;   // dynamic: one level, the node's role names it
   }
   function describe(h) {
     if (!h) return "";
@@ -405,7 +411,7 @@
     else if (first === 0) when = `real since step ${fmtStep(steps[0])} (the first snapshot)`;
     else when = `appeared at step ${fmtStep(steps[first])} (frame ${first + 1})` + (first === cur ? " ← new" : "");
     return `edge ${CAND[e].toLocaleString("en-US")}: node ${SRC[e]} → node ${DST[e]}\n` +
-           `level ${level[SRC[e]]} → level ${level[DST[e]]}\n` +
+           (COL.length ? `${colName(SRC[e])} → ${colName(DST[e])}\n` : `${levelName(SRC[e])} → ${levelName(DST[e])}\n`) +
            `weight ${sign}${Math.abs(w).toPrecision(3)} (±${(QS / 2).toPrecision(2)})\n${when}`;
   }
   function drawOverlay() {
@@ -457,27 +463,31 @@
   $("subtitle").textContent = [D.subtitle, dynamic ? "dynamic wiring (circular layout)" : "layered layout",
     `${nf(N)} nodes`, D.edges.candidates > 0 ? `${nf(D.edges.candidates)} candidates` : ""].filter(Boolean).join(" · ");
   function levelTable() {
-    const lv = [...new Set(level)].sort((a, b) => a - b), index = new Map(lv.map((v, i) => [v, i]));
+    if (!COL.length) return roleTable();   // dynamic: one level, so by role
+    const by = COL, head = (v) => COLSHORT.get(v);  // by layout column, named as the pictures' ticks name them
+    const lv = [...new Set(by)].sort((a, b) => a - b), index = new Map(lv.map((v, i) => [v, i]));
     const L = lv.length, counts = new Int32Array(L * L);
-    for (const e of realList) counts[index.get(level[SRC[e]]) * L + index.get(level[DST[e]])]++;
+    for (const e of realList) counts[index.get(by[SRC[e]]) * L + index.get(by[DST[e]])]++;
     let used = lv.map((_, i) => { let s = 0; for (let j = 0; j < L; j++) s += counts[i * L + j] + counts[j * L + i]; return s > 0; });
-    let html = "<table><tr><th>from\\to</th>" + lv.map((v, j) => used[j] ? `<th>${v}</th>` : "").join("") + "</tr>";
+    let html = "<table><tr><th>from\\to</th>" + lv.map((v, j) => used[j] ? `<th>${head(v)}</th>` : "").join("") + "</tr>";
     for (let i = 0; i < L; i++) {
       if (!used[i]) continue;
-      html += `<tr><th>${lv[i]}</th>`;
+      html += `<tr><th>${head(lv[i])}</th>`;
       for (let j = 0; j < L; j++) if (used[j]) {
         const c = counts[i * L + j];
         html += c ? `<td>${nf(c)}</td>` : '<td class="zero">·</td>';
       }
       html += "</tr>";
     }
-    if (dynamic) {  // one level: also by role
-      const names = ["input", "hidden", "output"], rc = new Int32Array(9);
-      for (const e of realList) rc[role[SRC[e]] * 3 + role[DST[e]]]++;
-      html += "</table><div class=\"section\">edges per role (source → target)</div><table><tr><th>from\\to</th>" +
-        names.map((n) => `<th>${n}</th>`).join("") + "</tr>";
-      for (let i = 0; i < 3; i++) html += `<tr><th>${names[i]}</th>` + [0, 1, 2].map((j) => rc[i * 3 + j] ? `<td>${nf(rc[i * 3 + j])}</td>` : '<td class="zero">·</td>').join("") + "</tr>";
-    }
+    return html + "</table>";
+  }
+  if (!COL.length) $("levels").previousElementSibling.hidden = true;  // its heading: "edges per level"
+  function roleTable() {
+    const names = ["input", "hidden", "output"], rc = new Int32Array(9);
+    for (const e of realList) rc[role[SRC[e]] * 3 + role[DST[e]]]++;
+    let html = "<div class=\"section\">edges per role (source → target)</div><table><tr><th>from\\to</th>" +
+      names.map((n) => `<th>${n}</th>`).join("") + "</tr>";
+    for (let i = 0; i < 3; i++) html += `<tr><th>${names[i]}</th>` + [0, 1, 2].map((j) => rc[i * 3 + j] ? `<td>${nf(rc[i * 3 + j])}</td>` : '<td class="zero">·</td>').join("") + "</tr>";
     return html + "</table>";
   }
   function updatePanel() {
@@ -642,6 +652,8 @@
     edgeScreen: (cand) => { const e = CAND.indexOf(cand); if (e < 0) return null; const p = curvePoints(e, 2)[1]; return p; },
     pick, hovered: () => (hovered ? { kind: hovered.kind, id: hovered.kind === "edge" ? CAND[hovered.id] : hovered.id } : null),
   };
-  const start = /(?:^#|&)frame=(\d+)/.exec(location.hash);  // file:///...html#frame=6 opens frame 6
-  goTo(start ? +start[1] : 0);
+  // file:///...html#frame=6 opens the frame labelled "frame 6" (frames count from 1); no fragment: the last
+  // frame, the learned wiring (Home goes to the first, the initial wiring)
+  const start = /(?:^#|&)frame=(\d+)/.exec(location.hash);
+  goTo(start ? Math.min(Math.max(+start[1], 1), S) - 1 : S - 1);
 })();

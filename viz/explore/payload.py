@@ -40,7 +40,7 @@ from viz.style import (
     REF_PIXELS,
     ROLE_STYLE,
 )
-from wiring.picture import STRONG_EDGES
+from wiring.picture import STRONG_EDGES, level_name
 
 FORMAT_VERSION = 1
 
@@ -168,20 +168,22 @@ def build_payload(frames: Frames) -> dict:
     counts = [int(np.asarray(r).size) for r in frames.real]
     lo, hi = weight_range(frames.weight)
     names = {code: name for code, (name, _, _) in ROLE_STYLE.items()}
-    col_labels = []
+    # [column, name, short name] of every picture (wiring.picture.level_name): the page names levels only by these
+    col_labels, col_names = [], []
     if not dynamic:
         for c in np.unique(col):
             ids = np.flatnonzero(col == c)
             roles = frames.role[ids]
-            name = "outputs" if (roles == 2).all() else "inputs" if (roles == 0).all() else f"level {int(c)}"
-            col_labels.append([int(c), f"{name} ({ids.size:,})"])
+            col_names.append([int(c), level_name(int(c), roles), level_name(int(c), roles, short=True)])
+            col_labels.append([int(c), f"{col_names[-1][1]} ({ids.size:,})"])
     return {
         "format": "wiring-explorer", "version": FORMAT_VERSION,
         "title": frames.title, "subtitle": frames.subtitle,
         "nodes": {"count": n, "dynamic": bool(dynamic),
                   "x": [round(float(v), 6) for v in pos[:, 0]], "y": [round(float(v), 6) for v in pos[:, 1]],
                   "level": [int(v) for v in frames.level], "role": [int(v) for v in frames.role],
-                  "columns": col_labels},
+                  "columns": col_labels, "column_names": col_names,
+                  "column": [int(v) for v in col] if not dynamic else []},
         "edges": {"count": int(frames.src.size), "width": width, "src": src, "dst": dst,
                   "cand": _b64(_gaps(frames.cand)), "candidates": int(frames.num_candidates)},
         "frames": {"count": len(frames), "steps": list(frames.steps), "k": counts,
