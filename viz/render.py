@@ -17,7 +17,12 @@ Contract:
 * Nodes: input squares, hidden circles, output diamonds, each column on a shaded
   band; dead nodes (:func:`wiring.topology.dead_nodes`, on no input-to-output
   path) hollow grey, and in wirings of more than 40 nodes also a dark dash
-  across their column.
+  across their column. A dynamic (recurrent) wiring is drawn by role: inputs a
+  column left, the hidden nodes on a circle, outputs a column right, each group
+  labelled (``inputs (N)``, ``hidden (N)``, ``outputs (N)``), edges as chords bent
+  to the right of their direction with arrowheads on the strongest (all up to
+  :data:`ARROW_MAX_EDGES` edges; ranked style: the ``--strong`` strongest); its
+  adjacency view's blocks are the roles.
 * Two more views that scale to any size (``--view``): ``flow`` (one band per
   level pair, its width the real edges, :func:`draw_flow`) and ``adjacency``
   (targets x sources, real edges as pixels, level blocks outlined and labelled
@@ -104,7 +109,15 @@ from wiring.io import (
     atomic_path,
     to_networkx,
 )
-from wiring.picture import STRONG_EDGES, level_name, level_names, ranked_style
+from wiring.picture import (
+    RING_CENTRE,
+    STRONG_EDGES,
+    group_names,
+    groups,
+    level_name,
+    level_names,
+    ranked_style,
+)
 from wiring.topology import dead_nodes
 
 __all__ = [
@@ -245,6 +258,9 @@ class WiringDrawing:
         self.edges = LineCollection([], zorder=1, capstyle="round")
         ax.add_collection(self.edges)
         self.arrows = PolyCollection([], zorder=2, linewidths=0) if self.dynamic else None
+        # arrowheads on the edges that stand out: the `strong` strongest (ranked), else up to ARROW_MAX_EDGES
+        self.arrow_count = min(self.strong, ARROW_MAX_EDGES) if style == "ranked" else ARROW_MAX_EDGES
+        self.arrows_on_all = int(n_edges) <= self.arrow_count
         if self.arrows is not None:
             ax.add_collection(self.arrows)
         self.roles: dict[int, tuple[np.ndarray, object]] = {}
@@ -270,10 +286,17 @@ class WiringDrawing:
     def _frame(self, column_labels: bool) -> None:
         ax = self.ax
         ax.set_axis_off()
-        if self.dynamic:
+        if self.dynamic:  # nodes by role: inputs | the circle of hidden nodes | outputs, each group named
             ax.set_aspect("equal")
-            ax.set_xlim(-0.1, 1.1)
-            ax.set_ylim(-0.1, 1.1)
+            x = self.pos[:, 0] if len(self.pos) else np.array([RING_CENTRE[0]])
+            ax.set_xlim(float(x.min()) - 0.12, float(x.max()) + 0.12)
+            ax.set_ylim(-0.1, 1.16)
+            if column_labels:
+                group = groups(self.level, self.role, dynamic=True)
+                for code, name in zip(np.unique(group), group_names(self.level, self.role, dynamic=True)):
+                    ids = np.flatnonzero(group == code)
+                    ax.text(float(self.pos[ids, 0].mean()), 1.06, f"{name} ({ids.size:,})", ha="center",
+                            va="bottom", fontsize=7, color="#333333")
             return
         cols = np.unique(self.pos[:, 0]) if len(self.pos) else np.zeros(1)
         ax.set_xlim(float(cols.min()) - 0.25, float(cols.max()) + 0.25)
@@ -303,10 +326,10 @@ class WiringDrawing:
         self.edges.set_segments(self.segments(ei))
         self.edges.set_color(rgba)
         self.edges.set_linewidth(widths)
-        if self.arrows is not None:
-            show = ei.shape[1] <= ARROW_MAX_EDGES
-            self.arrows.set_verts(self.arrowheads(ei, widths) if show else [])
-            self.arrows.set_facecolor(rgba if show else "none")
+        if self.arrows is not None:  # the direction of the strongest (last drawn) edges
+            shown = -min(ei.shape[1], self.arrow_count)
+            self.arrows.set_verts(self.arrowheads(ei[:, shown:], widths[shown:]) if shown else [])
+            self.arrows.set_facecolor(rgba[shown:] if shown else "none")
 
     def _controls(self, edge_index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(start, control, end) ``[E, 2]`` of each edge's quadratic Bezier curve."""
@@ -324,9 +347,9 @@ class WiringDrawing:
         """Polylines ``[E, ARC_POINTS, 2]`` of the edges. Layered layout: straight
         between neighbouring columns, a shallow arc when an edge skips columns,
         bulging up or down (by the parity of ``source + target``) more the more
-        columns it skips. Circular layout: chords bent to the right of their
+        columns it skips. Dynamic layout: chords bent to the right of their
         direction, so that ``u -> v`` and ``v -> u`` are two curves; a self-loop
-        is a small circle outside its node."""
+        is a small circle outside its node (away from the centre of the hidden nodes' circle)."""
         edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
         a, control, b = self._controls(edge_index)
         t = np.linspace(0.0, 1.0, ARC_POINTS)[None, :, None]
@@ -334,7 +357,7 @@ class WiringDrawing:
         loops = np.flatnonzero(edge_index[0] == edge_index[1])
         if loops.size:
             centre = self.pos[edge_index[0, loops]]
-            outward = centre - 0.5
+            outward = centre - np.array(RING_CENTRE)
             outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-9)
             angle = np.linspace(0.0, 2 * np.pi, ARC_POINTS)
             ring = np.stack([np.cos(angle), np.sin(angle)], axis=1) * LOOP_RADIUS
@@ -343,7 +366,7 @@ class WiringDrawing:
 
     def arrowheads(self, edge_index: np.ndarray, widths: np.ndarray) -> np.ndarray:
         """Triangles ``[E, 3, 2]`` pointing along each edge just before its target
-        (circular layout: the direction is not implied by the layout)."""
+        (dynamic layout: the direction is not implied by the layout)."""
         edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
         a, control, b = self._controls(edge_index)
         t = ARROW_AT
@@ -351,7 +374,8 @@ class WiringDrawing:
         tangent = 2 * (1 - t) * (control - a) + 2 * t * (b - control)
         tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)
         normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
-        size = ARROW_SIZE * (0.6 + 0.4 * np.asarray(widths) / max(float(np.max(widths, initial=1.0)), 1e-9))
+        crowd = float(np.clip(np.sqrt(60.0 / max(edge_index.shape[1], 1)), 0.55, 1.0))  # many: smaller heads
+        size = ARROW_SIZE * crowd * (0.6 + 0.4 * np.asarray(widths) / max(float(np.max(widths, initial=1.0)), 1e-9))
         base = tip - tangent * size[:, None]
         tri = np.stack([tip, base + normal * (0.5 * size)[:, None], base - normal * (0.5 * size)[:, None]], axis=1)
         tri[edge_index[0] == edge_index[1]] = np.nan  # no arrowhead on a self-loop
@@ -387,6 +411,10 @@ class WiringDrawing:
             name, marker, colour = ROLE_STYLE[code]
             label = f"{name} ({ids.size:,})" if counts else name
             handles.append(Line2D([], [], ls="", marker=marker, color=colour, markersize=size, label=label))
+        if self.arrows is not None:
+            handles.append(Line2D([], [], ls="", marker=">", color="#555555", markersize=size,
+                                  label="direction" if self.arrows_on_all else
+                                  f"direction ({self.arrow_count:,} strongest)"))
         label = f"dead ({len(self.dead):,})" if counts else "dead (no input→output path)"
         if self.dead_marks is not None:
             handles.append(Line2D([], [], ls="", marker="_", color=DEAD_MARK, markersize=12, markeredgewidth=1.6,
@@ -443,7 +471,7 @@ def _pair_table(wiring: Wiring) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     index (0..C-1) and, per (source column, target column), the number of real edges
     and the sum of their ``|w|``."""
     real = wiring.real_edges()
-    raw = columns(real.level, real.role)
+    raw = groups(real.level, real.role, dynamic=is_dynamic(real.level, real.attrs))
     uniq, col = np.unique(raw, return_inverse=True) if raw.size else (np.zeros(0), raw)
     c = max(len(uniq), 1)
     ei = real.edge_index.long().cpu().numpy().reshape(2, -1)
@@ -540,7 +568,8 @@ def draw_adjacency(ax, wiring: Wiring, dead: Iterable[int] = (), *, bins: int | 
 
     real = wiring.real_edges()
     n = real.num_nodes
-    col = columns(real.level, real.role)
+    dynamic = is_dynamic(real.level, real.attrs)
+    col = groups(real.level, real.role, dynamic=dynamic)  # layout columns; a dynamic wiring's roles
     order = np.lexsort((np.arange(n), col)) if n else np.zeros(0, dtype=np.int64)
     place = np.empty(n, dtype=np.int64)
     place[order] = np.arange(n)
@@ -565,7 +594,7 @@ def draw_adjacency(ax, wiring: Wiring, dead: Iterable[int] = (), *, bins: int | 
     ax.set_xlim(-0.025 * n, n)
     ax.set_ylim(n, -0.025 * n)
     ax.set_aspect("equal")
-    names = column_names(real.level, real.role, short=True)
+    names = group_names(real.level, real.role, dynamic=dynamic, short=True)
     uniq = np.unique(col)
     bounds = [0] + [int((col <= c).sum()) for c in uniq]
     for x in bounds:
@@ -584,8 +613,8 @@ def draw_adjacency(ax, wiring: Wiring, dead: Iterable[int] = (), *, bins: int | 
     ax.set_yticks(centres, names, fontsize=8)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
-    ax.set_xlabel("source level", fontsize=9)
-    ax.set_ylabel("target level", fontsize=9)
+    ax.set_xlabel("source role" if dynamic else "source level", fontsize=9)
+    ax.set_ylabel("target role" if dynamic else "target level", fontsize=9)
     for spine in ax.spines.values():
         spine.set_visible(False)
     dead = np.array(sorted(dead), dtype=np.int64)
@@ -640,8 +669,9 @@ def render_wiring(wiring: Wiring, path: str | os.PathLike | None = None, *, ax=N
         if top is not None and top < real.num_edges:
             line += f"  ·  the {top:,} strongest shown"
         if legend:
-            ax.legend(handles=drawing.legend_handles(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                      ncol=7, frameon=False, fontsize=8, handlelength=1.5, columnspacing=1.2)
+            handles = drawing.legend_handles()
+            ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                      ncol=max(len(handles), 7), frameon=False, fontsize=8, handlelength=1.5, columnspacing=1.2)
     elif view == "flow":
         draw_flow(ax, real, dead)
     else:

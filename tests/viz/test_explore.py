@@ -180,7 +180,8 @@ def test_the_payload_names_levels_as_every_picture(tmp_path, run_dir):
     assert nodes["column"] == columns(g.level, g.role).tolist()
     make_run(tmp_path / "dyn", dynamic=True)
     dyn = read_payload(page_of(tmp_path / "dyn"))["nodes"]
-    assert dyn["columns"] == dyn["column_names"] == dyn["column"] == []    # one level: nodes by role
+    assert dyn["column_names"] == dyn["column"] == []    # one level: nodes by role, the role groups labelled
+    assert dyn["columns"] == [[0.0, "inputs (2)"], [1.0, "hidden (3)"], [2.0, "outputs (1)"]]
 
 
 def test_graphml_is_one_frame(tmp_path, run_dir):
@@ -425,6 +426,30 @@ def test_browser_dynamic_and_single_frame(browser, tmp_path):
     assert browser.execute_script("return document.getElementById('slider').disabled") is True
     assert browser.execute_script("return explorer.frames") == 1
     assert "single frame" in snapshot(browser)[2]
+    assert_no_errors(browser)
+
+
+def test_browser_recurrent_wiring_has_arrowheads_on_its_strongest_edges(browser, tmp_path):
+    """A dynamic wiring of 2,500 edges (ranked style): arrowheads on the 250 strongest
+    (viz.render does the same); the old page drew none above 400 edges."""
+    path = tmp_path / "dyn"
+    g = dynamic_graph(60, inputs=6, outputs=6)
+    h = WiringHistory(g.edge_index, g.level, g.role, {"static": False, "candidates": g.num_candidates})
+    gen = torch.Generator().manual_seed(0)
+    for step in (0, 10):
+        h.append(step, torch.randperm(g.num_candidates, generator=gen)[:2500], torch.randn(2500, generator=gen))
+    path.mkdir()
+    h.save(path / "history.pt")
+    out = tmp_path / "dyn.html"
+    out.write_text(page_of(path), encoding="utf-8")
+    open_page(browser, out)
+    assert browser.execute_script("return [explorer.frame, explorer.ranked]") == [1, True]
+    arrowed = set(browser.execute_script("return explorer.arrowed()"))
+    cand, weight = browser.execute_script("return [explorer.realCandidates(), explorer.weights()]")
+    strength = dict(zip(cand, np.abs(weight)))
+    assert len(arrowed) == 250 and arrowed <= set(cand)
+    assert min(strength[c] for c in arrowed) >= max(strength[c] for c in set(cand) - arrowed)
+    assert "direction (the 250 strongest)" in browser.execute_script("return document.getElementById('legend').innerText")
     assert_no_errors(browser)
 
 

@@ -7,8 +7,9 @@ Contract:
   the styles and the data are inlined; the page loads nothing (no server, no
   network, no CDN) and works from ``file://``.
 * The picture is the fixed layout of :mod:`viz.layout`, drawn like
-  :mod:`viz.render` (layered columns with arcs for skip connections; the circular
-  layout with bent chords and arrowheads for dynamic wirings; blue / red by
+  :mod:`viz.render` (layered columns with arcs for skip connections; for dynamic
+  wirings inputs | hidden nodes on a circle | outputs, each group labelled, bent chords and
+  arrowheads on the strongest edges (all up to 400; ranked: the 250 strongest); blue / red by
   weight sign, opacity and width growing with ``|weight|``, or from 2,000 edges
   with the RANK of ``|w|`` in the frame, the 250 strongest standing out; dead
   nodes hollow grey) on a ``<canvas>``; only the swaps since the previous frame

@@ -128,10 +128,15 @@
 
   function layoutView() {
     const pad = 14;
-    if (dynamic) {
-      const s = Math.min(W - 2 * pad, H - 2 * pad) / 1.2;
-      const ox = (W - 1.2 * s) / 2 + 0.1 * s, oy = (H - 1.2 * s) / 2 + 0.1 * s;
-      return { sx: (x) => ox + x * s, sy: (y) => oy + (1 - y) * s, unit: s };
+    if (dynamic) {  // wiring.picture.node_positions: inputs | a circle of hidden nodes | outputs, one scale
+      let x0 = Infinity, x1 = -Infinity;
+      for (let i = 0; i < N; i++) { x0 = Math.min(x0, NX[i]); x1 = Math.max(x1, NX[i]); }
+      if (!(x1 >= x0)) x0 = x1 = ST.ring_centre[0];
+      x0 -= 0.12; x1 += 0.12;
+      const y0 = -0.1, y1 = 1.16;   // as viz.render: room above for the group labels
+      const s = Math.min((W - 2 * pad) / (x1 - x0), (H - 2 * pad) / (y1 - y0));
+      const ox = (W - (x1 - x0) * s) / 2, oy = (H - (y1 - y0) * s) / 2;
+      return { sx: (x) => ox + (x - x0) * s, sy: (y) => oy + (y1 - y) * s, unit: s, labelY: 1.06 };
     }
     const x0 = cmin - 0.25, x1 = cmax + 0.25;
     const top = 1 + ST.arc_height * Math.max(cmax - cmin - 1, 0) / 2;
@@ -158,7 +163,7 @@
   }
   function loopCircle(e) {  // [cx, cy, r] on screen
     const n = SRC[e];
-    let ox = NX[n] - 0.5, oy = NY[n] - 0.5; const len = Math.max(Math.hypot(ox, oy), 1e-9);
+    let ox = NX[n] - ST.ring_centre[0], oy = NY[n] - ST.ring_centre[1]; const len = Math.max(Math.hypot(ox, oy), 1e-9);
     ox /= len; oy /= len;
     const r = ST.loop_radius;
     return [view.sx(NX[n] + r * ox), view.sy(NY[n] + r * oy), r * view.unit];
@@ -227,11 +232,9 @@
     params = ranked ? rankedParams(crowding(kMax)) : edgeParams(crowding(kMax));
     const [aMin, aMax, wMin, wMax] = ranked ? [params[0], params[1], params[2], params[3]] : params;
     if (ranked) rankFrame();
-    // column labels
-    if (!dynamic) {
-      ctx.fillStyle = "#333"; ctx.font = "12px system-ui, sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "bottom";
-      for (const [c, label] of D.nodes.columns) ctx.fillText(label, view.sx(c), view.sy(view.labelY) + 2);
-    }
+    // column labels (dynamic: the role groups, at their x)
+    ctx.fillStyle = "#333"; ctx.font = "12px system-ui, sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "bottom";
+    for (const [c, label] of D.nodes.columns) ctx.fillText(label, view.sx(c), view.sy(view.labelY) + 2);
     // edges in 2 x NB buckets, weakest first
     const bucket = new Int32Array(2 * NB + 1), bOf = new Int32Array(realList.length);
     for (let i = 0; i < realList.length; i++) {
@@ -242,7 +245,8 @@
     for (let b = 0; b < 2 * NB; b++) bucket[b + 1] += bucket[b];
     const order = new Int32Array(realList.length), fill = bucket.slice();
     for (let i = 0; i < realList.length; i++) order[fill[bOf[i]]++] = realList[i];
-    const arrows = dynamic && realList.length <= ST.arrow_max_edges;
+    const [arrowOn, arrowCount] = dynamic ? arrowEdges() : [null, 0];
+    const crowd = Math.min(Math.max(Math.sqrt(60 / Math.max(arrowCount, 1)), 0.55), 1);  // many: smaller heads
     for (let b = 0; b < 2 * NB; b++) {
       if (bucket[b] === bucket[b + 1]) continue;
       const s = (Math.floor(b / 2) + 0.5) / NB, colour = b % 2 ? ST.negative : ST.positive;
@@ -251,10 +255,11 @@
       ctx.beginPath();
       for (let j = bucket[b]; j < bucket[b + 1]; j++) tracePath(ctx, order[j]);
       ctx.stroke();
-      if (arrows) {
+      if (arrowOn) {
         ctx.fillStyle = rgba(colour, aMin + (aMax - aMin) * s);
         ctx.beginPath();
-        for (let j = bucket[b]; j < bucket[b + 1]; j++) arrowHead(ctx, order[j], 0.6 + 0.4 * (wMin + (wMax - wMin) * s) / wMax);
+        for (let j = bucket[b]; j < bucket[b + 1]; j++)
+          if (arrowOn[order[j]]) arrowHead(ctx, order[j], crowd * (0.6 + 0.4 * (wMin + (wMax - wMin) * s) / wMax));
         ctx.fill();
       }
     }
@@ -275,6 +280,16 @@
       ctx.beginPath(); for (const e of d.A) tracePath(ctx, e); ctx.stroke();
     }
     drawNodes(ctx);
+  }
+  // the edges with an arrowhead: the strongest, as viz.render's WiringDrawing.arrow_count says
+  const ARROWS = ranked ? Math.min(ST.strong, ST.arrow_max_edges) : ST.arrow_max_edges;
+  function arrowEdges() {
+    const on = new Uint8Array(U);
+    if (realList.length <= ARROWS) { for (const e of realList) on[e] = 1; return [on, realList.length]; }
+    const idx = Array.from(realList.keys()), key = ranked ? (i) => emphasis[i] : (i) => strength(realList[i]);
+    idx.sort((a, b) => (key(b) - key(a)) || (realList[a] - realList[b]));
+    for (let r = 0; r < ARROWS; r++) on[realList[idx[r]]] = 1;
+    return [on, ARROWS];
   }
   function arrowHead(c, e, rel) {
     if (SRC[e] === DST[e]) return;
@@ -460,7 +475,7 @@
   // ---------------------------------------------------------------- side panel
   const nf = (v) => v.toLocaleString("en-US");
   $("title").textContent = D.title || "wiring";
-  $("subtitle").textContent = [D.subtitle, dynamic ? "dynamic wiring (circular layout)" : "layered layout",
+  $("subtitle").textContent = [D.subtitle, dynamic ? "dynamic wiring (inputs | hidden nodes on a circle | outputs)" : "layered layout",
     `${nf(N)} nodes`, D.edges.candidates > 0 ? `${nf(D.edges.candidates)} candidates` : ""].filter(Boolean).join(" · ");
   function levelTable() {
     if (!COL.length) return roleTable();   // dynamic: one level, so by role
@@ -564,6 +579,8 @@
     const shape = marker === "s" ? "" : marker === "D" ? "transform:rotate(45deg) scale(.85);" : "border-radius:50%;";
     leg.push([`<span class="mk" style="background:${colour};${shape}"></span>${name}`]);
   }
+  if (dynamic) leg.push([`<span class="mk" style="background:#555;clip-path:polygon(0 0,100% 50%,0 100%)"></span>direction` +
+                        (kMax > ARROWS ? ` (the ${ARROWS} strongest)` : "")]);
   leg.push([N > 40 ? `<span class="sw" style="border-color:${ST.dead_mark};width:12px"></span>dead (no input→output path)`
                    : `<span class="mk" style="background:#fff;border:1px solid ${ST.dead_edge};border-radius:50%"></span>dead`]);
   $("legend").innerHTML = leg.map((x) => `<div>${x[0]}</div>`).join("");
@@ -645,6 +662,7 @@
     get playing() { return playing; }, get renderMs() { return renderMs; }, get ranked() { return ranked; },
     goTo, play: () => setPlaying(true), pause: () => setPlaying(false),
     realCandidates: () => Array.from(realList, (e) => CAND[e]),
+    arrowed: () => { if (!dynamic) return []; const [on] = arrowEdges(); return Array.from(realList).filter((e) => on[e]).map((e) => CAND[e]); },
     weights: () => Array.from(realList, (e) => q[e] * QS),
     changes: () => ({ added: cur > 0 ? Array.from(diffs[cur].A, (e) => CAND[e]) : [],
                       removed: cur > 0 ? Array.from(diffs[cur].R, (e) => CAND[e]) : [] }),

@@ -40,7 +40,7 @@ from viz.style import (
     REF_PIXELS,
     ROLE_STYLE,
 )
-from wiring.picture import STRONG_EDGES, level_name
+from wiring.picture import RING_CENTRE, STRONG_EDGES, group_names, groups, level_name
 
 FORMAT_VERSION = 1
 
@@ -176,6 +176,11 @@ def build_payload(frames: Frames) -> dict:
             roles = frames.role[ids]
             col_names.append([int(c), level_name(int(c), roles), level_name(int(c), roles, short=True)])
             col_labels.append([int(c), f"{col_names[-1][1]} ({ids.size:,})"])
+    else:  # the labels of the role groups (inputs | hidden | outputs), drawn at each group's mean x
+        group = groups(frames.level, frames.role, dynamic=True)
+        for g, name in zip(np.unique(group), group_names(frames.level, frames.role, dynamic=True)):
+            ids = np.flatnonzero(group == g)
+            col_labels.append([round(float(pos[ids, 0].mean()), 6), f"{name} ({ids.size:,})"])
     return {
         "format": "wiring-explorer", "version": FORMAT_VERSION,
         "title": frames.title, "subtitle": frames.subtitle,
@@ -197,6 +202,7 @@ def build_payload(frames: Frames) -> dict:
                   "roles": {str(code): [name, marker, colour] for code, (name, marker, colour) in ROLE_STYLE.items()},
                   "role_names": {str(k): v for k, v in names.items()},
                   "arc_height": ARC_HEIGHT, "chord_bend": CHORD_BEND, "loop_radius": LOOP_RADIUS,
+                  "ring_centre": list(RING_CENTRE),
                   "arrow_max_edges": ARROW_MAX_EDGES, "arrow_at": ARROW_AT, "arrow_size": ARROW_SIZE,
                   "ref_pixels": REF_PIXELS, "ranked_from": RANKED_FROM, "strong": STRONG_EDGES,
                   "dead_mark": DEAD_MARK},
