@@ -77,7 +77,7 @@ from viz.cli import (
     positive_int,
     write_figure,
 )
-from viz.layout import columns, is_dynamic, node_positions
+from viz.layout import is_dynamic, node_positions
 from viz.sources import load_source, stats_line, wiring_info
 from viz.style import (
     ARC_HEIGHT,
