@@ -47,10 +47,11 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$PY" -m viz.explore "$RUN" -o "$tmp/explorer.html"
-# #frame=10 (shown as frame 11, step 100): about a hundred swaps highlighted; --virtual-time-budget lets the page draw first
+# #frame=11 (frame 11 of 37, step 100; frames count from 1): about a hundred swaps highlighted; --virtual-time-budget
+# lets the page draw first
 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking --hide-scrollbars \
   --user-data-dir="$tmp/profile" --window-size=1280,800 --virtual-time-budget=10000 \
-  --screenshot="$tmp/explorer.png" "file://$(cd "$tmp" && pwd)/explorer.html#frame=10" 2>/dev/null
+  --screenshot="$tmp/explorer.png" "file://$(cd "$tmp" && pwd)/explorer.html#frame=11" 2>/dev/null
 "$PY" - "$tmp/explorer.png" docs/explorer.png <<'EOF'
 import sys
 from PIL import Image

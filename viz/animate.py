@@ -55,11 +55,10 @@ from viz.cli import (
     positive_float,
     positive_int,
 )
-from viz.layout import columns
+from viz.layout import is_dynamic
 from viz.render import (
     WiringDrawing,
     _edge_params,
-    column_names,
     dead_of,
     new_figure,
     resolve_style,
@@ -70,7 +69,7 @@ from viz.style import STYLES, plain
 from wiring.cli import ArgumentParser, die, run_cli
 from wiring.files import atomic_path
 from wiring.io import RunData, WiringHistory
-from wiring.picture import STRONG_EDGES
+from wiring.picture import STRONG_EDGES, group_names, groups
 
 __all__ = ["ANIMATION_FORMATS", "ADDED", "REMOVED", "select_frames", "EvolutionFigure", "ffmpeg_binary",
            "animate_run", "main"]
@@ -152,8 +151,9 @@ class EvolutionFigure:
     def _pairs(self, font: float) -> None:
         """The churn strip: one bar up (added) and one down (removed) per level pair."""
         h = self.history
-        col = columns(h.level, h.role)
-        names = column_names(h.level, h.role)
+        dynamic = is_dynamic(h.level, h.attrs)   # a dynamic wiring's pairs are of roles
+        col = groups(h.level, h.role, dynamic=dynamic)
+        names = group_names(h.level, h.role, dynamic=dynamic, short=True)   # ticks: in, 1, ..., out
         index = np.unique(col, return_inverse=True)[1] if col.size else col
         c = max(len(names), 1)
         cand = h.candidates.numpy()

@@ -6,7 +6,8 @@ Contract: :func:`compare_runs` reads the final wiring of two run directories
 figure of :data:`PANELS` axes (no colorbars, so ``len(fig.axes) == 3``):
 
 1. ``level pairs A - B``: per (source column, target column) of the layout
-   (:func:`viz.layout.columns`), the real edges of A minus those of B, an
+   (:func:`wiring.picture.groups`: a dynamic wiring's roles), named as every
+   picture's ticks name them (``in``, ``1`` ..., ``out``), the real edges of A minus those of B, an
    annotated heatmap (blue: A has more, red: B has more), each cell also giving
    A's count;
 2. ``in-degree per level``: the mean in-degree of the nodes of each column, A
@@ -34,14 +35,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from viz.cli import UsageError, add_figure_options, add_wiring_option, check_pixels, output_path, write_figure
-from viz.layout import columns
-from viz.render import column_names, dead_of, new_figure, save_figure
+from viz.layout import is_dynamic
+from viz.render import dead_of, new_figure, save_figure
 from viz.sources import final_wiring, load_run_dir, wiring_info
 from viz.style import FORMATS
 from wiring.cli import ArgumentParser, die, run_cli
 from wiring.graph import OUTPUT, Wiring
 from wiring.io import RunData
 from wiring.modes import mode_label
+from wiring.picture import group_names, groups
 from wiring.lazy import lazy_module
 
 torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
@@ -53,7 +55,7 @@ A_COLOUR, B_COLOUR = "#1f5fbf", "#9a9a9a"
 
 
 def _column_index(wiring: Wiring) -> np.ndarray:
-    raw = columns(wiring.level, wiring.role)
+    raw = groups(wiring.level, wiring.role, dynamic=is_dynamic(wiring.level, wiring.attrs))
     return np.unique(raw, return_inverse=True)[1] if raw.size else raw
 
 
@@ -117,7 +119,7 @@ def compare_runs(run_a: RunData, run_b: RunData, path: str | os.PathLike | None 
             or not torch.equal(a.role.long(), b.role.long()):
         raise UsageError(f"the runs have different nodes ({a.num_nodes:,} vs {b.num_nodes:,} nodes, or other levels "
                          f"or roles): compare two runs of one graph")
-    names = column_names(a.level, a.role)
+    names = group_names(a.level, a.role, dynamic=is_dynamic(a.level, a.attrs), short=True)   # ticks: in, 1, .., out
     (name_a, what_a), (name_b, what_b) = _label(run_a, a), _label(run_b, b)
     fig = new_figure(size, dpi)
     axes = [fig.add_axes(box) for box in ((0.04, 0.11, 0.30, 0.68), (0.42, 0.11, 0.26, 0.68),

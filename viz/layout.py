@@ -10,8 +10,10 @@ snapshot of a run gets the same picture frame and steps line up.
 * static (layered) wirings: one column per level, ``x = level``; output nodes
   go in the last column whatever their level; within a column nodes are spread
   evenly over ``y`` in ``[0, 1]`` by node id, the smallest id on top;
-* dynamic wirings (``attrs["static"]`` False, or every level equal): a circle of
-  radius 0.5 around ``(0.5, 0.5)``, node 0 on top, ids clockwise.
+* dynamic wirings (``attrs["static"]`` False, or every level equal): nodes by
+  role: the hidden nodes on a circle of radius 0.5 around ``(1, 0.5)`` (the first
+  on top, ids clockwise), the inputs a column at ``x = 0``, the outputs a column at
+  ``x = 2`` (spread over ``y`` by id like a static column).
 
 Positions are a float ``numpy`` array ``[N, 2]``.
 """

@@ -10,7 +10,10 @@ colorbars, so ``len(fig.axes) == len(PANELS)``):
 5. ``levels start`` and 6. ``levels end``: heatmaps of the number of edges per
    (source level, target level), from :func:`wiring.topology.level_edges`,
    on one colour scale, with the share of edges that skip a level; the end
-   panel also prints each cell's change since the start.
+   panel also prints each cell's change since the start. The ticks name the
+   levels as every picture does (``in``, ``1`` ..., ``out``: :func:`level_ticks`). A
+   dynamic wiring has one level: these panels count its role pairs instead
+   (:func:`role_matrix`; ``in``, ``hidden``, ``out``).
 
 Start is ``initial.graphml`` or the first history snapshot, end is
 ``wiring.graphml`` or the last one. Missing data leaves a panel with a note.
@@ -36,18 +39,20 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from viz.cli import UsageError, add_figure_options, add_wiring_option, check_pixels, output_path, write_figure
+from viz.layout import is_dynamic
 from viz.render import new_figure, save_figure
 from viz.sources import final_wiring, initial_wiring, load_run_dir, wiring_info
 from viz.style import FORMATS, plain
 from wiring.cli import ArgumentParser, die, run_cli
 from wiring.graph import GraphError, Wiring
 from wiring.io import RunData, WiringFileError, read_wiring_file, to_networkx, unchosen_wiring
+from wiring.picture import group_names, groups, level_name
 from wiring.topology import level_edges
 from wiring.lazy import lazy_module
 
 torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
-__all__ = ["PANELS", "level_matrix", "in_degrees", "skip_fraction", "plot_run", "main"]
+__all__ = ["PANELS", "level_matrix", "level_ticks", "role_matrix", "in_degrees", "skip_fraction", "plot_run", "main"]
 
 PANELS = ("loss", "accuracy", "churn", "in-degree", "levels start", "levels end")
 START, END = "#9a9a9a", "#1f5fbf"
@@ -63,6 +68,27 @@ def level_matrix(wiring: Wiring, num_levels: int | None = None) -> np.ndarray:
     m = np.zeros((size, size), dtype=np.int64)
     for (s, t), c in counts.items():
         m[s, t] = c
+    return m
+
+
+def level_ticks(wiring: Wiring | None, num_levels: int) -> list[str]:
+    """The tick label of each of ``num_levels`` levels: the short names of every picture
+    (:func:`wiring.picture.level_name`: ``in``, ``1`` ..., ``out``)."""
+    level = wiring.level.long().numpy() if wiring is not None else np.zeros(0, dtype=np.int64)
+    role = wiring.role.long().numpy() if wiring is not None else np.zeros(0, dtype=np.int64)
+    return [level_name(v, role[level == v], short=True) for v in range(num_levels)]
+
+
+def role_matrix(wiring: Wiring) -> np.ndarray:
+    """``M[s, t]``: the real edges from role group ``s`` to ``t`` of a dynamic wiring
+    (:func:`wiring.picture.groups`: inputs, hidden, outputs, those present), for its one level."""
+    real = wiring.real_edges()
+    group = groups(real.level, real.role, dynamic=True)
+    codes = np.unique(group)
+    index = np.searchsorted(codes, group)
+    ei = real.edge_index.long().numpy().reshape(2, -1)
+    m = np.zeros((max(codes.size, 1),) * 2, dtype=np.int64)
+    np.add.at(m, (index[ei[0]], index[ei[1]]), 1)
     return m
 
 
@@ -154,20 +180,20 @@ def skip_fraction(matrix: np.ndarray) -> float:
     return float(matrix[t > s + 1].sum()) / total if total else 0.0
 
 
-def _heatmap(ax, matrix: np.ndarray | None, title: str, vmax: float,
-             before: np.ndarray | None = None) -> None:
+def _heatmap(ax, matrix: np.ndarray | None, title: str, vmax: float, ticks: Sequence[str],
+             before: np.ndarray | None = None, by: str = "level") -> None:
     ax.set_title(title, fontsize=10)
     if matrix is None:
         _note(ax, "no wiring")
         return
-    if matrix.shape[0] > 1:
+    if matrix.shape[0] > 1 and by == "level":
         ax.set_title(f"{title}: {100 * skip_fraction(matrix):.1f}% skip a level", fontsize=10)
     ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(vmax, 1), origin="upper")
     n = matrix.shape[0]
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    ax.set_xlabel("target level")
-    ax.set_ylabel("source level")
+    ax.set_xticks(range(n), ticks[:n])
+    ax.set_yticks(range(n), ticks[:n])
+    ax.set_xlabel(f"target {by}")
+    ax.set_ylabel(f"source {by}")
     if n <= 12:
         for (s, t), c in np.ndenumerate(matrix):
             delta = None if before is None else int(c - before[s, t])
@@ -190,13 +216,20 @@ def plot_run(run: RunData, path: str | os.PathLike | None = None, *, size: Seque
     _curves(ax[1], metrics, [("train_acc", "train"), ("test_acc", "test")], "accuracy", "accuracy")
     _churn(ax[2], metrics)
     _degrees(ax[3], start, end)
-    levels = max((int(w.level.max()) + 1 for w in (start, end) if w is not None and w.num_nodes), default=1)
-    m_start = level_matrix(start, levels) if start is not None else None
-    m_end = level_matrix(end, levels) if end is not None else None
+    ref = end if end is not None else start
+    if ref is not None and is_dynamic(ref.level, ref.attrs):   # one level: the pairs of roles instead
+        by, ticks = "role", group_names(ref.level, ref.role, dynamic=True, short=True)
+        m_start, m_end = (role_matrix(w) if w is not None else None for w in (start, end))
+    else:
+        by = "level"
+        levels = max((int(w.level.max()) + 1 for w in (start, end) if w is not None and w.num_nodes), default=1)
+        m_start = level_matrix(start, levels) if start is not None else None
+        m_end = level_matrix(end, levels) if end is not None else None
+        ticks = level_ticks(ref, levels)
     vmax = max((float(m.max()) for m in (m_start, m_end) if m is not None), default=1.0)
     step = lambda w: f" (step {w.attrs['step']:,})" if w is not None and _is_int(w.attrs.get("step")) else ""
-    _heatmap(ax[4], m_start, "level pairs, start" + step(start), vmax)
-    _heatmap(ax[5], m_end, "level pairs, end" + step(end), vmax, before=m_start)
+    _heatmap(ax[4], m_start, f"{by} pairs, start" + step(start), vmax, ticks, by=by)
+    _heatmap(ax[5], m_end, f"{by} pairs, end" + step(end), vmax, ticks, before=m_start, by=by)
     head = title if title is not None else plain(run.path.name)
     if end is not None:
         info = wiring_info(end, metrics)

@@ -17,7 +17,12 @@ Contract:
 * Nodes: input squares, hidden circles, output diamonds, each column on a shaded
   band; dead nodes (:func:`wiring.topology.dead_nodes`, on no input-to-output
   path) hollow grey, and in wirings of more than 40 nodes also a dark dash
-  across their column.
+  across their column. A dynamic (recurrent) wiring is drawn by role: inputs a
+  column left, the hidden nodes on a circle, outputs a column right, each group
+  labelled (``inputs (N)``, ``hidden (N)``, ``outputs (N)``), edges as chords bent
+  to the right of their direction with arrowheads on the strongest (all up to
+  :data:`ARROW_MAX_EDGES` edges; ranked style: the ``--strong`` strongest); its
+  adjacency view's blocks are the roles.
 * Two more views that scale to any size (``--view``): ``flow`` (one band per
   level pair, its width the real edges, :func:`draw_flow`) and ``adjacency``
   (targets x sources, real edges as pixels, level blocks outlined and labelled
@@ -71,7 +76,7 @@ from viz.cli import (
     positive_int,
     write_figure,
 )
-from viz.layout import columns, is_dynamic, node_positions
+from viz.layout import is_dynamic, node_positions
 from viz.sources import load_source, stats_line, wiring_info
 from viz.style import (
     ARC_HEIGHT,
@@ -103,7 +108,15 @@ from wiring.io import (
     atomic_path,
     to_networkx,
 )
-from wiring.picture import STRONG_EDGES, ranked_style
+from wiring.picture import (
+    RING_CENTRE,
+    STRONG_EDGES,
+    group_names,
+    groups,
+    level_name,
+    level_names,
+    ranked_style,
+)
 from wiring.topology import dead_nodes
 from wiring.lazy import lazy_module
 
@@ -246,6 +259,9 @@ class WiringDrawing:
         self.edges = LineCollection([], zorder=1, capstyle="round")
         ax.add_collection(self.edges)
         self.arrows = PolyCollection([], zorder=2, linewidths=0) if self.dynamic else None
+        # arrowheads on the edges that stand out: the `strong` strongest (ranked), else up to ARROW_MAX_EDGES
+        self.arrow_count = min(self.strong, ARROW_MAX_EDGES) if style == "ranked" else ARROW_MAX_EDGES
+        self.arrows_on_all = int(n_edges) <= self.arrow_count
         if self.arrows is not None:
             ax.add_collection(self.arrows)
         self.roles: dict[int, tuple[np.ndarray, object]] = {}
@@ -271,10 +287,17 @@ class WiringDrawing:
     def _frame(self, column_labels: bool) -> None:
         ax = self.ax
         ax.set_axis_off()
-        if self.dynamic:
+        if self.dynamic:  # nodes by role: inputs | the circle of hidden nodes | outputs, each group named
             ax.set_aspect("equal")
-            ax.set_xlim(-0.1, 1.1)
-            ax.set_ylim(-0.1, 1.1)
+            x = self.pos[:, 0] if len(self.pos) else np.array([RING_CENTRE[0]])
+            ax.set_xlim(float(x.min()) - 0.12, float(x.max()) + 0.12)
+            ax.set_ylim(-0.1, 1.16)
+            if column_labels:
+                group = groups(self.level, self.role, dynamic=True)
+                for code, name in zip(np.unique(group), group_names(self.level, self.role, dynamic=True)):
+                    ids = np.flatnonzero(group == code)
+                    ax.text(float(self.pos[ids, 0].mean()), 1.06, f"{name} ({ids.size:,})", ha="center",
+                            va="bottom", fontsize=7, color="#333333")
             return
         cols = np.unique(self.pos[:, 0]) if len(self.pos) else np.zeros(1)
         ax.set_xlim(float(cols.min()) - 0.25, float(cols.max()) + 0.25)
@@ -288,8 +311,7 @@ class WiringDrawing:
         if column_labels:
             for c in cols:
                 ids = np.flatnonzero(self.pos[:, 0] == c)
-                outputs = bool(ids.size) and bool((self.role[ids] == 2).all())
-                name = "outputs" if outputs else "inputs" if (self.role[ids] == 0).all() else f"level {int(c)}"
+                name = level_name(int(c), self.role[ids])
                 ax.text(c, label_y, f"{name} ({ids.size:,})", ha="center", va="bottom", fontsize=7,
                         color="#333333")
 
@@ -305,10 +327,10 @@ class WiringDrawing:
         self.edges.set_segments(self.segments(ei))
         self.edges.set_color(rgba)
         self.edges.set_linewidth(widths)
-        if self.arrows is not None:
-            show = ei.shape[1] <= ARROW_MAX_EDGES
-            self.arrows.set_verts(self.arrowheads(ei, widths) if show else [])
-            self.arrows.set_facecolor(rgba if show else "none")
+        if self.arrows is not None:  # the direction of the strongest (last drawn) edges
+            shown = -min(ei.shape[1], self.arrow_count)
+            self.arrows.set_verts(self.arrowheads(ei[:, shown:], widths[shown:]) if shown else [])
+            self.arrows.set_facecolor(rgba[shown:] if shown else "none")
 
     def _controls(self, edge_index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(start, control, end) ``[E, 2]`` of each edge's quadratic Bezier curve."""
@@ -326,9 +348,9 @@ class WiringDrawing:
         """Polylines ``[E, ARC_POINTS, 2]`` of the edges. Layered layout: straight
         between neighbouring columns, a shallow arc when an edge skips columns,
         bulging up or down (by the parity of ``source + target``) more the more
-        columns it skips. Circular layout: chords bent to the right of their
+        columns it skips. Dynamic layout: chords bent to the right of their
         direction, so that ``u -> v`` and ``v -> u`` are two curves; a self-loop
-        is a small circle outside its node."""
+        is a small circle outside its node (away from the centre of the hidden nodes' circle)."""
         edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
         a, control, b = self._controls(edge_index)
         t = np.linspace(0.0, 1.0, ARC_POINTS)[None, :, None]
@@ -336,7 +358,7 @@ class WiringDrawing:
         loops = np.flatnonzero(edge_index[0] == edge_index[1])
         if loops.size:
             centre = self.pos[edge_index[0, loops]]
-            outward = centre - 0.5
+            outward = centre - np.array(RING_CENTRE)
             outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-9)
             angle = np.linspace(0.0, 2 * np.pi, ARC_POINTS)
             ring = np.stack([np.cos(angle), np.sin(angle)], axis=1) * LOOP_RADIUS
@@ -345,7 +367,7 @@ class WiringDrawing:
 
     def arrowheads(self, edge_index: np.ndarray, widths: np.ndarray) -> np.ndarray:
         """Triangles ``[E, 3, 2]`` pointing along each edge just before its target
-        (circular layout: the direction is not implied by the layout)."""
+        (dynamic layout: the direction is not implied by the layout)."""
         edge_index = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
         a, control, b = self._controls(edge_index)
         t = ARROW_AT
@@ -353,7 +375,8 @@ class WiringDrawing:
         tangent = 2 * (1 - t) * (control - a) + 2 * t * (b - control)
         tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)
         normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
-        size = ARROW_SIZE * (0.6 + 0.4 * np.asarray(widths) / max(float(np.max(widths, initial=1.0)), 1e-9))
+        crowd = float(np.clip(np.sqrt(60.0 / max(edge_index.shape[1], 1)), 0.55, 1.0))  # many: smaller heads
+        size = ARROW_SIZE * crowd * (0.6 + 0.4 * np.asarray(widths) / max(float(np.max(widths, initial=1.0)), 1e-9))
         base = tip - tangent * size[:, None]
         tri = np.stack([tip, base + normal * (0.5 * size)[:, None], base - normal * (0.5 * size)[:, None]], axis=1)
         tri[edge_index[0] == edge_index[1]] = np.nan  # no arrowhead on a self-loop
@@ -389,6 +412,10 @@ class WiringDrawing:
             name, marker, colour = ROLE_STYLE[code]
             label = f"{name} ({ids.size:,})" if counts else name
             handles.append(Line2D([], [], ls="", marker=marker, color=colour, markersize=size, label=label))
+        if self.arrows is not None:
+            handles.append(Line2D([], [], ls="", marker=">", color="#555555", markersize=size,
+                                  label="direction" if self.arrows_on_all else
+                                  f"direction ({self.arrow_count:,} strongest)"))
         label = f"dead ({len(self.dead):,})" if counts else "dead (no input→output path)"
         if self.dead_marks is not None:
             handles.append(Line2D([], [], ls="", marker="_", color=DEAD_MARK, markersize=12, markeredgewidth=1.6,
@@ -433,16 +460,11 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int | None = None,
     return path
 
 
-def column_names(level, role) -> list[str]:
-    """A short name per layout column (:func:`viz.layout.columns`), in column order:
-    ``in`` (inputs only), ``out`` (outputs only), else the level number."""
-    col = columns(level, role)
-    role = torch.as_tensor(role).long().cpu().numpy()
-    names = []
-    for c in np.unique(col):
-        r = role[col == c]
-        names.append("in" if (r == 0).all() else "out" if (r == 2).all() else str(int(c)))
-    return names
+def column_names(level, role, *, short: bool = False) -> list[str]:
+    """The name of each layout column (:func:`viz.layout.columns`), in column order: the
+    one naming of every picture, :func:`wiring.picture.level_names` (``inputs``,
+    ``level 1`` ..., ``outputs``; ``short``, for axis ticks: ``in``, ``1`` ..., ``out``)."""
+    return level_names(level, role, short=short)
 
 
 def _pair_table(wiring: Wiring) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -450,7 +472,7 @@ def _pair_table(wiring: Wiring) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     index (0..C-1) and, per (source column, target column), the number of real edges
     and the sum of their ``|w|``."""
     real = wiring.real_edges()
-    raw = columns(real.level, real.role)
+    raw = groups(real.level, real.role, dynamic=is_dynamic(real.level, real.attrs))
     uniq, col = np.unique(raw, return_inverse=True) if raw.size else (np.zeros(0), raw)
     c = max(len(uniq), 1)
     ei = real.edge_index.long().cpu().numpy().reshape(2, -1)
@@ -481,7 +503,8 @@ def draw_flow(ax, wiring: Wiring, dead: Iterable[int] = ()) -> None:
     col, count, abs_sum, nodes = _pair_table(wiring)
     fill = count / np.maximum(np.outer(nodes, nodes), 1)
     hi = float(fill.max()) if count.any() else 1.0
-    names = column_names(wiring.level, wiring.role)
+    names = column_names(wiring.level, wiring.role)         # column headers: inputs, level 1, ..., outputs
+    ticks = column_names(wiring.level, wiring.role, short=True)  # band labels: -> 1, ..., -> out
     c = len(names)
     dead_per = np.bincount(col[np.array(sorted(dead), dtype=np.int64)], minlength=c) if len(dead) else np.zeros(c, int)
     out_total, in_total = count.sum(1), count.sum(0)
@@ -513,7 +536,7 @@ def draw_flow(ax, wiring: Wiring, dead: Iterable[int] = ()) -> None:
                                    edgecolor="white", linewidth=0.5, alpha=0.85 if t == s + 1 else 0.6,
                                    zorder=1 if t == s + 1 else 2))
             if h >= 0.03:
-                labels.append((x0 + 0.16, y0s - h / 2, f"{n:,} → {names[t]}", t - s > 1))
+                labels.append((x0 + 0.16, y0s - h / 2, f"{n:,} → {ticks[t]}", t - s > 1))
     for s in range(c):
         ax.add_patch(Rectangle((s - bar / 2, 0.5 - heights[s] / 2), bar, heights[s], facecolor="#4d4d4d",
                                edgecolor="none", zorder=3))
@@ -546,7 +569,8 @@ def draw_adjacency(ax, wiring: Wiring, dead: Iterable[int] = (), *, bins: int | 
 
     real = wiring.real_edges()
     n = real.num_nodes
-    col = columns(real.level, real.role)
+    dynamic = is_dynamic(real.level, real.attrs)
+    col = groups(real.level, real.role, dynamic=dynamic)  # layout columns; a dynamic wiring's roles
     order = np.lexsort((np.arange(n), col)) if n else np.zeros(0, dtype=np.int64)
     place = np.empty(n, dtype=np.int64)
     place[order] = np.arange(n)
@@ -571,7 +595,7 @@ def draw_adjacency(ax, wiring: Wiring, dead: Iterable[int] = (), *, bins: int | 
     ax.set_xlim(-0.025 * n, n)
     ax.set_ylim(n, -0.025 * n)
     ax.set_aspect("equal")
-    names = column_names(real.level, real.role)
+    names = group_names(real.level, real.role, dynamic=dynamic, short=True)
     uniq = np.unique(col)
     bounds = [0] + [int((col <= c).sum()) for c in uniq]
     for x in bounds:
@@ -590,8 +614,8 @@ def draw_adjacency(ax, wiring: Wiring, dead: Iterable[int] = (), *, bins: int | 
     ax.set_yticks(centres, names, fontsize=8)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
-    ax.set_xlabel("source level", fontsize=9)
-    ax.set_ylabel("target level", fontsize=9)
+    ax.set_xlabel("source role" if dynamic else "source level", fontsize=9)
+    ax.set_ylabel("target role" if dynamic else "target level", fontsize=9)
     for spine in ax.spines.values():
         spine.set_visible(False)
     dead = np.array(sorted(dead), dtype=np.int64)
@@ -646,8 +670,9 @@ def render_wiring(wiring: Wiring, path: str | os.PathLike | None = None, *, ax=N
         if top is not None and top < real.num_edges:
             line += f"  ·  the {top:,} strongest shown"
         if legend:
-            ax.legend(handles=drawing.legend_handles(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                      ncol=7, frameon=False, fontsize=8, handlelength=1.5, columnspacing=1.2)
+            handles = drawing.legend_handles()
+            ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                      ncol=max(len(handles), 7), frameon=False, fontsize=8, handlelength=1.5, columnspacing=1.2)
     elif view == "flow":
         draw_flow(ax, real, dead)
     else:

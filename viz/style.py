@@ -71,16 +71,16 @@ ARC_POINTS = 9       # points per drawn edge (arcs for skip connections)
 ARC_HEIGHT = 0.05    # arc bulge per skipped column, in units of the column height
 
 
-CHORD_BEND = 0.12    # circular layout: chord bend, as a fraction of its length
+CHORD_BEND = 0.12    # dynamic layout: chord bend, as a fraction of its length
 
 
-LOOP_RADIUS = 0.035  # circular layout: self-loop radius
+LOOP_RADIUS = 0.035  # dynamic layout: self-loop radius
 
 
-ARROW_MAX_EDGES = 400  # circular layout: arrowheads up to this many edges
+ARROW_MAX_EDGES = 400  # dynamic layout: arrowheads on at most this many edges, the strongest
 
 
 ARROW_AT = 0.9       # arrowhead tip position along the edge (0 source, 1 target)
 
 
-ARROW_SIZE = 0.035   # arrowhead length, in units of the circle diameter
+ARROW_SIZE = 0.035   # arrowhead length, in units of the hidden circle's diameter (smaller when many)

@@ -16,12 +16,27 @@ Contract:
   ``role`` (never of edges, so every snapshot of a run gets the same frame): for a
   static wiring one column per level (:func:`columns`; output nodes in the last
   column whatever their level), nodes spread evenly over ``y`` in ``[0, 1]`` by id,
-  the smallest on top; for a dynamic wiring (:func:`is_dynamic`) a circle of radius
-  0.5 around ``(0.5, 0.5)``, node 0 on top, ids clockwise. :mod:`viz.layout` and
-  :func:`wiring_picture` both use them.
+  the smallest on top; for a dynamic wiring (:func:`is_dynamic`) the nodes by role:
+  the hidden nodes on a circle of radius 0.5 around :data:`RING_CENTRE` ``(1, 0.5)``
+  (the first on top, ids clockwise), the inputs a column at ``x = 0`` left of it, the
+  outputs a column at ``x = 2`` right of it (each spread over ``y`` in ``[0, 1]`` by id,
+  the smallest on top), so what comes in, what recurs and what goes out are apart.
+  :mod:`viz.layout` and :func:`wiring_picture` both use them.
+* :func:`level_name` / :func:`level_names`: the one naming of the layout's columns
+  that every picture and the explorer use: ``inputs``, ``level 1`` ... ``level N``,
+  ``outputs`` in titles, column labels, legends and hover text; the same names cut
+  to ``in``, ``1`` ... ``N``, ``out`` (``short=True``) where they are axis ticks or
+  table headers under a "level" axis title (:mod:`viz.render`'s adjacency view,
+  :mod:`viz.plots`, :mod:`viz.compare`, :mod:`viz.animate`'s churn strip, the
+  explorer's level table). A level is never named by its number alone when it
+  holds only inputs or only outputs. :func:`groups` / :func:`group_names`: what the
+  pictures count by, the layout columns of a static wiring and the roles of a dynamic
+  one (its nodes share one level): ``inputs``, ``hidden``, ``outputs`` (``in``,
+  ``hidden``, ``out``).
 * :func:`wiring_picture` draws a wiring given as ``level``, ``role``,
   ``edge_index`` and ``weight`` tensors in the ranked style (levels as columns,
-  outputs in the last column; a circle when every node shares one level) and
+  outputs in the last column; nodes by role around a circle of the hidden nodes when
+  every node shares one level) and
   returns an ``[H, W, 3]`` uint8 array, ``size`` x ``dpi`` pixels. It uses
   matplotlib's Agg canvas only (no pyplot, nothing global).
 
@@ -34,7 +49,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from wiring.graph import OUTPUT
+from wiring.graph import HIDDEN, INPUT, OUTPUT
 from wiring.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -43,11 +58,15 @@ if TYPE_CHECKING:
 torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
 
 __all__ = ["POSITIVE", "NEGATIVE", "STRONG_EDGES", "edge_ranks", "rank_emphasis", "ranked_params", "ranked_style",
-           "is_dynamic", "columns", "node_positions", "wiring_picture"]
+           "is_dynamic", "columns", "level_name", "level_names", "groups", "group_names", "RING_CENTRE",
+           "node_positions", "wiring_picture"]
 
 POSITIVE = "#1f5fbf"   # blue: positive weight
 NEGATIVE = "#d62728"   # red: negative weight
 STRONG_EDGES = 250     # default number of edges that stand out
+RING_CENTRE = (1.0, 0.5)  # dynamic layout: the centre of the hidden nodes' circle (radius 0.5)
+#: role -> (name, short name) of the groups a dynamic wiring is drawn and counted by
+ROLE_GROUPS = {INPUT: ("inputs", "in"), HIDDEN: ("hidden", "hidden"), OUTPUT: ("outputs", "out")}
 
 
 def edge_ranks(weight) -> np.ndarray:
@@ -134,23 +153,86 @@ def columns(level: Tensor, role: Tensor) -> np.ndarray:
     return col
 
 
+def level_name(column: int, roles, *, short: bool = False) -> str:
+    """The name of a layout column (:func:`columns`) holding nodes of these ``roles``:
+    ``inputs`` when they are all inputs, ``outputs`` when all outputs, else ``level N``
+    (N the column, which is the nodes' level); ``short``: ``in``, ``out``, ``N``.
+
+    >>> level_name(0, [0, 0]), level_name(3, [1, 1]), level_name(5, [2])
+    ('inputs', 'level 3', 'outputs')
+    >>> level_name(0, [0, 0], short=True), level_name(3, [1, 1], short=True), level_name(5, [2], short=True)
+    ('in', '3', 'out')
+    """
+    roles = torch.as_tensor(roles).long().cpu().numpy() if isinstance(roles, Tensor) else np.asarray(roles)
+    for code in (INPUT, OUTPUT):
+        if roles.size and (roles == code).all():
+            return ROLE_GROUPS[code][1 if short else 0]
+    return str(int(column)) if short else f"level {int(column)}"
+
+
+def level_names(level: Tensor, role: Tensor, *, short: bool = False) -> list[str]:
+    """:func:`level_name` of each column of the layered layout, in column order.
+
+    >>> level_names(torch.tensor([0, 0, 1, 2, 2]), torch.tensor([0, 0, 1, 1, 2]))
+    ['inputs', 'level 1', 'level 2', 'outputs']
+    >>> level_names(torch.tensor([0, 0, 1, 2, 2]), torch.tensor([0, 0, 1, 1, 2]), short=True)
+    ['in', '1', '2', 'out']
+    """
+    col = columns(level, role)
+    role = torch.as_tensor(role).long().cpu().numpy()
+    return [level_name(int(c), role[col == c], short=short) for c in np.unique(col)]
+
+
+def groups(level: Tensor, role: Tensor, *, dynamic: bool = False) -> np.ndarray:
+    """The group of each node that the pictures draw and count by: its layout column
+    (:func:`columns`) in a static wiring, its role (0 inputs, 1 hidden, 2 outputs) in a
+    dynamic one.
+
+    >>> groups(torch.zeros(4, dtype=torch.long), torch.tensor([0, 1, 1, 2]), dynamic=True).tolist()
+    [0, 1, 1, 2]
+    """
+    if not dynamic:
+        return columns(level, role)
+    return np.clip(torch.as_tensor(role).long().cpu().numpy().astype(np.int64), INPUT, OUTPUT)
+
+
+def group_names(level: Tensor, role: Tensor, *, dynamic: bool = False, short: bool = False) -> list[str]:
+    """The name of each of :func:`groups`, in group order: :func:`level_names` of a
+    static wiring, ``inputs`` / ``hidden`` / ``outputs`` of a dynamic one (the roles
+    present; ``short``: ``in``, ``hidden``, ``out``).
+
+    >>> group_names(torch.zeros(4, dtype=torch.long), torch.tensor([0, 1, 1, 2]), dynamic=True, short=True)
+    ['in', 'hidden', 'out']
+    """
+    if not dynamic:
+        return level_names(level, role, short=short)
+    return [ROLE_GROUPS[int(r)][1 if short else 0] for r in np.unique(groups(level, role, dynamic=True))]
+
+
 def node_positions(level: Tensor, role: Tensor, *, dynamic: bool = False) -> np.ndarray:
     """Positions ``[N, 2]`` of the nodes (see the module docstring).
 
     >>> node_positions(torch.tensor([0, 0, 1]), torch.tensor([0, 0, 2])).tolist()
     [[0.0, 0.75], [0.0, 0.25], [1.0, 0.5]]
-    >>> node_positions(torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long),
+    >>> node_positions(torch.zeros(6, dtype=torch.long), torch.tensor([0, 1, 1, 1, 1, 2]),
     ...                dynamic=True).round(3).tolist()
-    [[0.5, 1.0], [1.0, 0.5], [0.5, 0.0], [0.0, 0.5]]
+    [[0.0, 0.5], [1.0, 1.0], [1.5, 0.5], [1.0, 0.0], [0.5, 0.5], [2.0, 0.5]]
     """
     n = int(torch.as_tensor(level).numel())
     pos = np.zeros((n, 2), dtype=np.float64)
     if n == 0:
         return pos
     if dynamic:
-        angle = math.pi / 2 - 2 * math.pi * np.arange(n) / n
-        pos[:, 0] = 0.5 + 0.5 * np.cos(angle)
-        pos[:, 1] = 0.5 + 0.5 * np.sin(angle)
+        group = groups(level, role, dynamic=True)
+        cx, cy = RING_CENTRE
+        ring = np.flatnonzero(group == HIDDEN)
+        angle = math.pi / 2 - 2 * math.pi * np.arange(ring.size) / max(ring.size, 1)
+        pos[ring, 0] = cx + 0.5 * np.cos(angle)
+        pos[ring, 1] = cy + 0.5 * np.sin(angle)
+        for code, x in ((INPUT, cx - 1.0), (OUTPUT, cx + 1.0)):
+            ids = np.flatnonzero(group == code)
+            pos[ids, 0] = x
+            pos[ids, 1] = 1.0 - (np.arange(ids.size) + 0.5) / max(ids.size, 1)
         return pos + 0.0  # turn -0.0 into 0.0
     col = columns(level, role)
     pos[:, 0] = col

@@ -139,6 +139,8 @@ def test_default_size_is_1280_by_720_and_the_strip_counts_swaps_per_level_pair(t
         if a.get_height() or r.get_height():
             got[name] = [int(a.get_height()), int(-r.get_height())]
     assert got == {f"{names[s]}→{names[t]}": v for (s, t), v in expected.items()}
+    # the strip's ticks as drawn: the short level names of every picture (wiring.picture.level_name)
+    assert [t.get_text() for t in fig.strip.get_xticklabels()] == fig.pair_names
     assert sum(v[0] for v in got.values()) == info["added"] > 0
 
 
@@ -223,3 +225,18 @@ def test_runs_with_several_wirings_animate_the_one_named(tmp_path, capsys):
     assert exc.value.code == 2 and "--wiring NAME" in capsys.readouterr().err and not out.exists()
     assert animate.main([str(run), "-o", str(out), "--wiring", "stages-0-graph"] + SMALL) == 0
     assert Image.open(out).n_frames == 3
+
+
+def test_the_strip_of_a_recurrent_wiring_counts_swaps_per_role_pair(tmp_path):
+    """A dynamic wiring has one level: its strip names role pairs as every picture
+    names the roles (in / hidden / out), never '0→0' as before."""
+    from wiring.graph import dynamic_graph
+    g = dynamic_graph(12, inputs=3, outputs=2)
+    h = WiringHistory(g.edge_index, g.level, g.role, {"static": False, "candidates": g.num_candidates})
+    for step, seed in ((0, 1), (5, 2)):
+        gen = torch.Generator().manual_seed(seed)
+        h.append(step, torch.randperm(g.num_candidates, generator=gen)[:40], torch.randn(40, generator=gen))
+    fig = EvolutionFigure(h, size=(4, 3), dpi=40)
+    ticks = [t.get_text() for t in fig.strip.get_xticklabels()]
+    assert ticks == fig.pair_names and "hidden→hidden" in ticks and "in→out" in ticks
+    assert set(ticks) <= {f"{a}→{b}" for a in ("in", "hidden", "out") for b in ("in", "hidden", "out")}

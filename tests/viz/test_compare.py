@@ -69,6 +69,9 @@ def test_figure_names_both_runs_and_prints_the_differences(tmp_path):
     assert {"+0\n(2)", "-2\n(0)", "+0\n(1)"} == cells
     legend = " ".join(t.get_text() for t in fig.axes[2].get_legend().get_texts())
     assert "A: mean 1.0" in legend and "B: mean 3.0" in legend
+    # the levels named as every picture's ticks name them (wiring.picture.level_name)
+    for ax, axis in ((fig.axes[0], "x"), (fig.axes[0], "y"), (fig.axes[1], "x")):
+        assert [t.get_text() for t in getattr(ax, f"get_{axis}ticklabels")()] == ["in", "1", "out"]
 
 
 @pytest.mark.parametrize("mode, label", [("rigl", "RigL"), ("set", "SET"), ("an_old_mode", "an_old_mode")])
@@ -103,3 +106,23 @@ def test_cli_errors(tmp_path, capsys):
         assert exc.value.code == 2
         assert words in one_error_line(capsys)
     assert not out.exists()
+
+
+def test_two_recurrent_wirings_are_compared_per_role_pair(tmp_path):
+    """Dynamic wirings (one level) are compared per role: in / hidden / out, as every picture names them."""
+    from wiring.graph import dynamic_graph
+    g = dynamic_graph(8, inputs=2, outputs=2)
+    runs = []
+    for name, seed in (("a", 1), ("b", 2)):
+        gen = torch.Generator().manual_seed(seed)
+        real = torch.zeros(g.num_candidates, dtype=torch.bool)
+        real[torch.randperm(g.num_candidates, generator=gen)[:20]] = True
+        path = tmp_path / name
+        path.mkdir()
+        w = Wiring(g.edge_index, torch.randn(g.num_candidates, generator=gen), g.level, g.role, real,
+                   {"static": False, "mode": "dnw"}).real_edges()
+        write_graphml(w, path / "wiring.graphml")
+        runs.append(load_run(path))
+    fig = compare_runs(*runs, size=(9, 3), dpi=40)
+    for ax, axis in ((fig.axes[0], "x"), (fig.axes[0], "y"), (fig.axes[1], "x")):
+        assert [t.get_text() for t in getattr(ax, f"get_{axis}ticklabels")()] == ["in", "hidden", "out"]

@@ -168,6 +168,22 @@ def test_layouts_match_viz_layout(tmp_path, run_dir):
                        node_positions(g.level, g.role, dynamic=True), atol=1e-6)
 
 
+def test_the_payload_names_levels_as_every_picture(tmp_path, run_dir):
+    """The page names columns only by the names the payload carries, those of
+    wiring.picture.level_name: long in the column labels and hover, short in the table."""
+    from viz.layout import columns
+    nodes = read_payload(page_of(run_dir))["nodes"]
+    g = static_graph([2, 3, 3, 2])
+    assert nodes["column_names"] == [[0, "inputs", "in"], [1, "level 1", "1"], [2, "level 2", "2"],
+                                     [3, "outputs", "out"]]
+    assert [label for _, label in nodes["columns"]] == ["inputs (2)", "level 1 (3)", "level 2 (3)", "outputs (2)"]
+    assert nodes["column"] == columns(g.level, g.role).tolist()
+    make_run(tmp_path / "dyn", dynamic=True)
+    dyn = read_payload(page_of(tmp_path / "dyn"))["nodes"]
+    assert dyn["column_names"] == dyn["column"] == []    # one level: nodes by role, the role groups labelled
+    assert dyn["columns"] == [[0.0, "inputs (2)"], [1.0, "hidden (3)"], [2.0, "outputs (1)"]]
+
+
 def test_graphml_is_one_frame(tmp_path, run_dir):
     from wiring.io import load_run
     last = load_run(run_dir).history.frame(-1)
@@ -318,15 +334,27 @@ def test_browser_slider_redraws_frame_and_panel(browser, tmp_path, run_dir):
     payload = read_payload(out.read_text(encoding="utf-8"))
     decoded = decode_frames(payload)
     open_page(browser, out)
-    frame0, pixels0, panel0 = snapshot(browser)
-    assert frame0 == 0 and "step" in panel0 and "first frame" in panel0
+    # it opens at the last frame (the learned wiring), labelled as the panel counts it
     assert browser.execute_script("return explorer.frames") == 4
+    assert browser.execute_script("return [explorer.frame, document.getElementById('frame-label').textContent]") \
+        == [3, "frame 4/4 · step 30"]
+    # the level table's headers: the short names of every picture's ticks (wiring.picture.level_name)
+    from viz.layout import columns
+    from wiring.io import load_run
+    hist = load_run(run_dir).history
+    col, ends = columns(hist.level, hist.role), hist.candidates.numpy()
+    used = sorted(set(col[ends[0, decoded[3][0]]]) | set(col[ends[1, decoded[3][0]]]))
+    heads = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#levels tr:first-child th'), (t) => t.textContent)")
+    assert heads == ["from\\to"] + [["in", "1", "2", "out"][c] for c in used]
 
     # move the slider with the keyboard, as a user would
     slider = browser.find_element(By.ID, "slider")
     slider.click()
     slider.send_keys(Keys.HOME)
-    wait_for(browser, "return explorer.frame === 0")
+    wait_for(browser, "return explorer.frame === 0 && document.body.dataset.frame === '0'")
+    frame0, pixels0, panel0 = snapshot(browser)
+    assert frame0 == 0 and "step" in panel0 and "first frame" in panel0
     drawn = browser.execute_script("return explorer.drawn")
     slider.send_keys(Keys.ARROW_RIGHT)
     # the frame index moves first; the canvas may take a moment longer to show the new wiring
@@ -370,7 +398,9 @@ def test_browser_slider_redraws_frame_and_panel(browser, tmp_path, run_dir):
             break
     else:
         raise AssertionError("no edge could be hovered at its midpoint")
-    assert text.startswith(f"edge {cand}:") and "level" in text and "weight" in text
+    assert text.startswith(f"edge {cand}:") and "weight" in text
+    names = ["inputs", "level 1", "level 2", "outputs"]   # as every picture's labels name them
+    assert f"{names[col[ends[0, cand]]]} → {names[col[ends[1, cand]]]}" in text.splitlines()[1]
     assert ("appeared at step 20" in text) if cand in added else ("since step" in text or "appeared" in text)
     assert_no_errors(browser)
 
@@ -380,11 +410,11 @@ def test_browser_dynamic_and_single_frame(browser, tmp_path):
     out = tmp_path / "dyn.html"
     out.write_text(page_of(tmp_path / "dyn"), encoding="utf-8")
     open_page(browser, out)
+    frame2, pixels2, panel2 = snapshot(browser)   # it opens at the last frame
+    browser.execute_script("explorer.goTo(0)")
+    wait_for(browser, "return explorer.frame === 0 && document.body.dataset.frame === '0'")
     _, pixels0, panel0 = snapshot(browser)
-    browser.execute_script("explorer.goTo(2)")
-    wait_for(browser, "return explorer.frame === 2 && document.body.dataset.frame === '2'")
-    _, pixels2, panel2 = snapshot(browser)
-    assert pixels2 != pixels0 and panel2 != panel0 and "edges per role" in browser.page_source
+    assert frame2 == 2 and pixels2 != pixels0 and panel2 != panel0 and "edges per role" in browser.page_source
     assert_no_errors(browser)
 
     h = make_run(tmp_path / "static")
@@ -396,6 +426,30 @@ def test_browser_dynamic_and_single_frame(browser, tmp_path):
     assert browser.execute_script("return document.getElementById('slider').disabled") is True
     assert browser.execute_script("return explorer.frames") == 1
     assert "single frame" in snapshot(browser)[2]
+    assert_no_errors(browser)
+
+
+def test_browser_recurrent_wiring_has_arrowheads_on_its_strongest_edges(browser, tmp_path):
+    """A dynamic wiring of 2,500 edges (ranked style): arrowheads on the 250 strongest
+    (viz.render does the same); the old page drew none above 400 edges."""
+    path = tmp_path / "dyn"
+    g = dynamic_graph(60, inputs=6, outputs=6)
+    h = WiringHistory(g.edge_index, g.level, g.role, {"static": False, "candidates": g.num_candidates})
+    gen = torch.Generator().manual_seed(0)
+    for step in (0, 10):
+        h.append(step, torch.randperm(g.num_candidates, generator=gen)[:2500], torch.randn(2500, generator=gen))
+    path.mkdir()
+    h.save(path / "history.pt")
+    out = tmp_path / "dyn.html"
+    out.write_text(page_of(path), encoding="utf-8")
+    open_page(browser, out)
+    assert browser.execute_script("return [explorer.frame, explorer.ranked]") == [1, True]
+    arrowed = set(browser.execute_script("return explorer.arrowed()"))
+    cand, weight = browser.execute_script("return [explorer.realCandidates(), explorer.weights()]")
+    strength = dict(zip(cand, np.abs(weight)))
+    assert len(arrowed) == 250 and arrowed <= set(cand)
+    assert min(strength[c] for c in arrowed) >= max(strength[c] for c in set(cand) - arrowed)
+    assert "direction (the 250 strongest)" in browser.execute_script("return document.getElementById('legend').innerText")
     assert_no_errors(browser)
 
 
@@ -414,9 +468,10 @@ def test_browser_epoch_of_a_step_and_ranked_style(browser, tmp_path):
             f.write(json.dumps({"epoch": epoch, "step": 12 * epoch, "test_acc": 0.1 * epoch}) + "\n")
     out = tmp_path / "page.html"
     out.write_text(page_of(path), encoding="utf-8")
-    browser.get(out.resolve().as_uri() + "#frame=2")
+    browser.get(out.resolve().as_uri() + "#frame=3")     # the frame labelled "frame 3"
     wait_for(browser, "return window.explorer !== undefined && window.explorer.drawn > 0")
     assert browser.execute_script("return [explorer.frame, explorer.ranked]") == [2, True]
+    assert browser.execute_script("return document.getElementById('frame-label').textContent").startswith("frame 3/4")
     stats = browser.execute_script("return document.getElementById('stats').innerText")
     assert "epoch\t5" in stats and "40.0% (after epoch 4)" in stats, stats
     browser.execute_script("explorer.goTo(0)")

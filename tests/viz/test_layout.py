@@ -1,4 +1,4 @@
-"""Tests for viz.layout: fixed positions, columns by level, circular for dynamic wirings."""
+"""Tests for viz.layout: fixed positions, columns by level, dynamic wirings by role around a circle."""
 import doctest
 
 import numpy as np
@@ -51,15 +51,19 @@ def test_outputs_in_last_column():
     assert columns(g.level, g.role).tolist() == [0, 0, 1, 1, 2]
 
 
-def test_circular_for_dynamic():
-    g = dynamic_graph(6, inputs=2, outputs=1)
+def test_dynamic_nodes_by_role_around_a_circle_of_hidden_nodes():
+    """A recurrent wiring: inputs a column left (x = 0), the hidden nodes on a circle
+    around (1, 0.5), the first on top, the outputs a column right (x = 2); the old
+    layout put every node on one circle, inputs and outputs crowded among them."""
+    g = dynamic_graph(6, inputs=2, outputs=1)    # 0, 1 inputs; 2..4 hidden; 5 output
     assert is_dynamic(g.level) and is_dynamic(g.level, {"static": False})
     pos = positions_for(wiring_of(g, [0, 1, 2], {"static": False}))
-    radius = np.hypot(pos[:, 0] - 0.5, pos[:, 1] - 0.5)
-    assert np.allclose(radius, 0.5)
-    assert np.allclose(pos[0], [0.5, 1.0])  # node 0 on top
+    hidden = pos[2:5]
+    assert np.allclose(np.hypot(hidden[:, 0] - 1.0, hidden[:, 1] - 0.5), 0.5)
+    assert np.allclose(pos[2], [1.0, 1.0])  # the first hidden node on top
+    assert np.allclose(pos[:2], [[0.0, 0.75], [0.0, 0.25]]) and np.allclose(pos[5], [2.0, 0.5])
     assert len({tuple(p) for p in pos.round(6)}) == 6
-    # no static attribute, all levels 0: circular as well
+    # no static attribute, all levels 0: the same layout
     assert np.allclose(positions_for(wiring_of(g, [0], {})), pos)
 
 

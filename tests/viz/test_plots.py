@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import viz.plots as plots
@@ -40,6 +41,10 @@ def test_panels_and_heatmaps(tmp_path):
     assert np.array_equal(np.asarray(end), expected_matrix(run.final, 4))
     assert np.array_equal(level_matrix(h.frame(0)), expected_matrix(h.frame(0), 4))
     assert int(np.asarray(end).sum()) == 14
+    # the levels named as every picture names them (wiring.picture.level_name), never 0 and 3
+    for ax in fig.axes[4:6]:
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["in", "1", "2", "out"]
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["in", "1", "2", "out"]
     # training curves drawn from the metrics
     assert len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 2
     assert [p.get_height() for p in fig.axes[2].patches] == [3, 2]
@@ -88,3 +93,24 @@ def test_runs_with_several_wirings_plot_curves_and_say_how_to_add_a_wiring(tmp_p
                        "--wiring", "stages-1-graph"]) == 0
     assert "holds 2 wirings" not in capsys.readouterr().err
     assert (tmp_path / "p.png").is_file() and (tmp_path / "q.png").is_file()
+
+
+def test_a_recurrent_run_is_counted_per_role_pair(tmp_path):
+    """A dynamic wiring has one level (before: a 1 x 1 heatmap ticked '0'): its pair
+    panels count role pairs, ticked in / hidden / out as every picture names them."""
+    from wiring.graph import dynamic_graph
+    g = dynamic_graph(10, inputs=2, outputs=3)
+    h = WiringHistory(g.edge_index, g.level, g.role, {"static": False, "candidates": g.num_candidates})
+    gen = torch.Generator().manual_seed(0)
+    for step in (0, 5):
+        h.append(step, torch.randperm(g.num_candidates, generator=gen)[:30], torch.randn(30, generator=gen))
+    (tmp_path / "run").mkdir()
+    h.save(tmp_path / "run" / "history.pt")
+    fig = plot_run(load_run(tmp_path / "run"), size=(9, 5), dpi=40)
+    for ax, w in ((fig.axes[4], h.frame(0)), (fig.axes[5], h.frame(-1))):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["in", "hidden", "out"]
+        assert ax.get_xlabel() == "target role" and "role pairs" in ax.get_title()
+        m = np.zeros((3, 3), dtype=np.int64)
+        for s, t in w.real_edges().edge_index.t().tolist():
+            m[int(g.role[s]), int(g.role[t])] += 1
+        assert np.array_equal(np.asarray(ax.images[0].get_array()), m)

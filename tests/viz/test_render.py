@@ -364,3 +364,66 @@ def test_dynamic_wirings_in_the_large_views(tmp_path, capsys):
         render.main([str(path), "--view", "flow", "-o", str(tmp_path / "f.png")])
     assert exc.value.code == 2 and "use --view adjacency" in one_error_line(capsys)
     assert not (tmp_path / "f.png").exists()
+
+
+def test_every_view_names_the_levels_one_way(tmp_path):
+    """One naming (wiring.picture.level_name), read back from the drawn text artists: the
+    graph's column labels and the flow's column headers say inputs / level N / outputs,
+    the adjacency ticks and the flow's band labels in / N / out; never a bare 0 or 3
+    for the inputs or outputs."""
+    from matplotlib.figure import Figure
+    g = static_graph([2, 3, 3, 2])
+    w = Wiring(g.edge_index, torch.linspace(-1, 1, g.num_candidates), g.level, g.role,
+               torch.ones(g.num_candidates, dtype=torch.bool), {"static": True})
+    fig = render_wiring(w, size=(6, 4), dpi=50)
+    labels = [t.get_text() for t in fig.axes[0].texts if "(" in t.get_text()]
+    assert labels == ["inputs (2)", "level 1 (3)", "level 2 (3)", "outputs (2)"]
+    fig = render_wiring(w, view="adjacency", size=(6, 6), dpi=50)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["in", "1", "2", "out"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["in", "1", "2", "out"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("source level", "target level")
+    ax = Figure(figsize=(8, 5)).add_subplot()
+    render.draw_flow(ax, w)
+    texts = [t.get_text() for t in ax.texts]
+    assert [t.split("\n")[0] for t in texts[:4]] == ["inputs", "level 1", "level 2", "outputs"]
+    assert {t.split(" → ")[1] for t in texts[4:]} <= {"1", "2", "out"} and "6 → 1" in texts   # 2 x 3 inputs -> 1
+
+
+def test_a_recurrent_wiring_is_drawn_by_role_with_arrowheads_on_the_strongest_edges():
+    """The discrete setting's wiring: inputs a column left, hidden nodes on a circle,
+    outputs a column right, each group labelled; 2,500 edges (ranked) get arrowheads on
+    the 250 strongest, 60 edges (weight style) on all. The old picture put every node on
+    one small circle and drew no arrowhead above 400 edges. Its adjacency blocks are the roles."""
+    from matplotlib.collections import PolyCollection
+    from wiring.graph import dynamic_graph
+    from viz.style import ARROW_AT, CHORD_BEND
+    from wiring.picture import edge_ranks
+    g = dynamic_graph(80, inputs=8, outputs=10)
+    gen = torch.Generator().manual_seed(1)
+    weight = torch.randn(g.num_candidates, generator=gen)
+    for k, heads in ((2500, 250), (60, 60)):
+        real = torch.zeros(g.num_candidates, dtype=torch.bool)
+        real[torch.randperm(g.num_candidates, generator=gen)[:k]] = True
+        w = Wiring(g.edge_index, weight, g.level, g.role, real, {"static": False})
+        ax = render_wiring(w, size=(8, 5), dpi=40).axes[0]
+        labels = [t.get_text() for t in ax.texts]
+        assert labels == ["inputs (8)", "hidden (62)", "outputs (10)"]
+        offsets = {t.get_text(): t.get_position()[0] for t in ax.texts}
+        assert offsets["inputs (8)"] < offsets["hidden (62)"] < offsets["outputs (10)"]
+        arrows = [c for c in ax.collections if isinstance(c, PolyCollection)][0]
+        tips = np.array([p.vertices[0] for p in arrows.get_paths()])
+        assert len(tips) == heads
+        # each tip lies on one of the `heads` strongest edges, ARROW_AT along its curve
+        ei, wt = w.real_edges().edge_index.numpy(), w.real_edges().weight.numpy()
+        strongest = ei[:, edge_ranks(wt) < heads]
+        from viz.layout import node_positions
+        pos = node_positions(g.level, g.role, dynamic=True)
+        a, b = pos[strongest[0]], pos[strongest[1]]
+        control = (a + b) / 2 + CHORD_BEND * np.stack([b[:, 1] - a[:, 1], a[:, 0] - b[:, 0]], axis=1)
+        t = ARROW_AT
+        expected = (1 - t) ** 2 * a + 2 * (1 - t) * t * control + t ** 2 * b
+        assert np.allclose(np.sort(tips, axis=0), np.sort(expected, axis=0))
+    ax = render_wiring(w, view="adjacency", size=(5, 5), dpi=40).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["in", "hidden", "out"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("source role", "target role")

@@ -7,15 +7,23 @@ Contract:
   the styles and the data are inlined; the page loads nothing (no server, no
   network, no CDN) and works from ``file://``.
 * The picture is the fixed layout of :mod:`viz.layout`, drawn like
-  :mod:`viz.render` (layered columns with arcs for skip connections; the circular
-  layout with bent chords and arrowheads for dynamic wirings; blue / red by
+  :mod:`viz.render` (layered columns with arcs for skip connections; for dynamic
+  wirings inputs | hidden nodes on a circle | outputs, each group labelled, bent chords and
+  arrowheads on the strongest edges (all up to 400; ranked: the 250 strongest); blue / red by
   weight sign, opacity and width growing with ``|weight|``, or from 2,000 edges
   with the RANK of ``|w|`` in the frame, the 250 strongest standing out; dead
   nodes hollow grey) on a ``<canvas>``; only the swaps since the previous frame
   are highlighted (added green, removed dashed orange; from 2,000 edges thin,
   fainter the more there are, as in :mod:`viz.animate`).
 * Controls: a slider over the snapshots, play / pause, previous / next, speed;
-  keys left / right / space / Home / End; ``page.html#frame=N`` opens frame N. Hover a node or an edge for its id,
+  keys left / right / space / Home / End. The page opens at the last frame (the learned
+  wiring; Home goes to the first, the initial wiring). Frames count from 1 wherever a user
+  sees them: ``page.html#frame=N`` opens the frame labelled "frame N / S" (clamped to 1..S;
+  only the scripting hook ``window.explorer.frame`` / ``goTo`` counts from 0). Levels are
+  named as in every picture, by the names the payload carries
+  (:func:`wiring.picture.level_name`: ``inputs``, ``level N``, ``outputs`` in the column
+  labels and hover text, ``in``, ``N``, ``out`` in the level table; a dynamic wiring's
+  nodes by role). Hover a node or an edge for its id,
   level, weight and the step it appeared (the first step of its current run of
   consecutive frames as a real edge). The side panel gives the step, the epoch
   it lies in (:func:`viz.sources.epoch_of`), the test accuracy (the last epoch

@@ -128,10 +128,15 @@
 
   function layoutView() {
     const pad = 14;
-    if (dynamic) {
-      const s = Math.min(W - 2 * pad, H - 2 * pad) / 1.2;
-      const ox = (W - 1.2 * s) / 2 + 0.1 * s, oy = (H - 1.2 * s) / 2 + 0.1 * s;
-      return { sx: (x) => ox + x * s, sy: (y) => oy + (1 - y) * s, unit: s };
+    if (dynamic) {  // wiring.picture.node_positions: inputs | a circle of hidden nodes | outputs, one scale
+      let x0 = Infinity, x1 = -Infinity;
+      for (let i = 0; i < N; i++) { x0 = Math.min(x0, NX[i]); x1 = Math.max(x1, NX[i]); }
+      if (!(x1 >= x0)) x0 = x1 = ST.ring_centre[0];
+      x0 -= 0.12; x1 += 0.12;
+      const y0 = -0.1, y1 = 1.16;   // as viz.render: room above for the group labels
+      const s = Math.min((W - 2 * pad) / (x1 - x0), (H - 2 * pad) / (y1 - y0));
+      const ox = (W - (x1 - x0) * s) / 2, oy = (H - (y1 - y0) * s) / 2;
+      return { sx: (x) => ox + (x - x0) * s, sy: (y) => oy + (y1 - y) * s, unit: s, labelY: 1.06 };
     }
     const x0 = cmin - 0.25, x1 = cmax + 0.25;
     const top = 1 + ST.arc_height * Math.max(cmax - cmin - 1, 0) / 2;
@@ -158,7 +163,7 @@
   }
   function loopCircle(e) {  // [cx, cy, r] on screen
     const n = SRC[e];
-    let ox = NX[n] - 0.5, oy = NY[n] - 0.5; const len = Math.max(Math.hypot(ox, oy), 1e-9);
+    let ox = NX[n] - ST.ring_centre[0], oy = NY[n] - ST.ring_centre[1]; const len = Math.max(Math.hypot(ox, oy), 1e-9);
     ox /= len; oy /= len;
     const r = ST.loop_radius;
     return [view.sx(NX[n] + r * ox), view.sy(NY[n] + r * oy), r * view.unit];
@@ -227,11 +232,9 @@
     params = ranked ? rankedParams(crowding(kMax)) : edgeParams(crowding(kMax));
     const [aMin, aMax, wMin, wMax] = ranked ? [params[0], params[1], params[2], params[3]] : params;
     if (ranked) rankFrame();
-    // column labels
-    if (!dynamic) {
-      ctx.fillStyle = "#333"; ctx.font = "12px system-ui, sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "bottom";
-      for (const [c, label] of D.nodes.columns) ctx.fillText(label, view.sx(c), view.sy(view.labelY) + 2);
-    }
+    // column labels (dynamic: the role groups, at their x)
+    ctx.fillStyle = "#333"; ctx.font = "12px system-ui, sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "bottom";
+    for (const [c, label] of D.nodes.columns) ctx.fillText(label, view.sx(c), view.sy(view.labelY) + 2);
     // edges in 2 x NB buckets, weakest first
     const bucket = new Int32Array(2 * NB + 1), bOf = new Int32Array(realList.length);
     for (let i = 0; i < realList.length; i++) {
@@ -242,7 +245,8 @@
     for (let b = 0; b < 2 * NB; b++) bucket[b + 1] += bucket[b];
     const order = new Int32Array(realList.length), fill = bucket.slice();
     for (let i = 0; i < realList.length; i++) order[fill[bOf[i]]++] = realList[i];
-    const arrows = dynamic && realList.length <= ST.arrow_max_edges;
+    const [arrowOn, arrowCount] = dynamic ? arrowEdges() : [null, 0];
+    const crowd = Math.min(Math.max(Math.sqrt(60 / Math.max(arrowCount, 1)), 0.55), 1);  // many: smaller heads
     for (let b = 0; b < 2 * NB; b++) {
       if (bucket[b] === bucket[b + 1]) continue;
       const s = (Math.floor(b / 2) + 0.5) / NB, colour = b % 2 ? ST.negative : ST.positive;
@@ -251,10 +255,11 @@
       ctx.beginPath();
       for (let j = bucket[b]; j < bucket[b + 1]; j++) tracePath(ctx, order[j]);
       ctx.stroke();
-      if (arrows) {
+      if (arrowOn) {
         ctx.fillStyle = rgba(colour, aMin + (aMax - aMin) * s);
         ctx.beginPath();
-        for (let j = bucket[b]; j < bucket[b + 1]; j++) arrowHead(ctx, order[j], 0.6 + 0.4 * (wMin + (wMax - wMin) * s) / wMax);
+        for (let j = bucket[b]; j < bucket[b + 1]; j++)
+          if (arrowOn[order[j]]) arrowHead(ctx, order[j], crowd * (0.6 + 0.4 * (wMin + (wMax - wMin) * s) / wMax));
         ctx.fill();
       }
     }
@@ -275,6 +280,16 @@
       ctx.beginPath(); for (const e of d.A) tracePath(ctx, e); ctx.stroke();
     }
     drawNodes(ctx);
+  }
+  // the edges with an arrowhead: the strongest, as viz.render's WiringDrawing.arrow_count says
+  const ARROWS = ranked ? Math.min(ST.strong, ST.arrow_max_edges) : ST.arrow_max_edges;
+  function arrowEdges() {
+    const on = new Uint8Array(U);
+    if (realList.length <= ARROWS) { for (const e of realList) on[e] = 1; return [on, realList.length]; }
+    const idx = Array.from(realList.keys()), key = ranked ? (i) => emphasis[i] : (i) => strength(realList[i]);
+    idx.sort((a, b) => (key(b) - key(a)) || (realList[a] - realList[b]));
+    for (let r = 0; r < ARROWS; r++) on[realList[idx[r]]] = 1;
+    return [on, ARROWS];
   }
   function arrowHead(c, e, rel) {
     if (SRC[e] === DST[e]) return;
@@ -385,9 +400,15 @@
   // ---------------------------------------------------------------- hover
   let hovered = null;
   const fmtStep = (s) => (s === null || s === undefined ? "n/a" : s.toLocaleString("en-US"));
+  // a static wiring's levels are named as in every picture, by the names the payload carries
+  // (wiring.picture.level_name: "inputs", "level N", "outputs"; short "in", "N", "out" in the level table)
+  const COL = Int32Array.from(D.nodes.column || []);
+  const COLNAME = new Map((D.nodes.column_names || []).map(([c, name]) => [c, name]));
+  const COLSHORT = new Map((D.nodes.column_names || []).map(([c, , short]) => [c, short]));
+  const colName = (i) => (COL.length ? COLNAME.get(COL[i]) : "");
   function levelName(i) {
     const r = ST.role_names[role[i]] || "node";
-    return `level ${level[i]} (${r})`;
+    return COL.length ? `${colName(i)} (${r})` : r;   // dynamic: one level, the node's role names it
   }
   function describe(h) {
     if (!h) return "";
@@ -405,7 +426,7 @@
     else if (first === 0) when = `real since step ${fmtStep(steps[0])} (the first snapshot)`;
     else when = `appeared at step ${fmtStep(steps[first])} (frame ${first + 1})` + (first === cur ? " ← new" : "");
     return `edge ${CAND[e].toLocaleString("en-US")}: node ${SRC[e]} → node ${DST[e]}\n` +
-           `level ${level[SRC[e]]} → level ${level[DST[e]]}\n` +
+           (COL.length ? `${colName(SRC[e])} → ${colName(DST[e])}\n` : `${levelName(SRC[e])} → ${levelName(DST[e])}\n`) +
            `weight ${sign}${Math.abs(w).toPrecision(3)} (±${(QS / 2).toPrecision(2)})\n${when}`;
   }
   function drawOverlay() {
@@ -454,30 +475,34 @@
   // ---------------------------------------------------------------- side panel
   const nf = (v) => v.toLocaleString("en-US");
   $("title").textContent = D.title || "wiring";
-  $("subtitle").textContent = [D.subtitle, dynamic ? "dynamic wiring (circular layout)" : "layered layout",
+  $("subtitle").textContent = [D.subtitle, dynamic ? "dynamic wiring (inputs | hidden nodes on a circle | outputs)" : "layered layout",
     `${nf(N)} nodes`, D.edges.candidates > 0 ? `${nf(D.edges.candidates)} candidates` : ""].filter(Boolean).join(" · ");
   function levelTable() {
-    const lv = [...new Set(level)].sort((a, b) => a - b), index = new Map(lv.map((v, i) => [v, i]));
+    if (!COL.length) return roleTable();   // dynamic: one level, so by role
+    const by = COL, head = (v) => COLSHORT.get(v);  // by layout column, named as the pictures' ticks name them
+    const lv = [...new Set(by)].sort((a, b) => a - b), index = new Map(lv.map((v, i) => [v, i]));
     const L = lv.length, counts = new Int32Array(L * L);
-    for (const e of realList) counts[index.get(level[SRC[e]]) * L + index.get(level[DST[e]])]++;
+    for (const e of realList) counts[index.get(by[SRC[e]]) * L + index.get(by[DST[e]])]++;
     let used = lv.map((_, i) => { let s = 0; for (let j = 0; j < L; j++) s += counts[i * L + j] + counts[j * L + i]; return s > 0; });
-    let html = "<table><tr><th>from\\to</th>" + lv.map((v, j) => used[j] ? `<th>${v}</th>` : "").join("") + "</tr>";
+    let html = "<table><tr><th>from\\to</th>" + lv.map((v, j) => used[j] ? `<th>${head(v)}</th>` : "").join("") + "</tr>";
     for (let i = 0; i < L; i++) {
       if (!used[i]) continue;
-      html += `<tr><th>${lv[i]}</th>`;
+      html += `<tr><th>${head(lv[i])}</th>`;
       for (let j = 0; j < L; j++) if (used[j]) {
         const c = counts[i * L + j];
         html += c ? `<td>${nf(c)}</td>` : '<td class="zero">·</td>';
       }
       html += "</tr>";
     }
-    if (dynamic) {  // one level: also by role
-      const names = ["input", "hidden", "output"], rc = new Int32Array(9);
-      for (const e of realList) rc[role[SRC[e]] * 3 + role[DST[e]]]++;
-      html += "</table><div class=\"section\">edges per role (source → target)</div><table><tr><th>from\\to</th>" +
-        names.map((n) => `<th>${n}</th>`).join("") + "</tr>";
-      for (let i = 0; i < 3; i++) html += `<tr><th>${names[i]}</th>` + [0, 1, 2].map((j) => rc[i * 3 + j] ? `<td>${nf(rc[i * 3 + j])}</td>` : '<td class="zero">·</td>').join("") + "</tr>";
-    }
+    return html + "</table>";
+  }
+  if (!COL.length) $("levels").previousElementSibling.hidden = true;  // its heading: "edges per level"
+  function roleTable() {
+    const names = ["input", "hidden", "output"], rc = new Int32Array(9);
+    for (const e of realList) rc[role[SRC[e]] * 3 + role[DST[e]]]++;
+    let html = "<div class=\"section\">edges per role (source → target)</div><table><tr><th>from\\to</th>" +
+      names.map((n) => `<th>${n}</th>`).join("") + "</tr>";
+    for (let i = 0; i < 3; i++) html += `<tr><th>${names[i]}</th>` + [0, 1, 2].map((j) => rc[i * 3 + j] ? `<td>${nf(rc[i * 3 + j])}</td>` : '<td class="zero">·</td>').join("") + "</tr>";
     return html + "</table>";
   }
   function updatePanel() {
@@ -554,6 +579,8 @@
     const shape = marker === "s" ? "" : marker === "D" ? "transform:rotate(45deg) scale(.85);" : "border-radius:50%;";
     leg.push([`<span class="mk" style="background:${colour};${shape}"></span>${name}`]);
   }
+  if (dynamic) leg.push([`<span class="mk" style="background:#555;clip-path:polygon(0 0,100% 50%,0 100%)"></span>direction` +
+                        (kMax > ARROWS ? ` (the ${ARROWS} strongest)` : "")]);
   leg.push([N > 40 ? `<span class="sw" style="border-color:${ST.dead_mark};width:12px"></span>dead (no input→output path)`
                    : `<span class="mk" style="background:#fff;border:1px solid ${ST.dead_edge};border-radius:50%"></span>dead`]);
   $("legend").innerHTML = leg.map((x) => `<div>${x[0]}</div>`).join("");
@@ -635,6 +662,7 @@
     get playing() { return playing; }, get renderMs() { return renderMs; }, get ranked() { return ranked; },
     goTo, play: () => setPlaying(true), pause: () => setPlaying(false),
     realCandidates: () => Array.from(realList, (e) => CAND[e]),
+    arrowed: () => { if (!dynamic) return []; const [on] = arrowEdges(); return Array.from(realList).filter((e) => on[e]).map((e) => CAND[e]); },
     weights: () => Array.from(realList, (e) => q[e] * QS),
     changes: () => ({ added: cur > 0 ? Array.from(diffs[cur].A, (e) => CAND[e]) : [],
                       removed: cur > 0 ? Array.from(diffs[cur].R, (e) => CAND[e]) : [] }),
@@ -642,6 +670,8 @@
     edgeScreen: (cand) => { const e = CAND.indexOf(cand); if (e < 0) return null; const p = curvePoints(e, 2)[1]; return p; },
     pick, hovered: () => (hovered ? { kind: hovered.kind, id: hovered.kind === "edge" ? CAND[hovered.id] : hovered.id } : null),
   };
-  const start = /(?:^#|&)frame=(\d+)/.exec(location.hash);  // file:///...html#frame=6 opens frame 6
-  goTo(start ? +start[1] : 0);
+  // file:///...html#frame=6 opens the frame labelled "frame 6" (frames count from 1); no fragment: the last
+  // frame, the learned wiring (Home goes to the first, the initial wiring)
+  const start = /(?:^#|&)frame=(\d+)/.exec(location.hash);
+  goTo(start ? Math.min(Math.max(+start[1], 1), S) - 1 : S - 1);
 })();

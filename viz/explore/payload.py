@@ -39,7 +39,7 @@ from viz.style import (
     REF_PIXELS,
     ROLE_STYLE,
 )
-from wiring.picture import STRONG_EDGES
+from wiring.picture import RING_CENTRE, STRONG_EDGES, group_names, groups, level_name
 from wiring.lazy import lazy_module
 
 torch = lazy_module("torch")       # imported on first use: --help needs only this module's names
@@ -170,20 +170,27 @@ def build_payload(frames: Frames) -> dict:
     counts = [int(np.asarray(r).size) for r in frames.real]
     lo, hi = weight_range(frames.weight)
     names = {code: name for code, (name, _, _) in ROLE_STYLE.items()}
-    col_labels = []
+    # [column, name, short name] of every picture (wiring.picture.level_name): the page names levels only by these
+    col_labels, col_names = [], []
     if not dynamic:
         for c in np.unique(col):
             ids = np.flatnonzero(col == c)
             roles = frames.role[ids]
-            name = "outputs" if (roles == 2).all() else "inputs" if (roles == 0).all() else f"level {int(c)}"
-            col_labels.append([int(c), f"{name} ({ids.size:,})"])
+            col_names.append([int(c), level_name(int(c), roles), level_name(int(c), roles, short=True)])
+            col_labels.append([int(c), f"{col_names[-1][1]} ({ids.size:,})"])
+    else:  # the labels of the role groups (inputs | hidden | outputs), drawn at each group's mean x
+        group = groups(frames.level, frames.role, dynamic=True)
+        for g, name in zip(np.unique(group), group_names(frames.level, frames.role, dynamic=True)):
+            ids = np.flatnonzero(group == g)
+            col_labels.append([round(float(pos[ids, 0].mean()), 6), f"{name} ({ids.size:,})"])
     return {
         "format": "wiring-explorer", "version": FORMAT_VERSION,
         "title": frames.title, "subtitle": frames.subtitle,
         "nodes": {"count": n, "dynamic": bool(dynamic),
                   "x": [round(float(v), 6) for v in pos[:, 0]], "y": [round(float(v), 6) for v in pos[:, 1]],
                   "level": [int(v) for v in frames.level], "role": [int(v) for v in frames.role],
-                  "columns": col_labels},
+                  "columns": col_labels, "column_names": col_names,
+                  "column": [int(v) for v in col] if not dynamic else []},
         "edges": {"count": int(frames.src.size), "width": width, "src": src, "dst": dst,
                   "cand": _b64(_gaps(frames.cand)), "candidates": int(frames.num_candidates)},
         "frames": {"count": len(frames), "steps": list(frames.steps), "k": counts,
@@ -197,6 +204,7 @@ def build_payload(frames: Frames) -> dict:
                   "roles": {str(code): [name, marker, colour] for code, (name, marker, colour) in ROLE_STYLE.items()},
                   "role_names": {str(k): v for k, v in names.items()},
                   "arc_height": ARC_HEIGHT, "chord_bend": CHORD_BEND, "loop_radius": LOOP_RADIUS,
+                  "ring_centre": list(RING_CENTRE),
                   "arrow_max_edges": ARROW_MAX_EDGES, "arrow_at": ARROW_AT, "arrow_size": ARROW_SIZE,
                   "ref_pixels": REF_PIXELS, "ranked_from": RANKED_FROM, "strong": STRONG_EDGES,
                   "dead_mark": DEAD_MARK},
