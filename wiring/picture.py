@@ -163,7 +163,7 @@ def level_name(column: int, roles, *, short: bool = False) -> str:
     >>> level_name(0, [0, 0], short=True), level_name(3, [1, 1], short=True), level_name(5, [2], short=True)
     ('in', '3', 'out')
     """
-    roles = torch.as_tensor(roles).long().cpu().numpy() if isinstance(roles, Tensor) else np.asarray(roles)
+    roles = torch.as_tensor(roles).long().cpu().numpy() if isinstance(roles, torch.Tensor) else np.asarray(roles)
     for code in (INPUT, OUTPUT):
         if roles.size and (roles == code).all():
             return ROLE_GROUPS[code][1 if short else 0]
