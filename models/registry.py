@@ -116,15 +116,24 @@ def register(name: str, *, budget: str = "edges", options: tuple[str, ...] = (),
     def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         spec = ModelSpec(name, factory.__module__, budget, tuple(options), tuple(settings),
                          _first_line(factory.__doc__))
-        known = MODELS.get(name)
-        if name in _FACTORIES or (known is not None and known.module != spec.module):
+        if name in _FACTORIES:
             raise ValueError(f"model {name!r} is registered twice")
+        known = _add(spec)
         if known is not None and known != spec:
             raise ValueError(f"model {name!r}: {spec.module} declares {spec}, its source was read as {known}")
-        MODELS[name] = spec
         _FACTORIES[name] = factory
         return factory
     return add
+
+
+def _add(spec: ModelSpec) -> ModelSpec | None:
+    """Put ``spec`` in :data:`MODELS`; the spec it replaces (read from the same module), if any.
+    A name another module registered already is a ``ValueError``."""
+    known = MODELS.get(spec.name)
+    if known is not None and known.module != spec.module:
+        raise ValueError(f"model {spec.name!r} is registered twice ({known.module}, {spec.module})")
+    MODELS[spec.name] = spec
+    return known
 
 
 def _first_line(doc: str | None) -> str:
@@ -173,10 +182,7 @@ def discover(path: Iterable[str], package: str) -> None:
             if file.stem.startswith("_") or file.stem == "registry":
                 continue
             for spec in _registrations(file.read_text(encoding="utf-8"), f"{package}.{file.stem}"):
-                known = MODELS.get(spec.name)
-                if known is not None and known.module != spec.module:
-                    raise ValueError(f"model {spec.name!r} is registered twice ({known.module}, {spec.module})")
-                MODELS[spec.name] = spec
+                _add(spec)
 
 
 def model_spec(name: str) -> ModelSpec:
